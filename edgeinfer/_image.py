@@ -1,0 +1,116 @@
+"""Decoding: a path, bytes, PIL image or NumPy array → a uint8 array in the model's image mode.
+
+The conversion is torchvision's loader (``datasets.folder.pil_loader``): ``Image.open(f).convert(mode)``
+with mode "RGB" or "L" as the model's metadata declares. Like that loader, EXIF orientation is NOT
+applied: a JPEG whose EXIF says "rotate 90°" is classified as stored, exactly as torchvision would
+see it during training and evaluation (torchvision never calls ``ImageOps.exif_transpose``).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from edgeinfer.errors import ImageError
+
+# Pillow's own limit; past 2× this, Pillow refuses on open with DecompressionBombError.
+DEFAULT_MAX_PIXELS = Image.MAX_IMAGE_PIXELS
+
+
+def load_image(image: Any, mode: str, *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Decode ``image`` and convert it to ``mode`` ("L" or "RGB") as torchvision's loader would.
+
+    Args:
+        image: a file path (str or PathLike), encoded bytes, a PIL image, or a NumPy array
+            (read as the PIL image ``Image.fromarray`` makes of it).
+        mode: the PIL mode the model expects.
+        max_pixels: refuse encoded images with more pixels than this, from the header alone,
+            before any pixel is decoded (decompression bombs). ``None`` disables this check;
+            Pillow's own refusal above ``2 * PIL.Image.MAX_IMAGE_PIXELS`` still applies.
+
+    Returns:
+        A C-contiguous uint8 array, H×W for "L" and H×W×3 for "RGB".
+
+    Raises:
+        ImageError: the file is missing, empty, unreadable, not an image, truncated or too large.
+        TypeError, ValueError: ``image`` is of an unsupported kind, dtype or shape.
+    """
+    if isinstance(image, np.ndarray):
+        return _from_array(image, mode)
+    if isinstance(image, Image.Image):
+        return _convert(image, mode, "image")
+    if isinstance(image, (bytes, bytearray, memoryview)):
+        return _decode(io.BytesIO(image), mode, max_pixels, "image bytes", empty=len(image) == 0)
+    if isinstance(image, (str, os.PathLike)):
+        return _decode_file(os.fspath(image), mode, max_pixels)
+    raise TypeError(f"image must be a path, bytes, a PIL image or a NumPy array, got {type(image).__name__}")
+
+
+def _decode_file(path: str, mode: str, max_pixels: int | None) -> np.ndarray:
+    try:
+        f = open(path, "rb")  # noqa: SIM115 - closed below; open errors get their own messages
+    except FileNotFoundError:
+        raise ImageError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise ImageError(f"{path}: is a directory") from None
+    except PermissionError:
+        raise ImageError(f"{path}: permission denied") from None
+    except OSError as e:
+        raise ImageError(f"{path}: cannot open ({e.strerror or e})") from None
+    with f:
+        return _decode(f, mode, max_pixels, path, empty=os.fstat(f.fileno()).st_size == 0)
+
+
+def _decode(f: Any, mode: str, max_pixels: int | None, name: str, *, empty: bool) -> np.ndarray:
+    if empty:
+        raise ImageError(f"{name}: empty file")
+    try:
+        img = Image.open(f)  # reads the header only
+    except Image.DecompressionBombError as e:
+        raise ImageError(f"{name}: refused, too many pixels ({e})") from None
+    except Image.UnidentifiedImageError:
+        raise ImageError(f"{name}: not an image file Pillow can read") from None
+    except Exception as e:  # Pillow's plugins raise many exception types on corrupt headers
+        raise ImageError(f"{name}: corrupt image header ({_describe(e)})") from None
+    with img:
+        pixels = img.width * img.height
+        if max_pixels is not None and pixels > max_pixels:
+            raise ImageError(
+                f"{name}: refused, {img.width}x{img.height} = {pixels} pixels exceeds the limit of "
+                f"{max_pixels} (possible decompression bomb; raise max_pixels / --max-pixels to allow it)"
+            )
+        return _convert(img, mode, name)
+
+
+def _convert(img: Image.Image, mode: str, name: str) -> np.ndarray:
+    try:
+        converted = img.convert(mode)  # decodes the pixels; a no-op copy when already in `mode`
+    except Exception as e:  # truncated or corrupt data surfaces as OSError, SyntaxError, ValueError, ...
+        raise ImageError(f"{name}: cannot decode image ({_describe(e)})") from None
+    return np.asarray(converted)
+
+
+def _from_array(a: np.ndarray, mode: str) -> np.ndarray:
+    if a.dtype == np.uint8 and a.ndim >= 2 and a.size and a.shape[2:] == {"L": (), "RGB": (3,)}[mode]:
+        return np.ascontiguousarray(a)  # already what convert(mode) would give
+    if a.ndim == 3 and a.shape[2] == 1:
+        a = a[:, :, 0]
+    if a.ndim not in (2, 3) or a.size == 0:
+        raise ValueError(f"image array must be H×W or H×W×C and non-empty, got shape {a.shape}")
+    try:
+        img = Image.fromarray(np.ascontiguousarray(a))
+    except TypeError:
+        raise TypeError(
+            f"cannot read an image array of dtype {a.dtype} and shape {a.shape} "
+            "(use uint8 H×W, H×W×3 or H×W×4)"
+        ) from None
+    return np.asarray(img.convert(mode))
+
+
+def _describe(e: Exception) -> str:
+    text = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {text[0]}" if text else type(e).__name__

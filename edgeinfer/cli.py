@@ -1,0 +1,349 @@
+"""The ``edgeinfer`` command line: predict, info, bench. A thin layer over :class:`edgeinfer.Model`.
+
+Library errors become one ``Error: <file>: <problem>`` line on stderr, never a traceback. onnxruntime
+and Pillow are imported only by the commands that need them, so ``--help`` is instant.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import glob
+import json
+import os
+import sys
+import warnings
+from collections.abc import Iterator
+from typing import Any
+
+import click
+
+from edgeinfer import __version__
+from edgeinfer.errors import EdgeInferError, ImageError
+
+_PROGRESS_MIN_IMAGES = 200  # below this a run is too short for a progress bar to help
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "--version", prog_name="edgeinfer", message="%(prog)s %(version)s")
+def main() -> None:
+    """Classify images with small ONNX vision models, without torch.
+
+    \b
+    Example:
+        edgeinfer predict examples/
+        edgeinfer predict shoe.png --top-k 3 --json
+        edgeinfer info
+        edgeinfer bench --threads 1
+    """
+
+
+_model_argument = click.argument("model", required=False)
+_threads_option = click.option(
+    "--threads",
+    type=click.IntRange(min=1),
+    default=None,
+    help="onnxruntime intra-op threads [default: one per core].",
+)
+
+
+@main.command()
+@click.argument("images", nargs=-1, required=True)
+@click.option(
+    "--model", "-m", "model_path", type=click.Path(), help="ONNX model [default: the bundled model]."
+)
+@click.option(
+    "--top-k", "-k", type=click.IntRange(min=1), default=1, show_default=True, help="Classes per image."
+)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line instead of text.")
+@click.option(
+    "--batch-size", "-b", type=click.IntRange(min=1), default=64, show_default=True, help="Images per run."
+)
+@_threads_option
+@click.option(
+    "--max-pixels",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Refuse larger images before decoding them [default: Pillow's limit, about 89.5 million].",
+)
+@click.option(
+    "--spec", type=click.Path(dir_okay=False), help="Preprocessing spec (JSON), for models without metadata."
+)
+@click.option(
+    "--labels",
+    type=click.Path(dir_okay=False),
+    help="Labels file, one per line, for models without metadata.",
+)
+def predict(
+    images: tuple[str, ...],
+    model_path: str | None,
+    top_k: int,
+    as_json: bool,
+    batch_size: int,
+    threads: int | None,
+    max_pixels: int | None,
+    spec: str | None,
+    labels: str | None,
+) -> None:
+    """Classify IMAGES: files, directories (searched recursively for image files) or glob patterns.
+
+    Prints one line per image: file, label, score (tab-separated; more label/score pairs with
+    --top-k), or a JSON object per line with --json. Unreadable images are reported on stderr as
+    "Error: FILE: PROBLEM"; the others are still classified, and the exit code is 1.
+    Images are used as stored, like torchvision's loader: EXIF orientation is not applied.
+
+    \b
+    Example:
+        edgeinfer predict shoe.png
+        edgeinfer predict photos/ --top-k 3 --json > predictions.jsonl
+        edgeinfer predict 'scans/**/*.png' --model my_model.onnx --threads 1
+    """
+    from PIL import Image
+
+    # edgeinfer applies its own pixel limit (--max-pixels); Pillow's warning about the same images is noise.
+    warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+    model = _load_model(
+        model_path,
+        threads=threads,
+        max_pixels=max_pixels,
+        preprocessing=_read_spec(spec),
+        labels=_read_labels(labels),
+    )
+    failed = False
+    paths = []
+    for item in _expand(images):
+        if isinstance(item, ImageError):
+            click.echo(f"Error: {item}", err=True)
+            failed = True
+        else:
+            paths.append(item)
+    with _progress(len(paths)) as bar:
+        for start in range(0, len(paths), batch_size):
+            chunk = paths[start : start + batch_size]
+            for path, result in zip(
+                chunk, model.predict_batch(chunk, top_k=top_k, errors="return"), strict=True
+            ):
+                if isinstance(result, ImageError):
+                    click.echo(f"Error: {result}", err=True)
+                    failed = True
+                elif as_json:
+                    click.echo(json.dumps({"file": path, **result.to_dict()}))
+                else:
+                    click.echo("\t".join([path, *(f"{label}\t{score:.4f}" for label, score in result.top)]))
+            if bar is not None:
+                bar.update(len(chunk))
+    if failed:
+        sys.exit(1)
+
+
+@main.command()
+@_model_argument
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def info(model: str | None, as_json: bool) -> None:
+    """Describe MODEL [default: the bundled model]: inputs, outputs, opset, size, quantization,
+    labels, preprocessing and provenance.
+
+    \b
+    Example:
+        edgeinfer info
+        edgeinfer info my_model.onnx --json
+    """
+    from edgeinfer._onnxinfo import summarize
+    from edgeinfer.metadata import METADATA_KEY, ModelMetadata
+    from edgeinfer.model import model_path
+
+    try:
+        path = model_path(model)
+        summary = summarize(path)
+    except EdgeInferError as e:
+        raise click.ClickException(str(e)) from None
+    metadata, problem = None, None
+    if METADATA_KEY in summary.metadata_props:
+        try:
+            metadata = ModelMetadata.from_props(summary.metadata_props)
+        except EdgeInferError as e:
+            problem = f"{path}: invalid edgeinfer metadata: {e}"
+    described = {
+        "path": str(path),
+        "size_bytes": path.stat().st_size,
+        "ir_version": summary.ir_version,
+        "producer": summary.producer,
+        "opsets": summary.opsets,
+        "inputs": [{"name": t.name, "dtype": t.dtype, "shape": list(t.shape)} for t in summary.inputs],
+        "outputs": [{"name": t.name, "dtype": t.dtype, "shape": list(t.shape)} for t in summary.outputs],
+        "quantization": summary.quantization,
+        "operators": dict(summary.operators.most_common()),
+        "metadata": metadata.to_dict() if metadata else None,
+        "metadata_error": problem,
+    }
+    click.echo(json.dumps(described) if as_json else _format_info(described))
+    if problem:
+        raise click.ClickException(problem)
+
+
+@main.command()
+@_model_argument
+@click.option(
+    "--batch-size", "-b", type=click.IntRange(min=1), default=64, show_default=True, help="The larger batch."
+)
+@click.option(
+    "--runs", type=click.IntRange(min=1), default=100, show_default=True, help="Timed calls per row."
+)
+@_threads_option
+@click.option("--image", type=click.Path(dir_okay=False), help="Decode this image in the preprocessing row.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per row.")
+def bench(
+    model: str | None, batch_size: int, runs: int, threads: int | None, image: str | None, as_json: bool
+) -> None:
+    """Measure MODEL [default: the bundled model]: latency percentiles and throughput of
+    preprocessing (one image) and of inference at batch 1 and --batch-size.
+
+    \b
+    Example:
+        edgeinfer bench
+        edgeinfer bench my_model.onnx --batch-size 32 --threads 1 --image shoe.png
+    """
+    from edgeinfer._bench import benchmark
+
+    m = _load_model(model, threads=threads)
+    try:
+        timings = benchmark(m, batch_size=batch_size, runs=runs, image=image)
+    except EdgeInferError as e:
+        raise click.ClickException(str(e)) from None
+    if as_json:
+        for t in timings:
+            row = {"stage": t.stage, "batch": t.batch, "images_per_second": t.images_per_second}
+            click.echo(
+                json.dumps(row | {f"{k}_ms": getattr(t, k) * 1e3 for k in ("p50", "p90", "p99", "mean")})
+            )
+        return
+    click.echo(f"model: {m.path}  threads: {threads or 'onnxruntime default'}  runs: {runs}")
+    click.echo(f"{'stage':<12}{'batch':>6}{'p50 ms':>10}{'p90 ms':>10}{'p99 ms':>10}{'images/s':>12}")
+    for t in timings:
+        click.echo(
+            f"{t.stage:<12}{t.batch:>6}{t.p50 * 1e3:>10.3f}{t.p90 * 1e3:>10.3f}{t.p99 * 1e3:>10.3f}"
+            f"{t.images_per_second:>12.0f}"
+        )
+
+
+def _load_model(path: str | None, **options: Any) -> Any:
+    from edgeinfer.model import Model
+
+    try:
+        return Model(path, **{k: v for k, v in options.items() if v is not None})  # None: Model's default
+    except EdgeInferError as e:
+        raise click.ClickException(str(e)) from None
+
+
+def _read_spec(path: str | None) -> dict[str, Any] | None:
+    if path is None:
+        return None
+    try:
+        with open(path, encoding="utf-8") as f:
+            spec = json.load(f)
+    except OSError as e:
+        raise click.BadParameter(f"{path}: {e.strerror or e}", param_hint="'--spec'") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise click.BadParameter(f"{path}: not valid JSON ({e})", param_hint="'--spec'") from None
+    if not isinstance(spec, dict):
+        raise click.BadParameter(
+            f"{path}: must hold a JSON object (a transforms spec)", param_hint="'--spec'"
+        )
+    return spec
+
+
+def _read_labels(path: str | None) -> list[str] | None:
+    if path is None:
+        return None
+    try:
+        with open(path, encoding="utf-8") as f:
+            return [line.strip() for line in f if line.strip()]
+    except (OSError, UnicodeDecodeError) as e:
+        raise click.BadParameter(
+            f"{path}: {getattr(e, 'strerror', None) or e}", param_hint="'--labels'"
+        ) from None
+
+
+def _expand(args: tuple[str, ...]) -> Iterator[str | ImageError]:
+    """Image paths from the arguments, in order: files as given, directories walked recursively
+    (image extensions only, sorted), glob patterns expanded. Unreadable directories, directories
+    without images and patterns matching nothing come out as ImageErrors."""
+    for arg in args:
+        if not os.path.exists(arg) and glob.has_magic(arg):
+            matches = sorted(glob.glob(arg, recursive=True))
+            if not matches:
+                yield ImageError(f"{arg}: no file matches this pattern")
+            for match in matches:
+                yield from _walk(match) if os.path.isdir(match) else [match]
+        elif os.path.isdir(arg):
+            yield from _walk(arg)
+        else:
+            yield arg
+
+
+def _walk(top: str) -> list[str | ImageError]:
+    extensions = _image_extensions()
+    found: list[str | ImageError] = []
+
+    def unreadable(e: OSError) -> None:
+        found.append(ImageError(f"{e.filename}: cannot read directory ({e.strerror})"))
+
+    for root, dirs, files in os.walk(top, onerror=unreadable):
+        dirs.sort()
+        found += [
+            os.path.join(root, f) for f in sorted(files) if os.path.splitext(f)[1].lower() in extensions
+        ]
+    return found or [ImageError(f"{top}: no image files in this directory")]
+
+
+def _progress(total: int) -> Any:
+    # Only when stderr is a terminal and stdout is not: result lines on the same terminal would break the bar.
+    if total >= _PROGRESS_MIN_IMAGES and sys.stderr.isatty() and not sys.stdout.isatty():
+        return click.progressbar(length=total, file=sys.stderr, label="Classifying")
+    return contextlib.nullcontext(None)
+
+
+@functools.cache
+def _image_extensions() -> frozenset[str]:
+    from PIL import Image
+
+    # Extensions of formats Pillow can open (it also registers save-only ones, such as .pdf).
+    return frozenset(ext for ext, fmt in Image.registered_extensions().items() if fmt in Image.OPEN)
+
+
+def _format_info(d: dict[str, Any]) -> str:
+    from edgeinfer.transforms import from_spec
+
+    def tensors(items: list[dict[str, Any]]) -> list[str]:
+        return [f"  {t['name']}: {t['dtype']} [{', '.join(map(str, t['shape']))}]" for t in items]
+
+    opsets = ", ".join(f"{domain or 'ai.onnx'} {version}" for domain, version in d["opsets"].items())
+    lines = [
+        f"model: {d['path']}",
+        f"size: {d['size_bytes'] / 1024:.1f} KiB ({d['size_bytes']} bytes)",
+        f"format: ONNX IR {d['ir_version']}, opset {opsets}, producer {d['producer'] or 'unknown'}",
+        f"quantization: {d['quantization']}",
+        "inputs:",
+        *tensors(d["inputs"]),
+        "outputs:",
+        *tensors(d["outputs"]),
+        "operators: " + ", ".join(f"{op} ×{n}" for op, n in d["operators"].items()),
+    ]
+    meta = d["metadata"]
+    if meta is None:
+        lines.append(
+            "edgeinfer metadata: invalid (see the error below)"
+            if d["metadata_error"]
+            else "edgeinfer metadata: none (predict needs --spec and --labels for this model)"
+        )
+        return "\n".join(lines)
+    lines += [
+        f"image mode: {meta['image_mode']}",
+        f"output: {meta['output']}",
+        f"labels ({len(meta['labels'])}): " + ", ".join(meta["labels"]),
+        "preprocessing:",
+        *("  " + line for line in repr(from_spec(meta["preprocessing"])).splitlines()),
+        "provenance:",
+        *(f"  {k}: {v if isinstance(v, str) else json.dumps(v)}" for k, v in meta["provenance"].items()),
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,122 @@
+"""Training checkpoints as export reads them: the network, and the metadata describing its ONNX file."""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from edgeinfer.metadata import InputSpec, ModelMetadata
+
+if TYPE_CHECKING:
+    import torch
+
+REQUIRED_KEYS = ("state_dict", "config", "preprocessing", "labels", "image_mode", "input_shape", "dataset")
+INPUT_NAME = "input"
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Load a checkpoint written by train/ (tensors and plain data only: ``weights_only=True``).
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        ValueError: the file is not a checkpoint in the train/ format.
+    """
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises bare RuntimeError/UnpicklingError/EOFError for bad files
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ValueError(f"{path} is not a loadable checkpoint: {reason}") from None
+    if not isinstance(checkpoint, dict):
+        raise ValueError(
+            f"{path} is not a train/ checkpoint: expected a dict, got {type(checkpoint).__name__}"
+        )
+    missing = [k for k in REQUIRED_KEYS if k not in checkpoint]
+    if missing:
+        raise ValueError(f"{path} is not a train/ checkpoint: it lacks {', '.join(missing)}")
+    if "arch" not in checkpoint["config"]:
+        raise ValueError(f"{path}: checkpoint config has no 'arch'")
+    return checkpoint
+
+
+def build_network(checkpoint: dict[str, Any]) -> torch.nn.Module:
+    """Rebuild the trained network in eval mode, exactly as train/ defined it.
+
+    Raises:
+        ValueError: the weights do not fit the network that train/ builds from the checkpoint's config.
+    """
+    from train.models import build_model
+
+    network = build_model(checkpoint["config"])
+    try:
+        network.load_state_dict(checkpoint["state_dict"])
+    except RuntimeError as e:  # missing/unexpected keys or shape mismatches: train/ and the file disagree
+        raise ValueError(
+            f"the checkpoint's weights do not fit train.models' {checkpoint['config']['arch']!r}: "
+            f"{str(e).splitlines()[1].strip()}"
+        ) from None
+    return network.eval()
+
+
+def file_sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def export_date() -> str:
+    """UTC date-time of the export; honours SOURCE_DATE_EPOCH so that rebuilds can be byte-identical."""
+    epoch = os.environ.get("SOURCE_DATE_EPOCH")
+    moment = (
+        datetime.datetime.fromtimestamp(int(epoch), datetime.timezone.utc)
+        if epoch
+        else datetime.datetime.now(datetime.timezone.utc)
+    )
+    return moment.replace(microsecond=0).isoformat()
+
+
+def build_metadata(
+    checkpoint: dict[str, Any], network: torch.nn.Module, checkpoint_sha256: str, opset: int
+) -> ModelMetadata:
+    """The FP32 model's edgeinfer metadata (quantization: none; export.quantization records its own)."""
+    import PIL
+    import torch
+    import torchvision
+
+    import edgeinfer
+    from train.models import count_parameters
+
+    config = checkpoint["config"]
+    provenance = {
+        "architecture": config["arch"],
+        "dataset": checkpoint["dataset"],
+        "test_accuracy": checkpoint.get("metrics", {}).get("test_accuracy"),
+        "quantization": {"mode": "none"},
+        "export_date": export_date(),
+        "checkpoint_sha256": checkpoint_sha256,
+        "parameters": count_parameters(network),
+        "opset": opset,
+        "versions": {
+            "torch": torch.__version__,
+            "torchvision": torchvision.__version__,
+            "pillow": PIL.__version__,
+            "edgeinfer": edgeinfer.__version__,
+        },
+    }
+    return ModelMetadata(
+        labels=tuple(checkpoint["labels"]),
+        preprocessing=checkpoint["preprocessing"],
+        image_mode=checkpoint["image_mode"],
+        input=InputSpec(name=INPUT_NAME, shape=(None, *checkpoint["input_shape"])),
+        output="logits",
+        provenance=provenance,
+    )

@@ -1,0 +1,122 @@
+"""Measure the quantization options on one checkpoint, to choose the one that wins.
+
+Usage:
+    python export/compare_quantization.py runs/cnn-improved/model.pt --out export/quantization_study.json
+
+Exports the checkpoint to FP32 once, then quantizes it every way listed in VARIANTS (QDQ vs QOperator,
+per-channel or per-tensor weights, uint8 or int8 activations, reduce_range, calibration methods, float first
+conv / last fully connected layer, 4-bit fully connected weights, dynamic), and measures each on the 10k test
+images through edgeinfer: accuracy, top-1 agreement with FP32, file size, latency at batch 1 and 64 (median,
+all models taking turns). Prints a table with the targets (accuracy within 0.3 points of FP32, file <= 25 %,
+batch-64 latency no slower than FP32) and writes it all as JSON.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import tempfile  # noqa: E402
+
+from export.quantization import StaticOptions  # noqa: E402
+
+# -- the options measured; "dynamic" is quantize_dynamic, everything else static INT8 -----------------------
+DEFAULT = StaticOptions()
+VARIANTS: dict[str, StaticOptions | str] = {
+    "qdq-perchannel-u8": DEFAULT,
+    "qdq-pertensor-u8": StaticOptions(per_channel=False),
+    "qdq-perchannel-s8": StaticOptions(activation_type="int8"),
+    "qdq-perchannel-u8-reduce-range": StaticOptions(reduce_range=True),
+    "qoperator-perchannel-u8": StaticOptions(quant_format="qoperator"),
+    "qdq-entropy": StaticOptions(calibration_method="entropy"),
+    "qdq-percentile": StaticOptions(calibration_method="percentile"),
+    "qdq-float-first-conv": StaticOptions(exclude=("first_conv",)),
+    "qdq-float-last-fc": StaticOptions(exclude=("last_gemm",)),
+    "qdq-fc-4bit": StaticOptions(fc_bits=4),
+    "qdq-fc-4bit-percentile": StaticOptions(fc_bits=4, calibration_method="percentile"),
+    "qdq-fc-4bit-float-first-conv": StaticOptions(fc_bits=4, exclude=("first_conv",)),
+    "dynamic": "dynamic",
+}
+ACCURACY_DROP = 0.003
+SIZE_RATIO = 0.25
+CALIBRATION_SEED = 0
+
+
+def compare(checkpoint_path: str, data_dir: str, repeats: int, threads: int) -> dict:
+    from export import checkpoint, conversion, inputs, quantization, report
+    from train.data import load_fashion_mnist
+
+    # 1. the FP32 model, exported once
+    ckpt = checkpoint.load_checkpoint(checkpoint_path)
+    network = checkpoint.build_network(ckpt)
+    sha256 = checkpoint.file_sha256(checkpoint_path)
+    metadata = checkpoint.build_metadata(ckpt, network, sha256, conversion.DEFAULT_OPSET)
+    train_images, train_labels = load_fashion_mnist(data_dir, "train")
+    test_images, test_labels = load_fashion_mnist(data_dir, "test")
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = {"fp32": Path(tmp) / "fp32.onnx"}
+        conversion.export_onnx(network, paths["fp32"], metadata)
+
+        # 2. every variant, calibrated on the same training images
+        for name, options in VARIANTS.items():
+            print(f"quantizing: {name}", flush=True)
+            paths[name] = Path(tmp) / f"{name}.onnx"
+            if options == "dynamic":
+                quantization.quantize(paths["fp32"], paths[name], metadata, "dynamic")
+            else:
+                calibration, _ = inputs.sample(
+                    train_images, train_labels, options.calibration_size, CALIBRATION_SEED
+                )
+                quantization.quantize(paths["fp32"], paths[name], metadata, "int8", options, calibration)
+
+        # 3. all measured in one run
+        print(f"measuring {len(paths)} models on {len(test_images)} test images", flush=True)
+        result = report.build_report(paths, test_images, test_labels, repeats=repeats, threads=threads)
+    fp32 = result["models"]["fp32"]
+    for name, m in result["models"].items():
+        options = VARIANTS.get(name, "none")
+        m["options"] = options.provenance() if isinstance(options, StaticOptions) else {"mode": options}
+        m["targets"] = {
+            "accuracy_within_0.3_points": fp32["accuracy"] - m["accuracy"] <= ACCURACY_DROP,
+            "size_at_most_25_percent": m["size_ratio_to_fp32"] <= SIZE_RATIO,
+            "batch_64_no_slower": m["latency"]["batch_64_ms"] <= fp32["latency"]["batch_64_ms"],
+        }
+    result["checkpoint"] = {"path": checkpoint_path, "sha256": metadata.provenance["checkpoint_sha256"]}
+    return result
+
+
+def print_table(result: dict) -> None:
+    print(
+        f"\n{'variant':32} {'accuracy':>9} {'agree':>7} {'size':>9} {'ratio':>6} {'b1 ms':>7} {'b64 ms':>7}"
+        "  targets"
+    )
+    for name, m in result["models"].items():
+        met = sum(m["targets"].values())
+        print(
+            f"{name:32} {m['accuracy']:9.2%} {m['agreement_with_fp32']:7.2%} {m['size_bytes']:9,} "
+            f"{m['size_ratio_to_fp32']:6.3f} {m['latency']['batch_1_ms']:7.3f} "
+            f"{m['latency']['batch_64_ms']:7.3f}  {met}/3"
+        )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("checkpoint")
+    parser.add_argument("--out", required=True, help="the JSON file to write")
+    parser.add_argument("--data-dir", default="/usr/share/datasets/fashion-mnist")
+    parser.add_argument("--repeats", type=int, default=50)
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args(argv)
+    result = compare(args.checkpoint, args.data_dir, args.repeats, args.threads)
+    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    print_table(result)
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

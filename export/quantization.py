@@ -1,0 +1,202 @@
+"""INT8 models with onnxruntime.quantization, calibrated on training images through edgeinfer's transforms.
+
+Static INT8 (:func:`quantize_static_int8`): ``quant_pre_process`` (shape inference, graph optimisation), then
+``quantize_static`` with ranges collected by onnxruntime's calibrator from :class:`CalibrationReader`, whose
+batches come from ``edgeinfer.transforms.from_spec(metadata.preprocessing)`` — the very code the runtime runs.
+Dynamic INT8 (:func:`quantize_dynamic_int8`) quantizes MatMul/Gemm weights only, for fully connected heads.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from onnxruntime.quantization import CalibrationDataReader
+
+from edgeinfer.metadata import ModelMetadata
+from export.conversion import rewrite_metadata
+from export.inputs import preprocess
+
+CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
+EXCLUDABLE = ("first_conv", "last_gemm")
+FC_BLOCK_SIZE = 32  # weights per 4-bit block (one scale each) with fc_bits=4
+
+
+@dataclass(frozen=True)
+class StaticOptions:
+    """How ``quantize_static`` is called; the defaults are the measured winner for the Fashion-MNIST CNN."""
+
+    calibration_method: str = "minmax"
+    calibration_size: int = 1000
+    quant_format: str = "qdq"  # or "qoperator"
+    per_channel: bool = True
+    activation_type: str = "uint8"  # or "int8"
+    reduce_range: bool = False
+    exclude: tuple[str, ...] = ()  # from EXCLUDABLE: nodes kept in float
+    fc_bits: int = 8  # 4: fully connected weights as 4-bit blocks (MatMulNBits), activations stay float there
+
+    def __post_init__(self) -> None:
+        if self.calibration_method not in CALIBRATION_METHODS:
+            raise ValueError(
+                f"calibration method must be one of {CALIBRATION_METHODS}, got {self.calibration_method!r}"
+            )
+        if self.calibration_size < 1:
+            raise ValueError(f"calibration size must be at least 1, got {self.calibration_size}")
+        if self.quant_format not in ("qdq", "qoperator"):
+            raise ValueError(f"quant_format must be 'qdq' or 'qoperator', got {self.quant_format!r}")
+        if self.activation_type not in ("uint8", "int8"):
+            raise ValueError(f"activation_type must be 'uint8' or 'int8', got {self.activation_type!r}")
+        if self.fc_bits not in (8, 4):
+            raise ValueError(f"fc_bits must be 8 or 4, got {self.fc_bits!r}")
+        unknown = set(self.exclude) - set(EXCLUDABLE)
+        if unknown:
+            raise ValueError(f"exclude must name nodes from {EXCLUDABLE}, got {sorted(unknown)}")
+
+    def provenance(self) -> dict[str, Any]:
+        """What the metadata records about this quantization."""
+        return {
+            "mode": "int8",
+            "weight_type": "int8",
+            **dataclasses.asdict(self),
+            "exclude": list(self.exclude),
+        }
+
+
+class CalibrationReader(CalibrationDataReader):
+    """onnxruntime's calibration input: ``{input_name: batch}`` per ``get_next()``, then ``None``.
+
+    Each batch is uint8 images preprocessed by edgeinfer from the model's own metadata. All batches have
+    the same size (the largest divisor of the image count up to ``max_batch``): onnxruntime's histogram
+    calibrators (entropy, percentile) stack the batches and fail on a shorter last one.
+    """
+
+    def __init__(self, images: np.ndarray, metadata: ModelMetadata, max_batch: int = 64) -> None:
+        self._images = images
+        self._metadata = metadata
+        self._batch_size = max(d for d in range(1, min(max_batch, len(images)) + 1) if len(images) % d == 0)
+        self._batches = self._generate()
+
+    def _generate(self) -> Iterator[dict[str, np.ndarray]]:
+        for start in range(0, len(self._images), self._batch_size):
+            chunk = self._images[start : start + self._batch_size]
+            yield {self._metadata.input.name: preprocess(self._metadata.preprocessing, chunk)}
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        return next(self._batches, None)
+
+
+def quantize(
+    fp32_path: str | Path,
+    out_path: str | Path,
+    metadata: ModelMetadata,
+    mode: str,
+    options: StaticOptions | None = None,
+    calibration_images: np.ndarray | None = None,
+) -> ModelMetadata:
+    """Write the ``mode`` ("int8" static or "dynamic") model of ``fp32_path`` to ``out_path``, with metadata.
+
+    Returns the metadata written: ``metadata`` with the quantization recorded in its provenance.
+    """
+    if mode == "int8":
+        if calibration_images is None:
+            raise ValueError("static int8 quantization needs calibration images")
+        options = options or StaticOptions()
+        reader = CalibrationReader(calibration_images, metadata)
+        quantize_static_int8(fp32_path, out_path, reader, options)
+        provenance = options.provenance()
+    elif mode == "dynamic":
+        provenance = quantize_dynamic_int8(fp32_path, out_path)
+    else:
+        raise ValueError(f"quantization mode must be 'int8' or 'dynamic', got {mode!r}")
+    quantized = dataclasses.replace(metadata, provenance={**metadata.provenance, "quantization": provenance})
+    rewrite_metadata(out_path, quantized)
+    return quantized
+
+
+def quantize_static_int8(
+    fp32_path: str | Path, out_path: str | Path, reader: CalibrationReader, options: StaticOptions
+) -> None:
+    """``quant_pre_process`` then static INT8 quantization (signed int8 weights) of ``fp32_path``."""
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    methods = {
+        "minmax": CalibrationMethod.MinMax,
+        "entropy": CalibrationMethod.Entropy,
+        "percentile": CalibrationMethod.Percentile,
+    }
+    with tempfile.TemporaryDirectory() as tmp:
+        prepared = _pre_process(fp32_path, Path(tmp) / "prepared.onnx")
+        if options.fc_bits == 4:
+            prepared = _fc_weights_4bit(prepared, Path(tmp) / "fc4.onnx")
+        quantize_static(
+            str(prepared),
+            str(out_path),
+            reader,
+            quant_format=QuantFormat.QDQ if options.quant_format == "qdq" else QuantFormat.QOperator,
+            per_channel=options.per_channel,
+            reduce_range=options.reduce_range,
+            activation_type=QuantType.QUInt8 if options.activation_type == "uint8" else QuantType.QInt8,
+            weight_type=QuantType.QInt8,
+            nodes_to_exclude=_resolve_exclusions(prepared, options.exclude),
+            calibrate_method=methods[options.calibration_method],
+        )
+
+
+def quantize_dynamic_int8(fp32_path: str | Path, out_path: str | Path) -> dict[str, Any]:
+    """Dynamic INT8: MatMul/Gemm weights quantized ahead, activations at run time. Returns its provenance."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    with tempfile.TemporaryDirectory() as tmp:
+        prepared = _pre_process(fp32_path, Path(tmp) / "prepared.onnx")
+        quantize_dynamic(
+            str(prepared), str(out_path), op_types_to_quantize=["MatMul", "Gemm"], weight_type=QuantType.QInt8
+        )
+    return {"mode": "dynamic", "weight_type": "int8", "op_types": ["MatMul", "Gemm"]}
+
+
+def _pre_process(fp32_path: str | Path, prepared: Path) -> Path:
+    from onnxruntime.quantization import quant_pre_process
+
+    quant_pre_process(str(fp32_path), str(prepared))
+    return prepared
+
+
+def _fc_weights_4bit(model_path: Path, out_path: Path) -> Path:
+    """Gemm -> MatMul, then MatMul weights in symmetric 4-bit blocks of 32 (MatMulNBits, int8 compute)."""
+    import logging
+
+    import onnx
+    from onnxruntime.quantization.onnx_model import ONNXModel
+
+    root = logging.getLogger()
+    level = root.level
+    from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
+
+    root.setLevel(level)  # that module's import calls logging.basicConfig(level=INFO) for the whole process
+    model = ONNXModel(onnx.load(str(model_path)))
+    model.replace_gemm_with_matmul()
+    quantizer = MatMulNBitsQuantizer(
+        model.model, bits=4, block_size=FC_BLOCK_SIZE, is_symmetric=True, accuracy_level=4,
+        op_types_to_quantize=("MatMul",),
+    )  # fmt: skip
+    quantizer.process()
+    quantizer.model.save_model_to_file(str(out_path))
+    return out_path
+
+
+def _resolve_exclusions(model_path: Path, exclude: tuple[str, ...]) -> list[str]:
+    """Node names of the symbolic exclusions: the first Conv, the last Gemm/MatMul (nodes are topological)."""
+    import onnx
+
+    nodes = onnx.load(str(model_path), load_external_data=False).graph.node
+    names = []
+    if "first_conv" in exclude:
+        names += [n.name for n in nodes if n.op_type == "Conv"][:1]
+    if "last_gemm" in exclude:
+        names += [n.name for n in nodes if n.op_type in ("Gemm", "MatMul")][-1:]
+    return names

@@ -1,0 +1,115 @@
+"""FP32 vs quantized: accuracy on the test set, file size and latency, measured through edgeinfer.Model."""
+
+from __future__ import annotations
+
+import json
+import platform
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from export.inputs import preprocess
+
+LATENCY_BATCHES = (1, 64)
+
+
+def evaluate(
+    model_paths: dict[str, Path], images: np.ndarray, labels: np.ndarray
+) -> dict[str, dict[str, Any]]:
+    """Top-1 accuracy of each model on ``images``, and each one's top-1 agreement with the first model."""
+    from edgeinfer import Model
+
+    predictions = {}
+    for name, path in model_paths.items():
+        model = Model(path)
+        inputs = preprocess(model.metadata.preprocessing, images)
+        predictions[name] = np.concatenate(
+            [model.run(inputs[i : i + 500]).argmax(1) for i in range(0, len(inputs), 500)]
+        )
+    reference = next(iter(predictions.values()))
+    return {
+        name: {
+            "accuracy": float(np.mean(pred == labels)),
+            "agreement_with_fp32": float(np.mean(pred == reference)),
+            "images": len(images),
+        }
+        for name, pred in predictions.items()
+    }
+
+
+def measure_latency(
+    model_paths: dict[str, Path],
+    images: np.ndarray,
+    *,
+    batch_sizes: tuple[int, ...] = LATENCY_BATCHES,
+    repeats: int = 50,
+    threads: int = 1,
+) -> dict[str, dict[str, float]]:
+    """Median milliseconds per ``Model.run`` call of each model at each batch size.
+
+    The models take turns run by run, so background load on a shared machine hits them alike.
+    """
+    from edgeinfer import Model
+
+    models = {name: Model(path, threads=threads) for name, path in model_paths.items()}
+    spec = next(iter(models.values())).metadata.preprocessing
+    result: dict[str, dict[str, float]] = {name: {} for name in models}
+    for size in batch_sizes:
+        batch = preprocess(spec, np.resize(images, (size, *images.shape[1:])))
+        times: dict[str, list[float]] = {name: [] for name in models}
+        for model in models.values():  # warm-up: first runs allocate and pack weights
+            for _ in range(3):
+                model.run(batch)
+        for _ in range(repeats):
+            for name, model in models.items():
+                start = time.perf_counter()
+                model.run(batch)
+                times[name].append(time.perf_counter() - start)
+        for name in models:
+            result[name][f"batch_{size}_ms"] = round(1000 * statistics.median(times[name]), 4)
+    return result
+
+
+def file_sizes(model_paths: dict[str, Path]) -> dict[str, int]:
+    """Bytes on disk, including an external-data file beside the model if there is one."""
+    sizes = {}
+    for name, path in model_paths.items():
+        data = path.with_name(f"{path.name}.data")
+        sizes[name] = path.stat().st_size + (data.stat().st_size if data.exists() else 0)
+    return sizes
+
+
+def build_report(
+    model_paths: dict[str, Path], images: np.ndarray, labels: np.ndarray, *, repeats: int, threads: int
+) -> dict[str, Any]:
+    """The comparison as one JSON-able dict: per model accuracy, agreement, size (and ratio), latency."""
+    accuracy = evaluate(model_paths, images, labels)
+    sizes = file_sizes(model_paths)
+    latency = measure_latency(model_paths, images, repeats=repeats, threads=threads)
+    first = next(iter(model_paths))
+    models = {
+        name: {
+            "file": path.name,
+            **accuracy[name],
+            "size_bytes": sizes[name],
+            "size_ratio_to_fp32": round(sizes[name] / sizes[first], 4),
+            "latency": latency[name],
+        }
+        for name, path in model_paths.items()
+    }
+    return {
+        "models": models,
+        "measured_on": {
+            "threads": threads,
+            "repeats": repeats,
+            "machine": platform.machine(),
+            "processor": platform.processor() or platform.machine(),
+        },
+    }
+
+
+def write_report(report: dict[str, Any], path: str | Path) -> None:
+    Path(path).write_text(json.dumps(report, indent=2) + "\n")

@@ -1,0 +1,100 @@
+"""Does the ONNX file compute what the torch network computes? Checked on real images, at several batch sizes.
+
+torch gets its inputs from torchvision's PIL path and onnxruntime from edgeinfer's transforms, both built from
+the model's own preprocessing spec; the two tensors must be identical before the logits are compared.
+Batches of 1, 2 and 7 catch graphs that silently froze the batch size seen at export time.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from edgeinfer.metadata import ModelMetadata
+from export import ExportError
+from export.inputs import preprocess, reference_preprocess
+
+if TYPE_CHECKING:
+    import torch
+
+BATCH_SIZES = (1, 2, 7)
+
+
+@dataclass(frozen=True)
+class Verification:
+    """onnxruntime vs torch on ``images`` real inputs: the largest logit difference, the top-1 agreement."""
+
+    images: int
+    batch_sizes: tuple[int, ...]
+    max_abs_diff: float
+    top1_agreement: float
+
+    def check(self, *, atol: float, min_agreement: float, what: str) -> None:
+        """Raise :class:`ExportError` when the difference or the disagreement exceeds its threshold."""
+        if not self.max_abs_diff <= atol:
+            raise ExportError(
+                f"{what}: onnxruntime and torch logits differ by up to {self.max_abs_diff:.3g} "
+                f"(threshold {atol:g}) on {self.images} test images"
+            )
+        if self.top1_agreement < min_agreement:
+            raise ExportError(
+                f"{what}: onnxruntime and torch agree on the top-1 class of only {self.top1_agreement:.2%} "
+                f"of {self.images} test images (threshold {min_agreement:.2%})"
+            )
+
+
+def verify(
+    network: torch.nn.Module,
+    onnx_path: str | Path,
+    metadata: ModelMetadata,
+    images: np.ndarray,
+    batch_sizes: tuple[int, ...] = BATCH_SIZES,
+) -> Verification:
+    """Run ``images`` (uint8 N×H×W) through both, in consecutive batches cycling through ``batch_sizes``.
+
+    Raises:
+        ExportError: the two preprocessing paths disagree, or onnxruntime returns the wrong shape.
+    """
+    import onnxruntime as ort
+    import torch
+
+    reference = reference_preprocess(metadata.preprocessing, images)
+    inputs = preprocess(metadata.preprocessing, images)
+    if reference.shape != inputs.shape or not np.array_equal(reference, inputs):
+        diff = np.abs(reference - inputs).max() if reference.shape == inputs.shape else "shape"
+        raise ExportError(
+            f"edgeinfer's preprocessing differs from torchvision's for the spec {metadata.preprocessing} "
+            f"(max difference {diff}): fix edgeinfer.transforms before exporting"
+        )
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    expected, actual = [], []
+    start = 0
+    for size in itertools.cycle(batch_sizes):
+        if start >= len(images):
+            break
+        batch = slice(start, start + size)
+        start += size
+        with torch.inference_mode():
+            expected.append(network(torch.from_numpy(reference[batch])).numpy())
+        try:
+            (logits,) = session.run(None, {metadata.input.name: inputs[batch]})
+        except Exception as e:  # onnxruntime's pybind errors, e.g. a batch size frozen into the graph
+            first = str(e).strip().splitlines()[0]
+            raise ExportError(f"{onnx_path}: onnxruntime fails on a batch of {size}: {first}") from None
+        if logits.shape != expected[-1].shape:
+            raise ExportError(
+                f"{onnx_path}: onnxruntime returned shape {list(logits.shape)} for a batch of "
+                f"{len(inputs[batch])}, torch {list(expected[-1].shape)}"
+            )
+        actual.append(logits)
+    torch_logits, onnx_logits = np.concatenate(expected), np.concatenate(actual)
+    return Verification(
+        images=len(images),
+        batch_sizes=tuple(batch_sizes),
+        max_abs_diff=float(np.abs(torch_logits - onnx_logits).max()),
+        top1_agreement=float(np.mean(torch_logits.argmax(1) == onnx_logits.argmax(1))),
+    )

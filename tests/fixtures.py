@@ -1,0 +1,151 @@
+"""Fixture models for the runtime tests and benchmarks: a small torch CNN exported to ONNX.
+
+The network has the classic layout of the product's CNN (conv → pool → conv → pool → fully
+connected); ``width`` scales the channel counts (width=32 gives ≈ 420k parameters, the size of the
+real Fashion-MNIST model; the default 8 keeps tests fast). Weights are random but seeded.
+"""
+
+from __future__ import annotations
+
+import atexit
+import functools
+import shutil
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any
+
+FASHION_MNIST_LABELS = (
+    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+)  # fmt: skip
+
+# Fashion-MNIST pixel statistics, the usual Normalize for a 28×28 grayscale model.
+GRAY_SPEC = {
+    "type": "Compose",
+    "transforms": [{"type": "ToTensor"}, {"type": "Normalize", "mean": [0.2860], "std": [0.3530]}],
+}
+
+
+def rgb_spec(size: int) -> dict[str, Any]:
+    """Resize(size) → CenterCrop(size) → ToTensor → Normalize(ImageNet): a typical RGB eval pipeline."""
+    return {
+        "type": "Compose",
+        "transforms": [
+            {
+                "type": "Resize",
+                "size": size,
+                "interpolation": "bilinear",
+                "max_size": None,
+                "antialias": True,
+            },
+            {"type": "CenterCrop", "size": [size, size]},
+            {"type": "ToTensor"},
+            {"type": "Normalize", "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]},
+        ],
+    }
+
+
+def build_cnn(channels: int = 1, size: int = 28, classes: int = 10, width: int = 8, seed: int = 0) -> Any:
+    """conv(3×3) → ReLU → maxpool → conv(3×3) → ReLU → maxpool → linear(4·width·(size/4)²) → linear."""
+    import torch
+    from torch import nn
+
+    torch.manual_seed(seed)
+    return nn.Sequential(
+        nn.Conv2d(channels, width, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(width, 2 * width, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(2 * width * (size // 4) ** 2, 4 * width),
+        nn.ReLU(),
+        nn.Linear(4 * width, classes),
+    ).eval()
+
+
+def export_onnx(
+    module: Any, path: Path, example_shape: tuple[int, ...], props: dict[str, str] | None
+) -> Path:
+    """Export ``module`` with a dynamic batch axis (TorchScript exporter) and store ``props`` as metadata."""
+    import onnx
+    import torch
+
+    with warnings.catch_warnings():
+        # dynamo=False is deliberate (the project's export contract); silence its deprecation notice.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.onnx.export(
+            module,
+            (torch.zeros(example_shape),),
+            str(path),
+            input_names=["input"],
+            output_names=["logits"],
+            dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
+            dynamo=False,
+        )
+    if props:
+        proto = onnx.load(str(path))
+        onnx.helper.set_model_props(proto, props)
+        onnx.save(proto, str(path))
+    return path
+
+
+def make_model(
+    path: Path,
+    *,
+    image_mode: str = "L",
+    size: int = 28,
+    width: int = 8,
+    spec: dict[str, Any] | None = None,
+    labels: tuple[str, ...] = FASHION_MNIST_LABELS,
+    metadata: bool = True,
+    declared_shape: list[int | None] | None = None,
+) -> Path:
+    """Build and export a fixture CNN with edgeinfer metadata (unless ``metadata=False``).
+
+    ``declared_shape`` writes a different input shape into the metadata than the network has, to
+    make a model whose input does not match its metadata.
+    """
+    from edgeinfer.metadata import InputSpec, ModelMetadata
+
+    channels = 1 if image_mode == "L" else 3
+    module = build_cnn(channels=channels, size=size, classes=len(labels), width=width)
+    props = None
+    if metadata:
+        meta = ModelMetadata(
+            labels=labels,
+            preprocessing=spec or (GRAY_SPEC if image_mode == "L" else rgb_spec(size)),
+            image_mode=image_mode,
+            input=InputSpec(name="input", shape=tuple(declared_shape or (None, channels, size, size))),
+            output="logits",
+            provenance={"architecture": "fixture-cnn", "dataset": "random weights"},
+        )
+        props = meta.to_props()
+    return export_onnx(module, path, (1, channels, size, size), props)
+
+
+@functools.cache
+def _session_dir() -> Path:
+    path = Path(tempfile.mkdtemp(prefix="edgeinfer-fixtures-"))
+    atexit.register(shutil.rmtree, path, ignore_errors=True)
+    return path
+
+
+@functools.cache
+def gray_model() -> Path:
+    """The 28×28 grayscale fixture model, exported once per test session."""
+    return make_model(_session_dir() / "gray.onnx")
+
+
+@functools.cache
+def rgb_model() -> Path:
+    """A 32×32 RGB fixture model with Resize + CenterCrop preprocessing, exported once per session."""
+    return make_model(_session_dir() / "rgb.onnx", image_mode="RGB", size=32)
+
+
+@functools.cache
+def bare_model() -> Path:
+    """The grayscale fixture network exported without edgeinfer metadata."""
+    return make_model(_session_dir() / "bare.onnx", metadata=False)

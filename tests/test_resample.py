@@ -1,0 +1,173 @@
+"""edgeinfer._resample.resize against the real Pillow: every filter, mode and a grid of geometries, exact.
+
+The oracle is the installed Pillow (``Image.fromarray(a).resize((w, h), filter)``); the Pillow <= 12 pass
+order is checked against outputs recorded with a real Pillow 12 (tests/data/make_pillow12_expectations.py).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import PIL
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+from edgeinfer._resample import resize
+
+FILTERS = {"nearest": 0, "lanczos": 1, "bilinear": 2, "bicubic": 3, "box": 4, "hamming": 5}
+MODES = ["L", "LA", "RGB", "RGBA"]
+INSTALLED_ORDER = "pillow13" if int(PIL.__version__.split(".")[0]) >= 13 else "pillow12"
+PILLOW12_DATA = Path(__file__).parent / "data" / "pillow12_resize.npz"
+
+# (input height, width) -> (output height, width)
+GEOMETRIES = [
+    ((1, 1), (1, 1)),
+    ((1, 1), (5, 9)),
+    ((1, 37), (3, 20)),
+    ((37, 1), (20, 3)),
+    ((1, 40), (1, 7)),
+    ((5, 7), (64, 80)),
+    ((120, 90), (3, 2)),
+    ((90, 120), (1, 1)),
+    ((40, 50), (40, 23)),  # horizontal pass only
+    ((40, 50), (71, 50)),  # vertical pass only
+    ((30, 40), (30, 40)),  # same size: a copy
+    ((13, 17), (200, 150)),
+    ((1000, 100), (640, 64)),  # tall: Pillow 13 runs the vertical pass first
+    ((1000, 300), (746, 224)),
+    ((375, 500), (256, 341)),  # landscape
+    ((500, 375), (341, 256)),  # mild portrait: horizontal first in both versions
+]
+
+
+def pillow_resize(img: np.ndarray, size: tuple[int, int], filter: int) -> np.ndarray:
+    return np.asarray(Image.fromarray(img).resize((size[1], size[0]), filter))
+
+
+@pytest.mark.parametrize("geometry", GEOMETRIES, ids=lambda g: f"{g[0]}->{g[1]}")
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("filter_name", list(FILTERS))
+def test_matches_pillow_on_grid(filter_name: str, mode: str, geometry, image_factory, parity) -> None:
+    (in_h, in_w), size = geometry
+    filter = FILTERS[filter_name]
+    for seed, kind in enumerate(("noise", "real")):
+        img = image_factory(in_h, in_w, mode, seed=seed, kind=kind)
+        want = pillow_resize(img, size, filter)
+        parity.check(resize(img, size, filter, pass_order=INSTALLED_ORDER), want, f"{kind} {mode}")
+        # An off-centre window, as Resize + CenterCrop asks for one.
+        top, left = size[0] // 4, size[1] // 3
+        region = (top, left, size[0] - top - size[0] // 5, size[1] - left)
+        got = resize(img, size, filter, pass_order=INSTALLED_ORDER, region=region)
+        parity.check(got, want[top : top + region[2], left : left + region[3]], f"{kind} {mode} {region}")
+
+
+@pytest.mark.parametrize("geometry", GEOMETRIES[:12], ids=lambda g: f"{g[0]}->{g[1]}")
+@pytest.mark.parametrize("dtype", [np.float32, np.int32], ids=["F", "I"])
+@pytest.mark.parametrize("filter_name", list(FILTERS))
+def test_matches_pillow_in_modes_f_and_i(filter_name: str, dtype, geometry, image_factory, parity) -> None:
+    (in_h, in_w), size = geometry
+    filter = FILTERS[filter_name]
+    rng = np.random.default_rng([in_h, in_w, *size, filter])
+    photo = image_factory(in_h, in_w, "L").astype(np.float64) * 1000 - 90_000
+    for values in (photo, rng.normal(0, 1e6, (in_h, in_w)), rng.uniform(-50, 300, (in_h, in_w))):
+        img = values.astype(dtype)
+        want = pillow_resize(img, size, filter)
+        parity.check(resize(img, size, filter, pass_order=INSTALLED_ORDER), want, f"mode {img.dtype}")
+
+
+@st.composite
+def resize_cases(draw):
+    in_h, in_w = draw(st.integers(1, 90)), draw(st.integers(1, 90))
+    out_h, out_w = draw(st.integers(1, 130)), draw(st.integers(1, 130))
+    top, left = draw(st.integers(0, out_h - 1)), draw(st.integers(0, out_w - 1))
+    region = (top, left, draw(st.integers(1, out_h - top)), draw(st.integers(1, out_w - left)))
+    mode = draw(st.sampled_from(["L", "LA", "RGB", "RGBA", "F", "I"]))
+    filter = draw(st.sampled_from(sorted(FILTERS.values())))
+    image = (in_h, in_w, mode, draw(st.integers(0, 2**32 - 1)), draw(st.sampled_from(["noise", "real"])))
+    return image, (out_h, out_w), filter, region
+
+
+@settings(max_examples=400, derandomize=True, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(case=resize_cases())
+def test_random_cases_match_pillow(case, image_factory, parity) -> None:
+    (in_h, in_w, mode, seed, kind), size, filter, region = case
+    img = image_factory(in_h, in_w, mode, seed=seed, kind=kind)
+    want = pillow_resize(img, size, filter)
+    parity.check(resize(img, size, filter, pass_order=INSTALLED_ORDER), want, f"{img.shape} -> {size}")
+    top, left, height, width = region
+    got = resize(img, size, filter, pass_order=INSTALLED_ORDER, region=region)
+    parity.check(got, want[top : top + height, left : left + width], f"{img.shape} -> {size} {region}")
+
+
+def _pillow12_cases() -> list[tuple[np.ndarray, tuple[int, int], int, np.ndarray]]:
+    data = np.load(PILLOW12_DATA)
+    count = sum(1 for key in data.files if key.startswith("in_"))
+    return [
+        (data[f"in_{i}"], tuple(data[f"size_{i}"].tolist()), int(data[f"filter_{i}"]), data[f"out_{i}"])
+        for i in range(count)
+    ]
+
+
+def test_pillow12_pass_order_matches_recorded_pillow12(parity) -> None:
+    cases = _pillow12_cases()
+    assert len(cases) >= 10
+    for img, size, filter, want in cases:
+        parity.check(resize(img, size, filter, pass_order="pillow12"), want, f"pillow12 {img.shape}")
+        region = (size[0] // 3, 1, size[0] - size[0] // 3, size[1] - 2)
+        got = resize(img, size, filter, pass_order="pillow12", region=region)
+        parity.check(got, want[region[0] :, 1 : 1 + region[3]], f"pillow12 {img.shape} {region}")
+
+
+def test_pillow12_and_pillow13_orders_really_differ(parity) -> None:
+    """The recorded tall cases come out differently under Pillow 13, so the pass order is really tested."""
+    differing = 0
+    for img, size, filter, pillow12 in _pillow12_cases():
+        pillow13 = resize(img, size, filter, pass_order="pillow13")
+        differing += not np.array_equal(pillow13, pillow12)
+        if INSTALLED_ORDER == "pillow13":
+            parity.check(pillow13, pillow_resize(img, size, filter), f"pillow13 {img.shape}")
+    assert differing >= 8
+
+
+def test_same_size_returns_a_copy() -> None:
+    img = np.arange(12, dtype=np.uint8).reshape(3, 4)
+    out = resize(img, (3, 4), 2)
+    out[0, 0] = 99
+    assert img[0, 0] == 0
+
+
+def test_nearest_keeps_alpha_unpremultiplied(parity) -> None:
+    img = np.array([[[200, 10, 10, 0], [10, 200, 10, 128]]], dtype=np.uint8)
+    parity.check(resize(img, (2, 5), 0), pillow_resize(img, (2, 5), 0), "nearest RGBA")
+
+
+GREY = np.zeros((2, 2), np.uint8)
+BAD_CALLS = [
+    (lambda: resize([[1, 2]], (2, 2), 2), TypeError, "numpy.ndarray"),
+    (lambda: resize(np.zeros((2, 2), np.float64), (2, 2), 2), TypeError, "float64"),
+    (lambda: resize(np.zeros((2, 2, 5), np.uint8), (2, 2), 2), ValueError, r"\(2, 2, 5\)"),
+    (lambda: resize(np.zeros((2, 2, 1), np.uint8), (2, 2), 2), ValueError, r"\(2, 2, 1\)"),
+    (lambda: resize(np.zeros((2, 2, 3), np.float32), (2, 2), 2), ValueError, r"\(2, 2, 3\)"),
+    (lambda: resize(np.zeros((0, 3), np.uint8), (2, 2), 2), ValueError, "empty"),
+    (lambda: resize(np.zeros(3, np.uint8), (2, 2), 2), ValueError, r"\(3,\)"),
+    (lambda: resize(GREY, (0, 2), 2), ValueError, r"\(0, 2\)"),
+    (lambda: resize(GREY, (-3, 2), 2), ValueError, r"\(-3, 2\)"),
+    (lambda: resize(GREY, 5, 2), TypeError, "5"),
+    (lambda: resize(GREY, (2.5, 2), 2), TypeError, "2.5"),
+    (lambda: resize(GREY, (2, 2), 7), ValueError, "7"),
+    (lambda: resize(GREY, (2, 2), "bilinear"), TypeError, "bilinear"),
+    (lambda: resize(GREY, (3, 3), 2, pass_order="pillow11"), ValueError, "pillow11"),
+    (lambda: resize(GREY, (3, 3), 2, region=(2, 0, 2, 2)), ValueError, r"\(2, 0, 2, 2\)"),
+    (lambda: resize(GREY, (3, 3), 2, region=(0, 0, 0, 1)), ValueError, r"\(0, 0, 0, 1\)"),
+    (lambda: resize(GREY, (3, 3), 2, region=(-1, 0, 1, 1)), ValueError, r"\(-1, 0, 1, 1\)"),
+    (lambda: resize(GREY, (3, 3), 2, region=(0, 0, 1)), TypeError, r"\(0, 0, 1\)"),
+]
+
+
+@pytest.mark.parametrize(("call", "error", "message"), BAD_CALLS)
+def test_bad_arguments_raise_with_the_value(call, error, message) -> None:
+    with pytest.raises(error, match=message):
+        call()

@@ -1,0 +1,290 @@
+"""train/: data, presets, augmentation, checkpoints, a real short training run, Optuna resume, torchrun."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch", reason="train/ needs the [train] extra (torch)")
+pytest.importorskip("torchvision", reason="train/ needs the [train] extra (torchvision)")
+
+from train import augment, engine  # noqa: E402
+from train.checkpoint import save_checkpoint  # noqa: E402
+from train.data import CLASSES, DEFAULT_DATA_DIR, VAL_SIZE, load_fashion_mnist  # noqa: E402
+from train.models import build_model, count_parameters  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+HAVE_DATA = (DEFAULT_DATA_DIR / "train-images-idx3-ubyte.gz").is_file()
+NO_DATA = f"Fashion-MNIST not installed in {DEFAULT_DATA_DIR} (apt-get install dataset-fashion-mnist)"
+needs_data = pytest.mark.skipif(not HAVE_DATA, reason=NO_DATA)
+CPU = engine.Dist(rank=0, world_size=1, device=torch.device("cpu"))
+
+
+def _run(script: str, *args: str, cwd: Path = ROOT, timeout: int = 300) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, str(ROOT / "train" / script), *args]
+    return subprocess.run(command, capture_output=True, text=True, cwd=cwd, env=env, timeout=timeout)
+
+
+# --- data ---
+
+
+@needs_data
+def test_splits_partition_the_data_set():
+    train_x, train_y = load_fashion_mnist(DEFAULT_DATA_DIR, "train")
+    val_x, val_y = load_fashion_mnist(DEFAULT_DATA_DIR, "val")
+    test_x, test_y = load_fashion_mnist(DEFAULT_DATA_DIR, "test")
+    assert train_x.shape == (60000 - VAL_SIZE, 28, 28) and val_x.shape == (VAL_SIZE, 28, 28)
+    assert test_x.shape == (10000, 28, 28)
+    assert train_x.dtype == np.uint8 and train_y.dtype == np.int64
+    assert set(np.unique(val_y)) == set(range(len(CLASSES))) == set(np.unique(test_y))
+    # Validation is the tail of the training file, disjoint from the training split.
+    again_x, _ = load_fashion_mnist(DEFAULT_DATA_DIR, "val")
+    assert np.array_equal(val_x, again_x)
+    assert not np.shares_memory(train_x, val_x)
+
+
+def test_missing_data_set_says_how_to_install_it(tmp_path):
+    with pytest.raises(FileNotFoundError, match="apt-get install dataset-fashion-mnist"):
+        load_fashion_mnist(tmp_path, "train")
+    with pytest.raises(ValueError, match="'validation'"):
+        load_fashion_mnist(tmp_path, "validation")
+
+
+def test_script_reports_missing_data_in_one_line(tmp_path):
+    result = _run("train_cnn.py", "--data-dir", str(tmp_path / "nowhere"), "--out", str(tmp_path / "out"))
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("train_cnn.py: error: Fashion-MNIST not found in")
+    assert "apt-get install dataset-fashion-mnist" in lines[0]
+
+
+# --- models ---
+
+
+def _conv(cin: int, cout: int, bias: bool) -> int:
+    return cin * cout * 9 + (cout if bias else 0)
+
+
+def _linear(fin: int, fout: int, bias: bool = True) -> int:
+    return fin * fout + (fout if bias else 0)
+
+
+def test_presets_build_with_the_expected_parameter_counts():
+    from train.train_cnn import parse_args, resolve_config
+
+    baseline = build_model(resolve_config(parse_args(["--preset", "baseline"])))
+    improved = build_model(resolve_config(parse_args(["--preset", "improved"])))
+    mlp = build_model(resolve_config(parse_args(["--preset", "improved", "--mlp"])))
+    assert count_parameters(baseline) == (
+        _conv(1, 32, True) + _conv(32, 64, True) + _linear(64 * 7 * 7, 128) + _linear(128, 10)
+    )
+    batch_norms = 2 * (32 + 32 + 64 + 64 + 128)
+    assert count_parameters(improved) == (
+        _conv(1, 32, False) + _conv(32, 32, False) + _conv(32, 64, False) + _conv(64, 64, False)
+        + batch_norms + _linear(64 * 7 * 7, 128, bias=False) + _linear(128, 10)
+    )  # fmt: skip
+    assert count_parameters(improved) <= 500_000
+    assert count_parameters(mlp) == (
+        _linear(784, 512, bias=False) + 2 * 512 + _linear(512, 128, bias=False) + 2 * 128 + _linear(128, 10)
+    )
+    # "Similar size": the ANN is within 10 % of the improved CNN.
+    assert abs(count_parameters(mlp) - count_parameters(improved)) < 0.1 * count_parameters(improved)
+    for model in (baseline, improved, mlp):
+        assert model.eval()(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
+
+
+def test_unknown_arch_is_a_value_error():
+    with pytest.raises(ValueError, match="'resnet1800'"):
+        build_model({"arch": "resnet1800", "num_classes": 10})
+
+
+# --- preprocessing and augmentation ---
+
+
+@needs_data
+def test_fast_training_normalisation_equals_the_declared_pipeline():
+    from train.train_cnn import PRESETS, eval_pipeline, training_batches
+
+    images, labels = load_fashion_mnist(DEFAULT_DATA_DIR, "val")
+    pipeline = eval_pipeline()
+    normalize = pipeline.transforms[-1]
+    config = {**PRESETS["improved"], "flip": False, "shift": 0, "erase": 0.0, "batch_size": 256, "seed": 0}
+    batches = training_batches(torch.from_numpy(images), torch.from_numpy(labels), config, normalize, CPU, 0,
+                               torch.Generator())
+    x, y = next(batches)
+    idx = next(engine.index_batches(len(images), 256, CPU, 0, 0))
+    assert torch.equal(y, torch.from_numpy(labels[idx]))
+    expected = torch.stack([pipeline(image) for image in images[idx]])
+    assert torch.equal(x, expected)  # bit-identical, not close
+
+
+@needs_data
+@pytest.mark.parametrize("script", ["train_cnn", "transfer"])
+def test_declared_pipeline_spec_reproduces_torchvision_in_edgeinfer(script):
+    """The spec saved in the checkpoint, rebuilt by edgeinfer, gives torchvision's tensors to the bit."""
+    import importlib
+
+    from edgeinfer.transforms import from_spec, from_torchvision
+
+    pipeline = importlib.import_module(f"train.{script}").eval_pipeline()
+    spec = json.loads(json.dumps(from_torchvision(pipeline).to_spec()))  # as stored: JSON-able
+    runtime = from_spec(spec)
+    images, _ = load_fashion_mnist(DEFAULT_DATA_DIR, "test")
+    for image in images[:4]:
+        np.testing.assert_array_equal(runtime(image), pipeline(image).numpy())
+
+
+def test_random_shift_is_a_padded_random_crop_per_image():
+    images = torch.randint(0, 256, (64, 1, 28, 28), dtype=torch.uint8)
+    shifted = augment.random_shift(images, 2, torch.Generator().manual_seed(1))
+    padded = torch.nn.functional.pad(images, (2, 2, 2, 2))
+    offsets = set()
+    for i in range(len(images)):
+        crops = {(a, b): padded[i, :, a : a + 28, b : b + 28] for a in range(5) for b in range(5)}
+        matches = [offset for offset, crop in crops.items() if torch.equal(shifted[i], crop)]
+        assert matches, f"image {i} is not a crop of its padded original"
+        offsets.add(matches[0])
+    assert len(offsets) > 10  # per-image offsets, not one for the batch
+
+
+def test_random_flip_and_erase_act_per_image():
+    generator = torch.Generator().manual_seed(2)
+    images = torch.rand(256, 1, 28, 28) + 1  # no zeros before erasing
+    flipped = augment.random_flip(images, generator)
+    is_flipped = torch.tensor([torch.equal(f, x.flip(-1)) for f, x in zip(flipped, images, strict=True)])
+    assert all(torch.equal(f, x) for f, x, s in zip(flipped, images, is_flipped, strict=True) if not s)
+    assert 0.3 < is_flipped.float().mean() < 0.7
+    erased = augment.random_erase(images, 0.5, generator)
+    zero_fraction = (erased == 0).float().mean((1, 2, 3))
+    assert 0.3 < (zero_fraction > 0).float().mean() < 0.7
+    assert zero_fraction.max() <= 0.2 + 28 / 784  # scale bound, plus rounding to whole pixels
+    assert torch.equal(erased[zero_fraction == 0], images[zero_fraction == 0])
+
+
+# --- checkpoints ---
+
+
+def test_checkpoint_round_trip(tmp_path):
+    from train.train_cnn import parse_args, resolve_config
+
+    config = resolve_config(parse_args(["--preset", "improved"]))
+    torch.manual_seed(0)
+    model = build_model(config)
+    model.train()(torch.randn(8, 1, 28, 28))  # move the batch-norm statistics away from their init
+    model.eval()
+    spec = {"type": "Compose", "transforms": [{"type": "ToTensor"}]}
+    save_checkpoint(tmp_path / "model.pt", model, config, spec, CLASSES, (1, 28, 28), {"test_accuracy": 0.5})
+    checkpoint = torch.load(tmp_path / "model.pt", weights_only=True)
+    assert set(checkpoint) == {"state_dict", "config", "preprocessing", "labels", "image_mode", "input_shape",
+                               "dataset", "metrics"}
+    assert json.loads(json.dumps(checkpoint["config"])) == config
+    assert checkpoint["labels"] == list(CLASSES) and checkpoint["input_shape"] == [1, 28, 28]
+    assert checkpoint["image_mode"] == "L" and checkpoint["dataset"] == "fashion-mnist"
+    rebuilt = build_model(checkpoint["config"])
+    rebuilt.load_state_dict(checkpoint["state_dict"])
+    x = torch.randn(4, 1, 28, 28)
+    assert torch.equal(rebuilt.eval()(x), model(x))
+
+
+# --- real training runs on subsets ---
+
+
+@pytest.fixture(scope="module")
+def short_run(tmp_path_factory):
+    if not HAVE_DATA:
+        pytest.skip(NO_DATA)
+    out = tmp_path_factory.mktemp("short_run")
+    result = _run("train_cnn.py", "--preset", "improved", "--limit", "2000", "--epochs", "2",
+                  "--threads", "2", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    return out, result
+
+
+def test_short_training_run_beats_chance_clearly(short_run):
+    out, result = short_run
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["images"] == {"train": 2000, "val": 2000, "test": 2000}
+    assert len(metrics["history"]) == 2
+    assert metrics["test_accuracy"] > 0.6  # chance is 0.1
+    assert metrics["history"][-1]["train_loss"] < metrics["history"][0]["train_loss"]
+    for name in ("model.pt", "learning_curves.png", "confusion_matrix.png"):
+        assert (out / name).stat().st_size > 0
+    assert np.array(metrics["test_confusion_matrix"]).sum() == 2000
+    assert re.search(r"accuracy  train 0\.\d{4}  val 0\.\d{4}  test 0\.\d{4}", result.stdout)
+
+
+def test_checkpoint_reproduces_reported_accuracy_through_edgeinfer_preprocessing(short_run):
+    """What export/ and the runtime will do: rebuild from the checkpoint, preprocess with its spec."""
+    from edgeinfer.transforms import from_spec
+
+    out, _ = short_run
+    checkpoint = torch.load(out / "model.pt", weights_only=True)
+    model = build_model(checkpoint["config"])
+    model.load_state_dict(checkpoint["state_dict"])
+    preprocess = from_spec(checkpoint["preprocessing"])
+    images, labels = load_fashion_mnist(DEFAULT_DATA_DIR, "test")
+    images, labels = images[:2000], labels[:2000]
+    with torch.inference_mode():
+        x = torch.from_numpy(np.stack([preprocess(image) for image in images]))
+        accuracy = (model.eval()(x).argmax(1).numpy() == labels).mean()
+    assert accuracy == pytest.approx(checkpoint["metrics"]["test_accuracy"], abs=1e-6)
+
+
+@needs_data
+def test_training_is_seeded(tmp_path):
+    from train.train_cnn import eval_pipeline, parse_args, resolve_config, train
+
+    args = parse_args(["--preset", "improved", "--epochs", "1", "--limit", "300", "--batch-size", "64"])
+    data = {split: tuple(a[:300] for a in load_fashion_mnist(DEFAULT_DATA_DIR, split))
+            for split in ("train", "val")}
+    digests = [engine.state_dict_digest(train(resolve_config(args), data, eval_pipeline(), CPU)[0])
+               for _ in range(2)]
+    assert digests[0] == digests[1]
+    other = train({**resolve_config(args), "seed": 1}, data, eval_pipeline(), CPU)[0]
+    assert engine.state_dict_digest(other) != digests[0]
+
+
+@needs_data
+def test_optuna_study_is_stored_and_resumed(tmp_path):
+    import optuna
+
+    args = ["--preset", "baseline", "--limit", "256", "--epochs", "1", "--out", str(tmp_path)]
+    first = _run("train_cnn.py", *args, "--optuna-trials", "2")
+    assert first.returncode == 0, first.stderr
+    second = _run("train_cnn.py", *args, "--optuna-trials", "3")
+    assert second.returncode == 0, second.stderr
+    study = optuna.load_study(study_name="train_cnn", storage=f"sqlite:///{tmp_path / 'optuna.db'}")
+    assert len(study.trials) == 3  # the second run added one trial, it did not start over
+    checkpoint = torch.load(tmp_path / "model.pt", weights_only=True)
+    best = study.best_trial.params
+    assert checkpoint["config"]["optuna"]["best_params"] == best
+    assert checkpoint["config"]["lr"] == best["lr"]
+    assert checkpoint["config"]["batch_size"] == best["batch_size"]
+    assert checkpoint["config"]["channels"] == [best["channels"], 2 * best["channels"]]
+
+
+@needs_data
+def test_torchrun_ranks_end_with_identical_weights(tmp_path):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+               str(ROOT / "train" / "train_cnn.py"), "--preset", "improved", "--limit", "512",
+               "--epochs", "1", "--batch-size", "64", "--device", "cpu", "--out", str(tmp_path)]
+    result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr
+    digests = dict(re.findall(r"rank (\d): weights sha256 ([0-9a-f]{64})", result.stdout))
+    assert set(digests) == {"0", "1"}, result.stdout
+    assert digests["0"] == digests["1"]
+    checkpoint = torch.load(tmp_path / "model.pt", weights_only=True)
+    assert checkpoint["config"]["world_size"] == 2
+    rebuilt = build_model(checkpoint["config"])
+    rebuilt.load_state_dict(checkpoint["state_dict"])
+    assert engine.state_dict_digest(rebuilt) == digests["0"]

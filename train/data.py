@@ -1,0 +1,71 @@
+"""Fashion-MNIST from Debian's ``dataset-fashion-mnist`` IDX files, split into train/val/test.
+
+The last ``VAL_SIZE`` of the 60k training images are the validation set (the file is already shuffled,
+so this is a fixed, class-balanced-enough split that needs no seed); the 10k test images are used
+only for the final report.
+"""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import numpy as np
+
+DEFAULT_DATA_DIR = Path("/usr/share/datasets/fashion-mnist")
+CLASSES = (
+    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+)  # fmt: skip
+SPLITS = ("train", "val", "test")
+VAL_SIZE = 5000
+# Per-pixel mean and std of the 60k training images scaled to [0, 1].
+MEAN = (0.2860,)
+STD = (0.3530,)
+
+_FILES = {
+    "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
+    "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
+}
+_IMAGES_MAGIC = 2051
+_LABELS_MAGIC = 2049
+
+
+def load_fashion_mnist(data_dir: str | Path, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """Load one split as ``(images uint8 N×28×28, labels int64 N)``.
+
+    Raises:
+        ValueError: ``split`` is not one of ``SPLITS``.
+        FileNotFoundError: the data set is not installed in ``data_dir``; the message says how to install it.
+    """
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    data_dir = Path(data_dir)
+    image_file, label_file = _FILES["test" if split == "test" else "train"]
+    missing = [name for name in (image_file, label_file) if not (data_dir / name).is_file()]
+    if missing:
+        raise FileNotFoundError(
+            f"Fashion-MNIST not found in {data_dir} (missing {', '.join(missing)}): "
+            "install it with `apt-get install dataset-fashion-mnist` or pass --data-dir"
+        )
+    images = _read_idx(data_dir / image_file, _IMAGES_MAGIC)
+    labels = _read_idx(data_dir / label_file, _LABELS_MAGIC).astype(np.int64)
+    if len(images) != len(labels):
+        raise ValueError(f"{data_dir}: {len(images)} images but {len(labels)} labels")
+    if split == "train":
+        return images[:-VAL_SIZE], labels[:-VAL_SIZE]
+    if split == "val":
+        return images[-VAL_SIZE:], labels[-VAL_SIZE:]
+    return images, labels
+
+
+def _read_idx(path: Path, magic: int) -> np.ndarray:
+    """Read an IDX file of unsigned bytes (big-endian header: magic, then one uint32 per dimension)."""
+    with gzip.open(path, "rb") as f:
+        data = bytearray(f.read())  # writable, so torch.from_numpy can share it without a warning
+    found = int.from_bytes(data[:4], "big")
+    if found != magic:
+        raise ValueError(f"{path}: not an IDX file of the expected kind (magic {found}, expected {magic})")
+    ndim = magic & 0xFF
+    shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
+    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)

@@ -1,0 +1,215 @@
+"""The train/eval loop shared by the training scripts, with optional DistributedDataParallel.
+
+Run a script under ``torchrun --nproc_per_node N`` and :func:`setup_distributed` joins the process group
+(gloo on CPU, nccl on CUDA); each rank then trains on its shard of every epoch (a ``DistributedSampler``),
+gradients are averaged by DDP, and only rank 0 prints and saves.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+Batch = tuple[torch.Tensor, torch.Tensor]
+
+
+@dataclass(frozen=True)
+class Dist:
+    """Where this process runs: its rank among ``world_size`` processes and its device."""
+
+    rank: int
+    world_size: int
+    device: torch.device
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def setup_distributed(device: str = "auto") -> Dist:
+    """Pick the device (``"auto"`` prefers CUDA) and join the process group if started by torchrun."""
+    if device not in ("auto", "cpu", "cuda"):
+        raise ValueError(f"device must be 'auto', 'cpu' or 'cuda', got {device!r}")
+    use_cuda = torch.cuda.is_available() if device == "auto" else device == "cuda"
+    if use_cuda and not torch.cuda.is_available():
+        raise ValueError("--device cuda requested but no CUDA device is available")
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    if world_size > 1:
+        torch.distributed.init_process_group(backend="nccl" if use_cuda else "gloo")
+    if use_cuda:
+        local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        torch.cuda.set_device(local_rank)
+        return Dist(rank, world_size, torch.device("cuda", local_rank))
+    return Dist(rank, world_size, torch.device("cpu"))
+
+
+def teardown_distributed(dist: Dist) -> None:
+    if dist.world_size > 1:
+        torch.distributed.destroy_process_group()
+
+
+def wrap(model: nn.Module, dist: Dist) -> nn.Module:
+    """Move the model to its device (channels-last: 2-4× faster convolutions on CPU) and wrap it in DDP."""
+    model = model.to(dist.device, memory_format=torch.channels_last)
+    if dist.world_size == 1:
+        return model
+    device_ids = [dist.device.index] if dist.device.type == "cuda" else None
+    return nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
+
+
+def index_batches(n: int, batch_size: int, dist: Dist, seed: int, epoch: int) -> Iterator[np.ndarray]:
+    """This rank's shuffled mini-batches of indices into ``range(n)`` for one epoch.
+
+    ``batch_size`` is the global batch: each of the ``world_size`` ranks takes ``batch_size // world_size``.
+    """
+    sampler = torch.utils.data.DistributedSampler(
+        range(n), num_replicas=dist.world_size, rank=dist.rank, shuffle=True, seed=seed
+    )
+    sampler.set_epoch(epoch)
+    indices = np.fromiter(sampler, dtype=np.int64)
+    per_rank = min(max(1, batch_size // dist.world_size), len(indices))
+    # The last, incomplete batch is dropped: a batch of one breaks batch norm.
+    for start in range(0, len(indices) - per_rank + 1, per_rank):
+        yield indices[start : start + per_rank]
+
+
+def steps_per_epoch(n: int, batch_size: int, dist: Dist) -> int:
+    """How many batches :func:`index_batches` yields per epoch on each rank."""
+    per_rank_images = -(-n // dist.world_size)  # DistributedSampler pads every rank to the same count
+    return max(1, per_rank_images // min(max(1, batch_size // dist.world_size), per_rank_images))
+
+
+def train_epoch(
+    model: nn.Module,
+    batches: Iterable[Batch],
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None,
+    loss_fn: nn.Module,
+    dist: Dist,
+    description: str,
+    total: int | None = None,
+) -> tuple[float, float]:
+    """One pass over ``batches``; returns this rank's mean training loss and accuracy."""
+    from tqdm import tqdm
+
+    model.train()
+    for module in model.modules():
+        # A frozen batch norm keeps its (pretrained) statistics.
+        if isinstance(module, nn.modules.batchnorm._BatchNorm) and not any(
+            p.requires_grad for p in module.parameters()
+        ):
+            module.eval()
+    loss_sum, correct, seen = 0.0, 0, 0
+    progress = tqdm(batches, desc=description, total=total, leave=False,
+                    disable=not (dist.is_main and sys.stderr.isatty()))
+    for x, y in progress:
+        x = x.to(dist.device, memory_format=torch.channels_last)
+        y = y.to(dist.device)
+        logits = model(x)
+        loss = loss_fn(logits, y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
+        loss_sum += loss.item() * len(y)
+        correct += (logits.argmax(1) == y).sum().item()
+        seen += len(y)
+        progress.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{correct / seen:.4f}")
+    return loss_sum / seen, correct / seen
+
+
+def fit(
+    model: nn.Module,
+    batches: Callable[[int], Iterable[Batch]],
+    steps_per_epoch: int,
+    epochs: int,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None,
+    loss_fn: nn.Module,
+    val: tuple[np.ndarray, np.ndarray],
+    pipeline: Callable[[Any], torch.Tensor],
+    dist: Dist,
+    on_epoch: Callable[[int, dict[str, float]], None] | None = None,
+) -> list[dict[str, float]]:
+    """Train for ``epochs`` (``batches(epoch)`` yields this rank's batches), validating after each.
+
+    Returns one record per epoch; ``on_epoch(epoch, record)`` runs after each (e.g. Optuna pruning).
+    """
+    plain = model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+    history = []
+    for epoch in range(epochs):
+        start = time.perf_counter()
+        train_loss, train_accuracy = train_epoch(
+            model, batches(epoch), optimizer, scheduler, loss_fn, dist, f"epoch {epoch + 1}/{epochs}",
+            steps_per_epoch,
+        )
+        result = evaluate(plain, *val, pipeline, dist.device)
+        record = {
+            "epoch": epoch + 1, "train_loss": train_loss, "train_accuracy": train_accuracy,
+            "val_loss": result["loss"], "val_accuracy": result["accuracy"],
+            "seconds": time.perf_counter() - start,
+        }  # fmt: skip
+        history.append(record)
+        if dist.is_main:
+            print(f"epoch {epoch + 1:3d}/{epochs}  train loss {train_loss:.4f} acc {train_accuracy:.4f}"
+                  f"  val loss {result['loss']:.4f} acc {result['accuracy']:.4f}  {record['seconds']:.1f}s",
+                  flush=True)
+        if on_epoch is not None:
+            on_epoch(epoch, record)
+    return history
+
+
+@torch.inference_mode()
+def predict(
+    model: nn.Module,
+    images: np.ndarray,
+    transform: Callable[[Any], torch.Tensor],
+    device: torch.device,
+    batch_size: int = 500,
+) -> torch.Tensor:
+    """Logits for ``images`` (uint8 N×H×W), each put through ``transform`` (the declared eval pipeline)."""
+    model.eval()
+    outputs = []
+    for start in range(0, len(images), batch_size):
+        x = torch.stack([transform(image) for image in images[start : start + batch_size]])
+        outputs.append(model(x.to(device, memory_format=torch.channels_last)).float().cpu())
+    return torch.cat(outputs)
+
+
+def evaluate(
+    model: nn.Module,
+    images: np.ndarray,
+    labels: np.ndarray,
+    transform: Callable[[Any], torch.Tensor],
+    device: torch.device,
+    batch_size: int = 500,
+) -> dict[str, Any]:
+    """Loss, accuracy and predictions of ``model`` on ``images`` through the eval pipeline."""
+    logits = predict(model, images, transform, device, batch_size)
+    targets = torch.from_numpy(labels)
+    predictions = logits.argmax(1)
+    return {
+        "loss": nn.functional.cross_entropy(logits, targets).item(),
+        "accuracy": (predictions == targets).float().mean().item(),
+        "predictions": predictions.numpy(),
+    }
+
+
+def state_dict_digest(model: nn.Module) -> str:
+    """SHA-256 of the model's parameters and buffers, to check that replicas hold identical weights."""
+    digest = hashlib.sha256()
+    for name, tensor in model.state_dict().items():
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
