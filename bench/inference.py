@@ -28,6 +28,7 @@ import torch  # noqa: E402
 
 from bench.common import bundled_model, export_fp32, fixture_checkpoint  # noqa: E402
 from edgeinfer import Model  # noqa: E402
+from edgeinfer._onnxinfo import summarize  # noqa: E402
 from export.checkpoint import build_network, load_checkpoint  # noqa: E402
 from train.data import DEFAULT_DATA_DIR, load_fashion_mnist  # noqa: E402
 
@@ -87,7 +88,7 @@ def main(args: argparse.Namespace) -> None:
         row = f"{batch:>6}{ms['torch']:>11.3f}{ms['ort']:>13.3f}{ms['torch'] / ms['ort']:>9.1f}x"
         print(row + (f"{ms['shipped']:>12.3f}" if shipped else ""))
     if shipped:
-        print(f"\nshipped: {shipped_path} (quantization: {shipped.metadata.provenance.get('quantization')})")
+        print(f"\nshipped: {shipped_path} (quantization: {summarize(shipped_path).quantization})")
 
 
 if __name__ == "__main__":

@@ -4,6 +4,8 @@ The conversion is torchvision's loader (``datasets.folder.pil_loader``): ``Image
 with mode "RGB" or "L" as the model's metadata declares. Like that loader, EXIF orientation is NOT
 applied: a JPEG whose EXIF says "rotate 90°" is classified as stored, exactly as torchvision would
 see it during training and evaluation (torchvision never calls ``ImageOps.exif_transpose``).
+For "L" models, converting straight to L gives the same pixels as ``pil_loader`` followed by
+torchvision's ``Grayscale()`` (tests/test_hard_inputs.py checks this on odd image modes).
 """
 
 from __future__ import annotations

@@ -5,9 +5,12 @@ the modes L, LA, RGB, RGBA (uint8), F (float32) and I (int32): Pillow's coeffici
 point arithmetic of 8-bit images, the rounded intermediate image between the two passes, the order of the
 passes, alpha premultiplication and the incremental index arithmetic of NEAREST.
 
-Speed comes from caching the coefficient tables per geometry and applying them as banded matrix products
-(BLAS, float64: every product and partial sum of the fixed point arithmetic is an integer far below 2**53,
-so the float result equals Pillow's int32 one) and from computing only the requested output ``region``.
+Speed (8-bit modes) comes from
+* coefficient tables computed once per geometry (cached) and applied as banded matrix products: equal
+  blocks of outputs, one strided view and one batched BLAS call per strip of the image;
+* float32 products whose rounding is provably Pillow's: an error bound per output says which results lie
+  too close to a rounding edge, and only those are recomputed exactly in float64 (see ``_doubt_margins``);
+* computing only the requested output ``region`` (Resize + CenterCrop), and reusing work buffers.
 """
 
 from __future__ import annotations
@@ -28,15 +31,16 @@ _PRECISION_BITS = 22  # Resample.c: 32 - 8 (pixel) - 2 (headroom for negative lo
 # Hamming's 0.54 and 0.46 are float32 literals in Resample.c, promoted to double.
 _HAMMING_A = float(np.float32(0.54))
 _HAMMING_B = float(np.float32(0.46))
-# The overhead of one matrix product call, in multiply-adds (about 2 us at 25 GFMA/s). Blocks of the banded
-# product are sized to balance it against the zeros multiplied outside the band.
-_CALL_COST = 50_000
+# The overhead of one more block in a batched product, in multiply-adds (about 0.5 us at 25 GFMA/s).
+# Blocks of the banded product are sized to balance it against the zeros multiplied outside the band.
+_CALL_COST = 12_500
 _F32_EPS = 2.0**-24  # unit roundoff of float32
 # OpenBLAS runs a gemm with m*n*k up to this on the calling thread. Waking its worker threads costs more
 # than these banded products gain, and on a busy machine a sleeping worker can stall a call for a whole
 # scheduler time slice, so every product is kept below it.
 _SINGLE_THREAD_MNK = 65536 * 4
-_STRIP_BYTES = 1 << 20  # float32 strip buffers small enough to stay in cache
+_STRIP_BYTES = 1 << 22  # float32 strip buffers: big enough for few calls, small enough to reuse
+_SCRATCH_KEPT = 1 << 21  # largest work buffer (in float32 elements, 8 MB) kept between calls
 
 
 def resize(
@@ -188,7 +192,11 @@ def _resize_nearest(
     rows = _nearest_indices(img.shape[0], out_h)[top : top + reg_h]
     cols = _nearest_indices(img.shape[1], out_w)[left : left + reg_w]
     row_ok, col_ok = rows < img.shape[0], cols < img.shape[1]
-    out = img[np.where(row_ok, rows, 0)][:, np.where(col_ok, cols, 0)]
+    # Gather whole rows, then (column, channel) bytes of the flattened rows: faster than pixel gathers.
+    channels = img.shape[2] if img.ndim == 3 else 1
+    bytes_at = (np.where(col_ok, cols, 0)[:, None] * channels + np.arange(channels)).ravel()
+    picked = np.take(img.reshape(img.shape[0], -1), np.where(row_ok, rows, 0), axis=0)[:, bytes_at]
+    out = picked.reshape((reg_h, reg_w) + img.shape[2:])
     if not (row_ok.all() and col_ok.all()):
         out[~row_ok] = 0
         out[:, ~col_ok] = 0
@@ -279,94 +287,208 @@ def _plan(
     first, count, weights = _coefficients(in_size, out_size, filter)
     first, count, weights = first[lo:hi], count[lo:hi], weights[lo:hi]
     src_lo, src_hi = int(first.min()), int((first + count).max())
-    taps = np.arange(weights.shape[1])
-    index = np.minimum(first[:, None] + taps, src_hi - 1) - src_lo
     if mode in ("F", "I"):
+        taps = np.arange(weights.shape[1])
+        index = np.minimum(first[:, None] + taps, src_hi - 1) - src_lo
         return src_lo, src_hi, (index, weights, taps < count[:, None])
-    scale = in_size / out_size
-    return src_lo, src_hi, _Pass8(first - src_lo, count, index, _fixed_point(weights), scale, breadth)
+    return src_lo, src_hi, _Pass8(first - src_lo, count, _fixed_point(weights), in_size / out_size, breadth)
 
 
 class _Pass8:
-    """One 8-bit pass as banded float32 matrix products, with the bound that makes its rounding provable.
+    """One 8-bit pass as a batch of equal band blocks, with the bound that makes float32 rounding provable.
 
-    The fixed point weights scaled by 2**-22 are exact in float32 (integers below 2**24 times a power of
-    two); products and sums are rounded, by at most gamma(taps + 1) * 255 * sum|w| in any summation order
-    (zero terms add no error). Wherever acc + 1/2 lies farther than twice that from an integer, floor() of
-    the float32 result is Pillow's int32 result; the few outputs closer than that are recomputed exactly
-    in float64 (integers far below 2**53).
+    Outputs are grouped in ``nblocks`` blocks of ``block`` outputs; block i reads ``span`` source pixels
+    starting at ``start + i * stride`` of the source axis padded with ``pad_before`` / ``pad_after`` zeros.
+    The equal stride lets one strided view and one batched matmul call compute every block.
+
+    The products run in float32; ``_doubt_margins`` says which results need an exact second look.
     """
 
-    def __init__(self, first, count, index, fixed, scale: float, breadth: int) -> None:
-        self.index, self.fixed, self.size = index, fixed, len(first)
-        ntaps = fixed.shape[1]
-        # Minimises calls * _CALL_COST + breadth * outputs * (block * scale + ntaps) multiply-adds.
-        per_block = max(1, int(round(math.sqrt(_CALL_COST / (breadth * scale)))))
-        scaled = (fixed * 2.0**-_PRECISION_BITS).astype(np.float32)
+    def __init__(self, first, count, fixed, scale: float, breadth: int) -> None:
+        self.size, ntaps = fixed.shape
+        self.fixed = fixed
+        source = int((first + count).max())
+        block, stride, offset, span = _choose_blocks(first, first + count, scale, breadth)
+        self.block, self.stride, self.span = block, stride, span
+        self.nblocks = -(-self.size // block)
+        self.padded_size = self.nblocks * block
+        self.pad_before = max(0, -offset)
+        self.start = offset + self.pad_before
+        self.length = max(self.pad_before + source, self.start + (self.nblocks - 1) * stride + span)
+        self.pad_after = self.length - self.pad_before - source
+
+        outputs = np.arange(self.size)
         taps = np.arange(ntaps)
-        blocks = []
-        for o0 in range(0, self.size, per_block):
-            o1 = min(self.size, o0 + per_block)
-            s0, s1 = int(first[o0:o1].min()), int((first[o0:o1] + count[o0:o1]).max())
-            matrix = np.zeros((o1 - o0, s1 - s0), np.float32)
-            rows = np.repeat(np.arange(o1 - o0), ntaps)
-            used = (taps < count[o0:o1, None]).ravel()
-            cols = (first[o0:o1, None] - s0 + taps).ravel()
-            matrix[rows[used], cols[used]] = scaled[o0:o1].ravel()[used]
-            blocks.append((o0, o1, s0, s1, matrix, np.ascontiguousarray(matrix.T)))
-        self.blocks = tuple(blocks)
-        self.band = max(m.size for *_, m, _ in blocks)
-        gamma = (ntaps + 1) * _F32_EPS / (1 - (ntaps + 1) * _F32_EPS)
+        used = taps < count[:, None]
+        column = first[:, None] + self.pad_before - (self.start + (outputs // block * stride))[:, None] + taps
+        stack = np.zeros((self.nblocks, block, span), np.float32)
+        where = (
+            np.broadcast_to((outputs // block)[:, None], used.shape)[used],
+            np.broadcast_to((outputs % block)[:, None], used.shape)[used],
+            column[used],
+        )
+        stack[where] = (fixed * 2.0**-_PRECISION_BITS).astype(np.float32)[used]
+        self.stack = stack
+        # Source positions of every tap in the padded axis, for the exact recomputation.
+        self.index = np.minimum(first[:, None] + taps, source - 1) + self.pad_before
+
+        self.margin, self.doubt_bits = _doubt_margins(fixed, self.nblocks, block)
+        self.always_exact = not np.any(self.margin)
         largest = 255.0 * float(np.abs(fixed).sum(axis=1).max()) * 2.0**-_PRECISION_BITS
-        # "+ 1/2" in float32 adds at most half an ulp of the result (< (largest + 1) * 2**-24).
-        self.limit = 0.5 - (2 * gamma * largest + (largest + 1) * 2.0**-23)
         # Without negative weights and with row sums of at most 2**22 (+ rounding slack) no output leaves
         # [0, 255], so the saturation of clip8 can be skipped.
         self.clips = bool(fixed.min() < 0) or largest + 0.5 >= 256.0
+
+    def pad(self, values: np.ndarray, axis: int) -> None:
+        """Zero the padding of ``values`` along ``axis`` (the source occupies the middle)."""
+        index = [slice(None)] * values.ndim
+        index[axis] = slice(0, self.pad_before)
+        values[tuple(index)] = 0
+        index[axis] = slice(self.length - self.pad_after, self.length)
+        values[tuple(index)] = 0
+
+    def blocks_of(self, values: np.ndarray, axis: int) -> np.ndarray:
+        """A read-only view of ``values`` (padded source along ``axis``) with the block index in front
+        and each block's ``span`` source pixels along ``axis``."""
+        step = values.strides[axis]
+        shape = list(values.shape)
+        shape[axis] = self.span
+        start = [slice(None)] * values.ndim
+        start[axis] = slice(self.start, None)
+        strides = (self.stride * step, *values.strides)
+        return np.lib.stride_tricks.as_strided(
+            values[tuple(start)], (self.nblocks, *shape), strides, writeable=False
+        )
+
+
+def _doubt_margins(fixed: np.ndarray, nblocks: int, block: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per output: how close to a rounding edge a float32 result may lie before it is recomputed exactly.
+
+    The fixed point weights scaled by 2**-22 are exact in float32 (integers below 2**24 times a power of
+    two). When a row's weights share a power-of-two factor large enough that every partial sum (and
+    acc + 1/2) fits in 24 bits, float32 computes that row exactly: margin 0 (such rows, e.g. the halves of
+    a 2x BOX, hit exact .5 ties all the time). Otherwise products and sums are rounded, by at most
+    gamma(taps + 1) * 255 * sum|w| in any summation order (zero terms add no error); "+ 1/2" adds half an
+    ulp; outputs whose fraction lies within twice that of 0 or 1 get recomputed exactly in float64.
+    Returned as a scalar or shaped (outputs, 1), with the uint32 bits of 1 - 2 * margin, for
+    ``_round_into``.
+    """
+    ntaps = fixed.shape[1]
+    magnitude = np.abs(fixed)
+    total = magnitude.sum(axis=1)
+    largest = 255.0 * total * 2.0**-_PRECISION_BITS
+    ints = magnitude.astype(np.int64)
+    lowest_bit = np.where(ints > 0, ints & -ints, 1 << 40).min(axis=1)
+    exact = (255.0 * total / lowest_bit < 2.0**24) & (
+        largest + 0.5 < lowest_bit * 2.0 ** (24 - _PRECISION_BITS)
+    )
+    gamma = (ntaps + 1) * _F32_EPS / (1 - (ntaps + 1) * _F32_EPS)
+    # 2**-20 covers the rounding of "fraction - margin" in _round_into.
+    bound = 2 * gamma * largest + (largest + 1) * 2.0**-23 + 2.0**-20
+    if not exact.any():  # one margin for all: cheaper than a per-output one
+        margin = np.float32(bound.max())
+        return margin, np.float32(1 - 2 * margin).view(np.uint32)
+    margin = np.zeros(nblocks * block, np.float32)
+    margin[: len(fixed)] = np.where(exact, 0.0, bound)
+    bits = (1 - 2 * margin).astype(np.float32).view(np.uint32)
+    return margin[:, None], bits[:, None]
+
+
+def _choose_blocks(first: np.ndarray, last: np.ndarray, scale: float, breadth: int) -> tuple[int, ...]:
+    """(block, stride, offset, span) minimising calls and multiplied zeros for ``breadth`` rows/columns.
+
+    Block i covers outputs [i*block, (i+1)*block) and reads source [offset + i*stride, ... + span).
+    Candidates are ranked with an estimated span; the best few are measured exactly.
+    """
+    size = len(first)
+    blocks = np.arange(1, min(size, 512) + 1)
+    nblocks = -(-size // blocks)
+    drift = blocks * scale - np.floor(blocks * scale)
+    estimate = (blocks - 1) * scale + int((last - first).max()) + nblocks * drift
+    cost = nblocks * _CALL_COST + breadth * nblocks * blocks * estimate
+    best = None
+    for block in blocks[np.argsort(cost)[:4]].tolist():
+        count = -(-size // block)
+        fill = count * block - size
+        lo = np.concatenate([first, np.full(fill, first[-1])]).reshape(count, block).min(axis=1)
+        hi = np.concatenate([last, np.full(fill, last[-1])]).reshape(count, block).max(axis=1)
+        stride = int(block * scale)
+        starts = stride * np.arange(count)
+        offset = int((lo - starts).min())
+        span = int((hi - starts).max()) - offset
+        exact_cost = count * _CALL_COST + breadth * count * block * span
+        if best is None or exact_cost < best[0]:
+            best = (exact_cost, block, stride, offset, span)
+    return best[1:]
 
 
 # ----------------------------------------------------------------------------------------- 8-bit modes
 
 
-def _premultiply(window: np.ndarray) -> np.ndarray:
-    """Convert.c rgbA2rgba / lA2la: colour = MULDIV255(colour, alpha), i.e. round(c * a / 255)."""
-    wide = window.astype(np.uint16)
-    t = wide[..., :-1] * wide[..., -1:] + 128
-    wide[..., :-1] = ((t >> 8) + t) >> 8
-    return wide.astype(np.uint8)
+def _premultiply(values: np.ndarray, axis: int) -> None:
+    """Convert.c rgbA2rgba / lA2la in place on float32: colour = MULDIV255(colour, alpha) = round(c*a/255).
+
+    c * a / 255 is never a tie (255 is odd) and lies at least 1/510 from one, far beyond the float32
+    rounding of c * a * (1/255), so rint() gives Pillow's integer. The alpha channel is last along ``axis``.
+    """
+    channels = np.moveaxis(values, axis, 0)
+    colour, alpha = channels[:-1], channels[-1:]
+    np.multiply(colour, alpha, out=colour)
+    np.multiply(colour, np.float32(1 / 255), out=colour)
+    np.rint(colour, out=colour)
 
 
-def _unpremultiply(out: np.ndarray) -> np.ndarray:
-    """Convert.c rgba2rgbA / la2lA: colour = min(255, 255 * c // alpha), untouched when alpha is 0 or 255."""
-    alpha = out[..., -1:].astype(np.uint16)
-    colour = out[..., :-1]
-    restored = np.minimum(255, (colour.astype(np.uint16) * 255) // np.maximum(alpha, 1))
-    out[..., :-1] = np.where((alpha == 0) | (alpha == 255), colour, restored)
-    return out
+def _unpremultiply(values: np.ndarray, axis: int) -> None:
+    """Convert.c rgba2rgbA / la2lA in place on float32 holding bytes: colour = min(255, 255 * c // alpha),
+    untouched when alpha is 0 or 255.
+
+    255 * c / alpha in float32 is exact when it is an integer and otherwise at least 1/alpha from one,
+    so floor() of it is the integer division.
+    """
+    channels = np.moveaxis(values, axis, 0)
+    colour, alpha = channels[:-1], channels[-1:]
+    restored = colour * np.float32(255)
+    np.divide(restored, np.maximum(alpha, 1), out=restored)
+    np.floor(restored, out=restored)
+    np.minimum(restored, 255, out=restored)
+    np.copyto(colour, restored, where=(alpha != 0) & (alpha != 255))
 
 
 def _round_into(acc: np.ndarray, out: np.ndarray, plan: _Pass8, exact) -> None:
     """out = clip8 of a float32 pass result: floor(acc + 1/2) saturated to [0, 255], provably Pillow's.
 
-    ``acc`` is overwritten. Outputs whose fraction lies within the error bound of a rounding edge are
-    replaced by ``exact(positions)`` (flat indices into ``acc``).
+    ``acc`` (contiguous) and ``out`` (any view, possibly uint8) hold the same number of elements with the
+    outputs along their first axis; ``acc`` is overwritten. Outputs whose fraction lies within the error
+    bound of a rounding edge are replaced by ``exact(positions)`` (flat indices into ``acc``).
     """
-    np.add(acc, 0.5, out=acc)
-    np.floor(acc, out=out)
-    np.subtract(acc, out, out=acc)
-    np.subtract(acc, 0.5, out=acc)
-    np.abs(acc, out=acc)
-    doubtful = np.flatnonzero(acc > plan.limit)
-    if doubtful.size:
-        out[np.unravel_index(doubtful, out.shape)] = exact(doubtful)
+    values = acc.reshape(out.shape[:1] + (-1,))
+    np.add(values, 0.5, out=values)
     if plan.clips:
-        np.maximum(out, 0.0, out=out)
-        np.minimum(out, 255.0, out=out)
+        # floor(clip(t, 1/2, 255 + 1/2)) = clip(floor(t), 0, 255), and saturated outputs keep the fraction
+        # 1/2, far from any rounding edge.
+        np.clip(values, 0.5, 255.5, out=values)
+    direct = out.flags.c_contiguous
+    rounded = out.reshape(values.shape) if direct else _SCRATCH.take("rounded", values.shape)
+    np.floor(values, out=rounded, casting="unsafe")
+    if not plan.always_exact:
+        # fraction - margin is negative (sign bit set) or above 1 - 2 * margin exactly when the fraction
+        # lies within the margin of 0 or 1; as unsigned integers both compare above 1 - 2 * margin.
+        np.subtract(values, rounded, out=values)
+        np.subtract(values, plan.margin, out=values)
+        doubt = values.view(np.uint32) > plan.doubt_bits
+        if doubt.any():
+            doubtful = np.flatnonzero(doubt)
+            fixed = exact(doubtful)
+            if plan.clips:
+                np.clip(fixed, 0.0, 255.0, out=fixed)
+            rounded.flat[doubtful] = fixed
+    if not direct:
+        np.copyto(out, rounded.reshape(out.shape), casting="unsafe")
 
 
 def _exact_8bit(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
     """The int32 accumulation and >> 22 of Resample.c, in float64 (exact), before clipping."""
-    acc = (values.astype(np.float64) * weights).sum(axis=1)
+    acc = np.einsum("ij,ij->i", values.astype(np.float64), weights)
     return np.floor((acc + 2.0 ** (_PRECISION_BITS - 1)) * 2.0**-_PRECISION_BITS)
 
 
@@ -382,6 +504,8 @@ class _Scratch(threading.local):
 
     def take(self, name: str, shape: tuple[int, ...]) -> np.ndarray:
         size = math.prod(shape)
+        if size > _SCRATCH_KEPT:  # big images: the work dwarfs the page faults; do not hold the memory
+            return np.empty(shape, np.float32)
         buffer = self.buffers.get(name)
         if buffer is None or buffer.size < size:
             buffer = self.buffers[name] = np.empty(size, np.float32)
@@ -391,104 +515,138 @@ class _Scratch(threading.local):
 _SCRATCH = _Scratch()
 
 
-def _matmul_into(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
-    """out = a @ b, split into products small enough for OpenBLAS to keep on the calling thread."""
-    m, k = a.shape
-    n = b.shape[1]
-    if m * n * k <= _SINGLE_THREAD_MNK:
-        np.matmul(a, b, out=out)
-    elif m >= n:
-        step = max(1, _SINGLE_THREAD_MNK // (k * n))
-        for i in range(0, m, step):
-            np.matmul(a[i : i + step], b, out=out[i : i + step])
-    else:
-        step = max(1, _SINGLE_THREAD_MNK // (k * m))
-        for j in range(0, n, step):
-            np.matmul(a, b[:, j : j + step], out=out[:, j : j + step])
+def _pass_along_rows(src: np.ndarray, plan: _Pass8, out: np.ndarray) -> None:
+    """Resample along the last axis: ``src`` (M, plan.length) padded float32 -> ``out`` (padded_size, M).
+
+    One batched product over the strided block view; the result comes out transposed (outputs first),
+    which is the layout the other pass wants. The caller keeps M * span * block single-threaded.
+    """
+    acc = _SCRATCH.take("acc", (plan.nblocks, plan.block, src.shape[0]))
+    np.matmul(plan.stack, plan.blocks_of(src, 1).transpose(0, 2, 1), out=acc)
+
+    def exact(doubtful):
+        row, col = np.divmod(doubtful, src.shape[0])
+        taps = np.take(src.reshape(-1), col[:, None] * src.shape[1] + plan.index[row])
+        return _exact_8bit(taps, plan.fixed[row])
+
+    _round_into(acc, out, plan, exact)
 
 
-def _horizontal_8bit(src: np.ndarray, plan: _Pass8) -> np.ndarray:
-    """Interleaved (R, W, C) -> planar (C, R, w) float32.
+def _pass_along_columns(src: np.ndarray, plan: _Pass8, out: np.ndarray) -> None:
+    """Resample along the first axis: ``src`` (R, N) uint8 rows -> ``out`` (padded_size, N).
 
-    A strip of rows at a time is made planar, (C*rows, W), so that each block is one 2-D product; the
-    strip buffer is reused and small enough to stay in cache.
+    Used when the vertical pass comes first: the interleaved image is already (R, W*C). Strips of columns
+    are converted and padded in a small reused buffer, which also keeps each product single-threaded.
+    """
+    total = src.shape[1]
+    step = max(1, min(_SINGLE_THREAD_MNK // (plan.span * plan.block), _STRIP_BYTES // (4 * plan.length)))
+    for c0 in range(0, total, step):
+        width = min(step, total - c0)
+        strip = _SCRATCH.take("strip", (plan.length, width))
+        plan.pad(strip, 0)
+        np.copyto(strip[plan.pad_before : plan.length - plan.pad_after], src[:, c0 : c0 + width])
+        acc = _SCRATCH.take("acc", (plan.nblocks, plan.block, width))
+        np.matmul(plan.stack, plan.blocks_of(strip, 0), out=acc)
+
+        def exact(doubtful, strip=strip, width=width):
+            row, col = np.divmod(doubtful, width)
+            taps = np.take(strip.reshape(-1), plan.index[row] * width + col[:, None])
+            return _exact_8bit(taps, plan.fixed[row])
+
+        _round_into(acc, out[:, c0 : c0 + width], plan, exact)
+
+
+def _horizontal_8bit(src: np.ndarray, plan: _Pass8, out: np.ndarray, premultiply: bool) -> None:
+    """(R, W, C) -> ``out`` (padded_size, C, R), the image transposed (``out`` may be any view).
+
+    A strip of rows at a time is made planar, (C*rows, W) plus padding, in a reused buffer that stays in
+    cache (alpha is premultiplied there, where each channel is contiguous), and resampled along its rows.
     """
     height, width, channels = src.shape
-    out = _SCRATCH.take("horizontal out", (channels, height, plan.size))
-    per_call = _SINGLE_THREAD_MNK // (channels * plan.band)  # each block one single-threaded product
-    rows = min(height, max(1, min(per_call, _STRIP_BYTES // (4 * width * channels))))
-    planes_buf = _SCRATCH.take("horizontal planes", (channels * rows * width,))
+    per_call = _SINGLE_THREAD_MNK // (channels * plan.span * plan.block)
+    rows = min(height, max(1, min(per_call, _STRIP_BYTES // (4 * plan.length * channels))))
     for r0 in range(0, height, rows):
         n = min(rows, height - r0)
-        planes = planes_buf[: channels * n * width].reshape(channels, n, width)
-        np.copyto(planes, src[r0 : r0 + n].transpose(2, 0, 1))
-        flat = planes.reshape(channels * n, width)
-        acc = _SCRATCH.take("horizontal acc", (channels * n, plan.size))
-        for o0, o1, s0, s1, _, matrix_t in plan.blocks:
-            _matmul_into(flat[:, s0:s1], matrix_t, acc[:, o0:o1])
-
-        def exact(doubtful, flat=flat):
-            rows, cols = np.divmod(doubtful, plan.size)
-            return _exact_8bit(flat[rows[:, None], plan.index[cols]], plan.fixed[cols])
-
-        _round_into(acc.reshape(channels, n, plan.size), out[:, r0 : r0 + n], plan, exact)
-    return out
+        planes = _SCRATCH.take("planes", (channels, n, plan.length))
+        plan.pad(planes, 2)
+        inner = planes[:, :, plan.pad_before : plan.pad_before + width]
+        np.copyto(inner, src[r0 : r0 + n].transpose(2, 0, 1))
+        if premultiply:
+            _premultiply(inner, 0)
+        _pass_along_rows(planes.reshape(channels * n, plan.length), plan, out[:, :, r0 : r0 + n])
 
 
-def _vertical_8bit(src: np.ndarray, plan: _Pass8, planar: bool) -> np.ndarray:
-    """(C, R, W) planar or (R, W, C) interleaved -> the same layout with h rows, float32.
-
-    Each plane (or the interleaved image seen as (R, W*C)) is one matrix whose columns are independent;
-    uint8 input is converted a strip of columns at a time.
-    """
-    if planar:
-        out = _SCRATCH.take("vertical out", (src.shape[0], plan.size, src.shape[2]))
-        pairs = zip(src, out)
-    else:
-        height, width, channels = src.shape
-        out = _SCRATCH.take("vertical out", (plan.size, width, channels))
-        pairs = [(src.reshape(height, width * channels), out.reshape(plan.size, width * channels))]
-    for columns, out_columns in pairs:
-        height, total = columns.shape
-        step = total if columns.dtype == np.float32 else max(1, _STRIP_BYTES // (4 * height))
-        for c0 in range(0, total, step):
-            strip = columns[:, c0 : c0 + step]
-            if strip.dtype != np.float32:
-                strip = _SCRATCH.take("vertical strip", strip.shape)
-                np.copyto(strip, columns[:, c0 : c0 + step])
-            acc = _SCRATCH.take("vertical acc", (plan.size, strip.shape[1]))
-            for o0, o1, s0, s1, matrix, _ in plan.blocks:
-                _matmul_into(matrix, strip[s0:s1], acc[o0:o1])
-
-            def exact(doubtful, strip=strip):
-                rows, cols = np.divmod(doubtful, strip.shape[1])
-                return _exact_8bit(strip[plan.index[rows], cols[:, None]], plan.fixed[rows])
-
-            _round_into(acc, out_columns[:, c0 : c0 + step], plan, exact)
-    return out
+def _vertical_8bit(src: np.ndarray, plan: _Pass8, out: np.ndarray) -> None:
+    """Rows of the transposed image, (M, plan.length) padded float32 -> ``out`` (padded_size, M)."""
+    step = max(1, _SINGLE_THREAD_MNK // (plan.span * plan.block))
+    for m0 in range(0, src.shape[0], step):
+        _pass_along_rows(src[m0 : m0 + step], plan, out[:, m0 : m0 + step])
 
 
 def _resample_8bit(window: np.ndarray, mode: str, h_plan, v_plan, vertical_first: bool) -> np.ndarray:
-    premultiplied = mode in ("LA", "RGBA")
-    values = _premultiply(window) if premultiplied else window
-    if values.ndim == 2:
-        values = values[:, :, None]
-    planar = False  # the layout of ``values``: (R, W, C) until the horizontal pass makes it (C, R, W)
+    """The two passes on a uint8 window (R, W[, C]); intermediates are float32 holding exact integers.
+
+    Layouts are chosen so that no step iterates over the few channels of an interleaved pixel, which
+    NumPy does slowly: LA/RGBA keep each channel contiguous (channel-major) until the end.
+    """
+    alpha = mode in ("LA", "RGBA")
+    values = window if window.ndim == 3 else window[:, :, None]
+    height, width, channels = values.shape
     if v_plan is not None and (vertical_first or h_plan is None):
-        values = _vertical_8bit(values, v_plan, planar=False)
-        v_plan = None
-    if h_plan is not None:
-        values, planar = _horizontal_8bit(values, h_plan), True
-    if v_plan is not None:
-        values = _vertical_8bit(values, v_plan, planar=True)
-    if planar:
-        out = np.empty(values.shape[1:] + values.shape[:1], np.uint8)
-        np.copyto(out, values.transpose(1, 2, 0), casting="unsafe")
+        if alpha:  # rare (tall LA/RGBA images): premultiply the interleaved window
+            values = values.astype(np.float32)
+            _premultiply(values, 2)
+        shape = (v_plan.padded_size, width, channels)
+        last = h_plan is None and not alpha  # then the pass writes the uint8 result directly
+        out = np.empty(shape, np.uint8) if last else _SCRATCH.take("vertical out", shape)
+        flat = values.reshape(height, width * channels)
+        _pass_along_columns(flat, v_plan, out.reshape(v_plan.padded_size, -1))
+        values, height, v_plan = out[: v_plan.size], v_plan.size, None
+        if h_plan is None:
+            if alpha:
+                _unpremultiply(values, 2)
+            return _as_image(values, window.ndim)
+        premultiply = False
     else:
-        out = values.astype(np.uint8)
-    if premultiplied:
-        out = _unpremultiply(out)
-    return out if window.ndim == 3 else out[:, :, 0]
+        premultiply = alpha
+
+    # The horizontal result is the image transposed, (w, C, rows), or (C, w, rows) for alpha modes; with a
+    # vertical pass to come, it goes straight into the zero-padded rows that pass reads.
+    rows = v_plan.length if v_plan is not None else height
+    shape = (channels, h_plan.padded_size, rows) if alpha else (h_plan.padded_size, channels, rows)
+    transposed = _SCRATCH.take("horizontal out", shape)
+    as_wcr = transposed.transpose(1, 0, 2) if alpha else transposed
+    first_row = 0 if v_plan is None else v_plan.pad_before
+    if v_plan is not None:
+        v_plan.pad(transposed, 2)
+    _horizontal_8bit(values, h_plan, as_wcr[:, :, first_row : first_row + height], premultiply)
+    if v_plan is None:
+        upright = transposed[:, : h_plan.size] if alpha else transposed[: h_plan.size]
+        if alpha:
+            _unpremultiply(upright, 0)
+        return _as_image(upright.transpose(2, 1, 0) if alpha else upright.transpose(2, 0, 1), window.ndim)
+
+    if not alpha:  # the vertical pass writes the uint8 result directly
+        out = np.empty((v_plan.padded_size, h_plan.size, channels), np.uint8)
+        _vertical_8bit(
+            transposed[: h_plan.size].reshape(-1, rows), v_plan, out.reshape(v_plan.padded_size, -1)
+        )
+        return _as_image(out[: v_plan.size], window.ndim)
+    planar = _SCRATCH.take("vertical out", (v_plan.padded_size, channels, h_plan.size))
+    for channel in range(channels):
+        _vertical_8bit(transposed[channel, : h_plan.size], v_plan, planar[:, channel])
+    upright = planar[: v_plan.size]
+    _unpremultiply(upright, 1)
+    return _as_image(upright.transpose(0, 2, 1), window.ndim)
+
+
+def _as_image(values: np.ndarray, ndim: int) -> np.ndarray:
+    """``values`` (rows, columns, channels) as a new uint8 image, HxW when the input was."""
+    if values.dtype != np.uint8:
+        out = np.empty(values.shape, np.uint8)
+        np.copyto(out, values, casting="unsafe")
+        values = out
+    return values if ndim == 3 else values[:, :, 0]
 
 
 # -------------------------------------------------------------------------------------------- F and I

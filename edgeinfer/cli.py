@@ -321,7 +321,8 @@ def _format_info(d: dict[str, Any]) -> str:
     lines = [
         f"model: {d['path']}",
         f"size: {d['size_bytes'] / 1024:.1f} KiB ({d['size_bytes']} bytes)",
-        f"format: ONNX IR {d['ir_version']}, opset {opsets}, producer {d['producer'] or 'unknown'}",
+        f"format: ONNX IR {d['ir_version']}, producer {d['producer'] or 'unknown'}",
+        f"opsets: {opsets}",
         f"quantization: {d['quantization']}",
         "inputs:",
         *tensors(d["inputs"]),

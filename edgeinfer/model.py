@@ -266,7 +266,7 @@ def _resolve_metadata(
             raise TypeError(f"labels must be a sequence of strings, got {type(labels).__name__}")
         overrides["labels"] = tuple(labels)
     if "preprocessing" in overrides:
-        overrides["preprocessing"] = dict(preprocessing)  # type: ignore[arg-type]
+        overrides["preprocessing"] = dict(overrides["preprocessing"])
     props = session.get_modelmeta().custom_metadata_map
     if METADATA_KEY in props:
         return dataclasses.replace(ModelMetadata.from_props(props), **overrides)

@@ -23,6 +23,7 @@ import json  # noqa: E402
 import tempfile  # noqa: E402
 
 from export.quantization import StaticOptions  # noqa: E402
+from train.data import DEFAULT_DATA_DIR  # noqa: E402
 
 # -- the options measured; "dynamic" is quantize_dynamic, everything else static INT8 -----------------------
 DEFAULT = StaticOptions()
@@ -107,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("checkpoint")
     parser.add_argument("--out", required=True, help="the JSON file to write")
-    parser.add_argument("--data-dir", default="/usr/share/datasets/fashion-mnist")
+    parser.add_argument("--data-dir", default=DEFAULT_DATA_DIR)
     parser.add_argument("--repeats", type=int, default=50)
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)

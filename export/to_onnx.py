@@ -12,7 +12,8 @@ Steps:
     4. verify: torch (torchvision preprocessing) vs onnxruntime (edgeinfer preprocessing) on real test images
        at batch sizes 1, 2, 7; fail when logits differ by more than --atol or top-1 disagrees
     5. quantize (--quantize int8: quant_pre_process + static QDQ, per-channel weights, calibrated on
-       --calibration-size training images through edgeinfer; --quantize dynamic: MatMul/Gemm weights only)
+       --calibration-size training images through edgeinfer, --fc-bits 4 for 4-bit fully connected weights;
+       --quantize dynamic: MatMul/Gemm weights only)
     6. report FP32 vs quantized: test accuracy, size, latency at batch 1 and 64 -> JSON next to the model;
        fail when the quantized model's top-1 agreement with FP32 is below --min-agreement
 
@@ -31,9 +32,9 @@ import tempfile  # noqa: E402
 
 from export import ExportError  # noqa: E402
 from export.conversion import DEFAULT_OPSET  # noqa: E402
+from train.data import DEFAULT_DATA_DIR  # noqa: E402
 
 # -- defaults ------------------------------------------------------------------------------------------------
-DATA_DIR = "/usr/share/datasets/fashion-mnist"
 VERIFY_IMAGES = 70  # real test images for step 4, in batches cycling through 1, 2, 7
 ATOL = 1e-3  # max |logit difference| torch vs onnxruntime in FP32 (float32 reassociation gives ~1e-5)
 MIN_AGREEMENT = 0.99  # quantized vs FP32 top-1 agreement on the evaluation images
@@ -146,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
         default=8,
         help="int8: 4 stores fully connected weights as 4-bit blocks (MatMulNBits)",
     )
-    parser.add_argument("--data-dir", default=DATA_DIR)
+    parser.add_argument("--data-dir", default=DEFAULT_DATA_DIR)
     parser.add_argument("--report", help="the JSON report (default: the model's path with .json)")
     parser.add_argument("--verify-images", type=int, default=VERIFY_IMAGES)
     parser.add_argument("--atol", type=float, default=ATOL, help="max FP32 |logit difference|")

@@ -133,7 +133,7 @@ def test_info_describes_the_model(model):
     out = result.stdout
     assert f"model: {gray_model()}" in out
     assert f"({gray_model().stat().st_size} bytes)" in out
-    assert "format: ONNX IR " in out and "opset ai.onnx " in out and "producer pytorch" in out
+    assert "format: ONNX IR " in out and "producer pytorch" in out and "opsets: ai.onnx " in out
     assert "quantization: none" in out
     assert "  input: float32 [batch, 1, 28, 28]" in out
     assert "  logits: float32 [batch, 10]" in out

@@ -38,6 +38,8 @@ GEOMETRIES = [
     ((13, 17), (200, 150)),
     ((1000, 100), (640, 64)),  # tall: Pillow 13 runs the vertical pass first
     ((1000, 300), (746, 224)),
+    ((100, 60), (60, 40)),  # height shrinks by exactly twice the width: still horizontal first
+    ((100, 60), (59, 40)),  # one row more: vertical first
     ((375, 500), (256, 341)),  # landscape
     ((500, 375), (341, 256)),  # mild portrait: horizontal first in both versions
 ]
@@ -90,7 +92,7 @@ def resize_cases(draw):
     return image, (out_h, out_w), filter, region
 
 
-@settings(max_examples=400, derandomize=True, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=1000, derandomize=True, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(case=resize_cases())
 def test_random_cases_match_pillow(case, image_factory, parity) -> None:
     (in_h, in_w, mode, seed, kind), size, filter, region = case
@@ -130,6 +132,90 @@ def test_pillow12_and_pillow13_orders_really_differ(parity) -> None:
         if INSTALLED_ORDER == "pillow13":
             parity.check(pillow13, pillow_resize(img, size, filter), f"pillow13 {img.shape}")
     assert differing >= 8
+
+
+# Geometries where the float32 fast path meets exact rounding ties (dyadic weights: integer up- and
+# downscales) or long filters (wide error margins, so many outputs take the exact float64 route).
+TIE_AND_WIDE_GEOMETRIES = [
+    ((64, 96), (32, 48)),
+    ((60, 90), (20, 30)),
+    ((16, 24), (64, 96)),
+    ((9, 13), (72, 104)),
+    ((700, 40), (3, 5)),
+    ((40, 700), (5, 2)),
+    ((1, 900), (1, 1)),
+]
+
+
+@pytest.mark.parametrize("geometry", TIE_AND_WIDE_GEOMETRIES, ids=lambda g: f"{g[0]}->{g[1]}")
+@pytest.mark.parametrize("filter_name", [name for name in FILTERS if name != "nearest"])
+def test_rounding_ties_and_long_filters(filter_name: str, geometry, image_factory, parity) -> None:
+    (in_h, in_w), size = geometry
+    for mode, kind in (("RGB", "noise"), ("RGBA", "real"), ("L", "real")):
+        img = image_factory(in_h, in_w, mode, seed=in_h * in_w, kind=kind)
+        want = pillow_resize(img, size, FILTERS[filter_name])
+        parity.check(
+            resize(img, size, FILTERS[filter_name], pass_order=INSTALLED_ORDER), want, f"{kind} {mode}"
+        )
+
+
+def test_any_memory_layout_of_the_input(image_factory, parity) -> None:
+    img = image_factory(50, 70, "RGB", kind="noise")
+    want = pillow_resize(img, (31, 90), 3)
+    for layout in (
+        img[::-1, ::-1][::-1, ::-1],
+        np.asfortranarray(img),
+        img.transpose(1, 0, 2).transpose(1, 0, 2),
+    ):
+        parity.check(resize(layout, (31, 90), 3), want, "layout")
+    strided = np.ascontiguousarray(img[:, ::2])
+    parity.check(resize(img[:, ::2], (31, 20), 2), pillow_resize(strided, (31, 20), 2), "strided")
+
+
+def test_results_are_independent_arrays() -> None:
+    """Work buffers are reused between calls; results never alias them."""
+    from edgeinfer._resample import _SCRATCH
+
+    rng = np.random.default_rng(3)
+    first_img, second_img = rng.integers(0, 256, (2, 40, 60, 3), dtype=np.uint8)
+    first = resize(first_img, (23, 31), 2)
+    kept = first.copy()
+    second = resize(second_img, (23, 31), 2)
+    assert np.array_equal(first, kept)
+    assert not np.shares_memory(first, second)
+    assert not any(np.shares_memory(first, buffer) for buffer in _SCRATCH.buffers.values())
+
+
+def test_threads_get_the_same_results() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    rng = np.random.default_rng(4)
+    images = rng.integers(0, 256, (8, 90, 120, 3), dtype=np.uint8)
+    sizes = [(37 + 5 * i, 51 + 3 * i) for i in range(8)]
+    want = [resize(img, size, 1) for img, size in zip(images, sizes, strict=True)]
+    with ThreadPoolExecutor(4) as pool:
+        got = list(pool.map(lambda job: resize(job[0], job[1], 1), zip(images, sizes, strict=True)))
+    assert all(np.array_equal(g, w) for g, w in zip(got, want, strict=True))
+
+
+@pytest.mark.parametrize(("mode", "premultiplied_mode"), [("RGBA", "RGBa"), ("LA", "La")])
+def test_alpha_premultiplication_matches_pillow_for_every_byte_pair(mode, premultiplied_mode, parity) -> None:
+    from edgeinfer._resample import _premultiply, _unpremultiply
+
+    colour, alpha = np.meshgrid(np.arange(256, dtype=np.uint8), np.arange(256, dtype=np.uint8), indexing="ij")
+    if mode == "RGBA":
+        img = np.stack([colour, 255 - colour, colour // 2 + 50, alpha], axis=-1)
+    else:
+        img = np.stack([colour, alpha], axis=-1)
+    values = img.astype(np.float32)
+    _premultiply(values, 2)
+    want = np.asarray(Image.fromarray(img).convert(premultiplied_mode))
+    parity.check(values.astype(np.uint8), want, f"{mode} -> {premultiplied_mode}")
+
+    values = img.astype(np.float32)
+    _unpremultiply(values, 2)
+    want = np.asarray(Image.frombytes(premultiplied_mode, (256, 256), img.tobytes()).convert(mode))
+    parity.check(values.astype(np.uint8), want, f"{premultiplied_mode} -> {mode}")
 
 
 def test_same_size_returns_a_copy() -> None:

@@ -203,8 +203,8 @@ def short_run(tmp_path_factory):
     if not HAVE_DATA:
         pytest.skip(NO_DATA)
     out = tmp_path_factory.mktemp("short_run")
-    result = _run("train_cnn.py", "--preset", "improved", "--limit", "2000", "--epochs", "2",
-                  "--threads", "2", "--out", str(out))
+    result = _run("train_cnn.py", "--preset", "improved", "--limit", "1000", "--epochs", "3",
+                  "--out", str(out))
     assert result.returncode == 0, result.stderr
     return out, result
 
@@ -212,13 +212,13 @@ def short_run(tmp_path_factory):
 def test_short_training_run_beats_chance_clearly(short_run):
     out, result = short_run
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["images"] == {"train": 2000, "val": 2000, "test": 2000}
-    assert len(metrics["history"]) == 2
+    assert metrics["images"] == {"train": 1000, "val": 1000, "test": 1000}
+    assert len(metrics["history"]) == 3
     assert metrics["test_accuracy"] > 0.6  # chance is 0.1
     assert metrics["history"][-1]["train_loss"] < metrics["history"][0]["train_loss"]
     for name in ("model.pt", "learning_curves.png", "confusion_matrix.png"):
         assert (out / name).stat().st_size > 0
-    assert np.array(metrics["test_confusion_matrix"]).sum() == 2000
+    assert np.array(metrics["test_confusion_matrix"]).sum() == 1000
     assert re.search(r"accuracy  train 0\.\d{4}  val 0\.\d{4}  test 0\.\d{4}", result.stdout)
 
 
@@ -232,7 +232,7 @@ def test_checkpoint_reproduces_reported_accuracy_through_edgeinfer_preprocessing
     model.load_state_dict(checkpoint["state_dict"])
     preprocess = from_spec(checkpoint["preprocessing"])
     images, labels = load_fashion_mnist(DEFAULT_DATA_DIR, "test")
-    images, labels = images[:2000], labels[:2000]
+    images, labels = images[:1000], labels[:1000]
     with torch.inference_mode():
         x = torch.from_numpy(np.stack([preprocess(image) for image in images]))
         accuracy = (model.eval()(x).argmax(1).numpy() == labels).mean()
@@ -243,8 +243,8 @@ def test_checkpoint_reproduces_reported_accuracy_through_edgeinfer_preprocessing
 def test_training_is_seeded(tmp_path):
     from train.train_cnn import eval_pipeline, parse_args, resolve_config, train
 
-    args = parse_args(["--preset", "improved", "--epochs", "1", "--limit", "300", "--batch-size", "64"])
-    data = {split: tuple(a[:300] for a in load_fashion_mnist(DEFAULT_DATA_DIR, split))
+    args = parse_args(["--preset", "improved", "--epochs", "1", "--limit", "256", "--batch-size", "64"])
+    data = {split: tuple(a[:256] for a in load_fashion_mnist(DEFAULT_DATA_DIR, split))
             for split in ("train", "val")}
     digests = [engine.state_dict_digest(train(resolve_config(args), data, eval_pipeline(), CPU)[0])
                for _ in range(2)]

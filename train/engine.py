@@ -98,8 +98,13 @@ def train_epoch(
     dist: Dist,
     description: str,
     total: int | None = None,
+    precision: str = "fp32",
 ) -> tuple[float, float]:
-    """One pass over ``batches``; returns this rank's mean training loss and accuracy."""
+    """One pass over ``batches``; returns this rank's mean training loss and accuracy.
+
+    ``precision="bf16"`` runs the forward pass under bfloat16 autocast (about 2× faster on CPUs with
+    AVX512-BF16/AMX); weights, optimizer and evaluation stay float32.
+    """
     from tqdm import tqdm
 
     model.train()
@@ -115,8 +120,9 @@ def train_epoch(
     for x, y in progress:
         x = x.to(dist.device, memory_format=torch.channels_last)
         y = y.to(dist.device)
-        logits = model(x)
-        loss = loss_fn(logits, y)
+        with torch.autocast(dist.device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+            logits = model(x)
+            loss = loss_fn(logits, y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -141,6 +147,7 @@ def fit(
     pipeline: Callable[[Any], torch.Tensor],
     dist: Dist,
     on_epoch: Callable[[int, dict[str, float]], None] | None = None,
+    precision: str = "fp32",
 ) -> list[dict[str, float]]:
     """Train for ``epochs`` (``batches(epoch)`` yields this rank's batches), validating after each.
 
@@ -152,8 +159,9 @@ def fit(
         start = time.perf_counter()
         train_loss, train_accuracy = train_epoch(
             model, batches(epoch), optimizer, scheduler, loss_fn, dist, f"epoch {epoch + 1}/{epochs}",
-            steps_per_epoch,
+            steps_per_epoch, precision,
         )
+        _average_buffers(plain, dist)
         result = evaluate(plain, *val, pipeline, dist.device)
         record = {
             "epoch": epoch + 1, "train_loss": train_loss, "train_accuracy": train_accuracy,
@@ -168,6 +176,19 @@ def fit(
         if on_epoch is not None:
             on_epoch(epoch, record)
     return history
+
+
+def _average_buffers(model: nn.Module, dist: Dist) -> None:
+    """Average floating-point buffers (batch-norm statistics) over the ranks.
+
+    DDP keeps parameters identical but each rank's last forward pass updates its own running statistics.
+    """
+    if dist.world_size == 1:
+        return
+    for buffer in model.buffers():
+        if buffer.is_floating_point():
+            torch.distributed.all_reduce(buffer)
+            buffer /= dist.world_size
 
 
 @torch.inference_mode()

@@ -74,7 +74,7 @@ def plot_learning_curves(history: list[dict[str, float]], path: str | Path, titl
     epochs = [h["epoch"] for h in history]
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for ax, key in zip(axes, ("loss", "accuracy"), strict=True):
-        ax.plot(epochs, [h[f"train_{key}"] for h in history], label="train (augmented, running)")
+        ax.plot(epochs, [h[f"train_{key}"] for h in history], label="train (mean over the epoch, as trained)")
         ax.plot(epochs, [h[f"val_{key}"] for h in history], label="validation")
         ax.set_xlabel("epoch")
         ax.set_ylabel(key)
@@ -104,7 +104,7 @@ def plot_confusion_matrix(matrix: np.ndarray, classes: tuple[str, ...], path: st
     plt.close(fig)
 
 
-def _pyplot():  # noqa: ANN202 - matplotlib.pyplot has no useful type
+def _pyplot() -> Any:
     import matplotlib
 
     matplotlib.use("Agg")  # files only, no display needed

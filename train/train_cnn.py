@@ -26,7 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import argparse  # noqa: E402
 import time  # noqa: E402
-from typing import Any  # noqa: E402
+from collections.abc import Iterator  # noqa: E402
+from typing import TYPE_CHECKING, Any  # noqa: E402
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
@@ -35,6 +36,9 @@ from torch import nn  # noqa: E402
 from train import augment, engine, report  # noqa: E402
 from train.data import CLASSES, DEFAULT_DATA_DIR, MEAN, STD, load_fashion_mnist  # noqa: E402
 from train.models import build_model  # noqa: E402
+
+if TYPE_CHECKING:
+    from torchvision.transforms import Compose
 
 # --- defaults: one dict per preset; "improved" is the shipped model (≤ 500k parameters) ---
 COMMON = {"num_classes": len(CLASSES), "in_channels": 1, "image_size": 28}
@@ -45,15 +49,16 @@ PRESETS: dict[str, dict[str, Any]] = {
         "batch_norm": False, "dropout": 0.0,
         "flip": False, "shift": 0, "erase": 0.0,
         "optimizer": "adam", "lr": 1e-3, "weight_decay": 0.0, "schedule": "constant", "label_smoothing": 0.0,
-        "epochs": 15, "batch_size": 64,
+        "epochs": 15, "batch_size": 64, "precision": "fp32",
     },
-    # Two convs per block, batch norm, dropout, flip/shift/erasing, SGD with a one-cycle LR schedule.
+    # Two convs per block, batch norm, dropout, flip/shift/erasing, SGD with a one-cycle LR schedule;
+    # bfloat16 autocast in training halves the time on this CPU (evaluation and export stay float32).
     "improved": {
         "arch": "cnn", "channels": [32, 64], "convs_per_block": 2, "hidden": [128],
         "batch_norm": True, "dropout": 0.3,
         "flip": True, "shift": 2, "erase": 0.3,
         "optimizer": "sgd", "lr": 0.1, "weight_decay": 5e-4, "schedule": "onecycle", "label_smoothing": 0.1,
-        "epochs": 30, "batch_size": 128,
+        "epochs": 30, "batch_size": 128, "precision": "bf16",
     },
 }  # fmt: skip
 # --mlp swaps the network for this one (≈ the improved CNN's parameter count) and keeps the recipe.
@@ -72,7 +77,7 @@ def resolve_config(args: argparse.Namespace) -> dict[str, Any]:
     return config
 
 
-def eval_pipeline():  # noqa: ANN201 - torchvision is imported here, where it is used
+def eval_pipeline() -> Compose:
     """The eval preprocessing, declared once: any image → 28×28 grayscale tensor, normalised.
 
     Fashion-MNIST images are already 28×28, so Resize/CenterCrop are the identity on them; they make the
@@ -86,7 +91,7 @@ def eval_pipeline():  # noqa: ANN201 - torchvision is imported here, where it is
 def training_batches(
     images: torch.Tensor, labels: torch.Tensor, config: dict[str, Any], normalize: nn.Module,
     dist: engine.Dist, epoch: int, generator: torch.Generator,
-):  # noqa: ANN201
+) -> Iterator[engine.Batch]:
     """This rank's augmented, normalised batches for one epoch."""
     for idx in engine.index_batches(len(images), config["batch_size"], dist, config["seed"], epoch):
         x = images[idx].unsqueeze(1)
@@ -101,8 +106,8 @@ def training_batches(
 
 
 def train(
-    config: dict[str, Any], data: dict[str, tuple[np.ndarray, np.ndarray]], pipeline: Any, dist: engine.Dist,
-    trial: Any = None,
+    config: dict[str, Any], data: dict[str, tuple[np.ndarray, np.ndarray]], pipeline: Compose,
+    dist: engine.Dist, trial: Any = None,
 ) -> tuple[nn.Module, list[dict[str, float]]]:
     """Train from scratch as ``config`` says; validate each epoch. Returns the (wrapped) model and history.
 
@@ -118,7 +123,7 @@ def train(
     # Each rank augments its shard differently, reproducibly.
     generator = torch.Generator().manual_seed(config["seed"] * 1000 + dist.rank)
 
-    def batches(epoch: int):  # noqa: ANN202
+    def batches(epoch: int) -> Iterator[engine.Batch]:
         return training_batches(images, labels, config, normalize, dist, epoch, generator)
 
     def report_to_optuna(epoch: int, record: dict[str, float]) -> None:
@@ -131,12 +136,14 @@ def train(
     history = engine.fit(
         model, batches, steps_per_epoch, config["epochs"], optimizer, scheduler,
         nn.CrossEntropyLoss(label_smoothing=config["label_smoothing"]), data["val"], pipeline, dist,
-        on_epoch=report_to_optuna if trial is not None else None,
+        on_epoch=report_to_optuna if trial is not None else None, precision=config["precision"],
     )
     return model, history
 
 
-def _optimizer(model: nn.Module, config: dict[str, Any], steps_per_epoch: int):  # noqa: ANN202
+def _optimizer(
+    model: nn.Module, config: dict[str, Any], steps_per_epoch: int
+) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler | None]:
     if config["optimizer"] == "sgd":
         optimizer = torch.optim.SGD(model.parameters(), lr=config["lr"], momentum=0.9, nesterov=True,
                                     weight_decay=config["weight_decay"])
@@ -150,7 +157,7 @@ def _optimizer(model: nn.Module, config: dict[str, Any], steps_per_epoch: int): 
 
 
 def tune(
-    config: dict[str, Any], trials: int, data: dict[str, tuple[np.ndarray, np.ndarray]], pipeline: Any,
+    config: dict[str, Any], trials: int, data: dict[str, tuple[np.ndarray, np.ndarray]], pipeline: Compose,
     dist: engine.Dist, out: Path,
 ) -> dict[str, Any]:
     """Run an Optuna study (stored in OUT/optuna.db, so a re-run resumes it) and return the best config.
@@ -195,7 +202,10 @@ def tune(
 def main(args: argparse.Namespace) -> None:
     wall = time.perf_counter()
     # 1. processes, threads, seed
-    dist = engine.setup_distributed(args.device)
+    try:
+        dist = engine.setup_distributed(args.device)
+    except ValueError as e:
+        raise SystemExit(f"train_cnn.py: error: {e}") from None
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.optuna_trials and dist.world_size > 1:

@@ -27,7 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import argparse  # noqa: E402
 import time  # noqa: E402
-from typing import Any  # noqa: E402
+from collections.abc import Iterator  # noqa: E402
+from typing import TYPE_CHECKING, Any  # noqa: E402
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
@@ -37,6 +38,9 @@ from train import augment, engine, report  # noqa: E402
 from train.data import CLASSES, DEFAULT_DATA_DIR, load_fashion_mnist  # noqa: E402
 from train.models import count_parameters, freeze, replace_head  # noqa: E402
 
+if TYPE_CHECKING:
+    from torchvision.transforms import Compose
+
 # --- defaults ---
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -44,7 +48,7 @@ INPUT_SHAPE = (3, 224, 224)
 DEFAULTS = {"arch": "vgg16", "epochs": 3, "batch_size": 32, "lr": 1e-3, "weight_decay": 1e-4, "flip": True}
 
 
-def eval_pipeline():  # noqa: ANN201 - torchvision is imported here, where it is used
+def eval_pipeline() -> Compose:
     """The eval preprocessing, declared once: 28×28 grayscale → 3×224×224, ImageNet-normalised."""
     from torchvision import transforms as T
 
@@ -89,9 +93,9 @@ def load_backbone(arch: str, weights: str) -> nn.Module:
 
 
 def training_batches(
-    images: np.ndarray, labels: np.ndarray, config: dict[str, Any], pipeline: Any, dist: engine.Dist,
+    images: np.ndarray, labels: np.ndarray, config: dict[str, Any], pipeline: Compose, dist: engine.Dist,
     epoch: int, generator: torch.Generator,
-):  # noqa: ANN201
+) -> Iterator[engine.Batch]:
     """This rank's batches for one epoch: optional random flip, then the eval pipeline image by image."""
     for idx in engine.index_batches(len(images), config["batch_size"], dist, config["seed"], epoch):
         x = torch.from_numpy(images[idx]).unsqueeze(1)
@@ -103,7 +107,10 @@ def training_batches(
 def main(args: argparse.Namespace) -> None:
     wall = time.perf_counter()
     # 1. processes, threads, seed, config
-    dist = engine.setup_distributed(args.device)
+    try:
+        dist = engine.setup_distributed(args.device)
+    except ValueError as e:
+        raise SystemExit(f"transfer.py: error: {e}") from None
     if args.threads:
         torch.set_num_threads(args.threads)
     config = {
@@ -148,7 +155,7 @@ def main(args: argparse.Namespace) -> None:
     generator = torch.Generator().manual_seed(config["seed"] * 1000 + dist.rank)
     steps_per_epoch = engine.steps_per_epoch(len(data["train"][0]), config["batch_size"], dist)
 
-    def batches(epoch: int):  # noqa: ANN202
+    def batches(epoch: int) -> Iterator[engine.Batch]:
         return training_batches(*data["train"], config, pipeline, dist, epoch, generator)
 
     train_start = time.perf_counter()
