@@ -38,7 +38,7 @@ _L24 = (19595, 38470, 7471)
 def image_mode(arr: np.ndarray) -> str:
     """The PIL mode an image array stands for; raises TypeError/ValueError for anything else."""
     if not isinstance(arr, np.ndarray):
-        raise TypeError(f"expected an image as a NumPy array or PIL image, got {type(arr).__name__}")
+        raise TypeError(f"expected an image as a numpy.ndarray or PIL image, got {type(arr).__name__}")
     if arr.size == 0:
         raise ValueError(f"empty image: shape {arr.shape}")
     if arr.ndim == 2:
@@ -69,7 +69,7 @@ def to_array(img: Any) -> np.ndarray:
         return img
     mode = getattr(img, "mode", None)
     if mode is None or not hasattr(img, "getbands"):
-        raise TypeError(f"expected an image as a NumPy array or PIL image, got {type(img).__name__}")
+        raise TypeError(f"expected an image as a numpy.ndarray or PIL image, got {type(img).__name__}")
     if mode not in _PIL_MODES:
         hint = _PIL_MODE_HINTS.get(mode, "convert('I')" if mode.startswith("I;16") else "convert('RGB')")
         raise ValueError(f"PIL image mode {mode!r} is not supported; convert it first, e.g. img.{hint}")

@@ -21,12 +21,13 @@ from functools import lru_cache
 
 import numpy as np
 
+from edgeinfer import _convert
+
 NEAREST, LANCZOS, BILINEAR, BICUBIC, BOX, HAMMING = 0, 1, 2, 3, 4, 5
 PASS_ORDERS = ("pillow13", "pillow12")
 
 _SUPPORTS = {BOX: 0.5, BILINEAR: 1.0, HAMMING: 1.0, BICUBIC: 2.0, LANCZOS: 3.0}
 _FILTER_NAMES = {0: "NEAREST", 1: "LANCZOS", 2: "BILINEAR", 3: "BICUBIC", 4: "BOX", 5: "HAMMING"}
-_CHANNEL_MODES = {2: "LA", 3: "RGB", 4: "RGBA"}
 _PRECISION_BITS = 22  # Resample.c: 32 - 8 (pixel) - 2 (headroom for negative lobes and overshoot)
 # Hamming's 0.54 and 0.46 are float32 literals in Resample.c, promoted to double.
 _HAMMING_A = float(np.float32(0.54))
@@ -69,7 +70,9 @@ def resize(
         TypeError: ``img`` is not an array of a supported dtype, or an argument has the wrong type.
         ValueError: wrong shape or channel count, empty image, bad size, filter, pass order or region.
     """
-    mode = _image_mode(img)
+    mode = _convert.image_mode(img)
+    if mode == "I;16":
+        raise ValueError("resizing 16-bit (I;16) images is not supported; convert them to 'I' (int32) first")
     out_h, out_w = _check_size(size)
     filter = _check_filter(filter)
     if pass_order not in PASS_ORDERS:
@@ -116,26 +119,6 @@ def _vertical_first(pass_order: str, in_h: int, in_w: int, out_h: int, out_w: in
 
 
 # ---------------------------------------------------------------------------------------------- arguments
-
-
-def _image_mode(img: object) -> str:
-    if not isinstance(img, np.ndarray):
-        raise TypeError(f"img must be a numpy.ndarray, got {type(img).__name__}")
-    if img.ndim not in (2, 3):
-        raise ValueError(f"img must be HxW or HxWxC, got shape {img.shape}")
-    if img.shape[0] == 0 or img.shape[1] == 0:
-        raise ValueError(f"img is empty: shape {img.shape}")
-    if img.dtype == np.uint8:
-        if img.ndim == 2:
-            return "L"
-        if img.shape[2] in _CHANNEL_MODES:
-            return _CHANNEL_MODES[img.shape[2]]
-        raise ValueError(f"uint8 img must have 2, 3 or 4 channels (LA, RGB, RGBA), got shape {img.shape}")
-    if img.dtype in (np.float32, np.int32):
-        if img.ndim != 2:
-            raise ValueError(f"{img.dtype} img must be HxW (mode F or I), got shape {img.shape}")
-        return "F" if img.dtype == np.float32 else "I"
-    raise TypeError(f"img dtype must be uint8, float32 or int32, got {img.dtype}")
 
 
 def _check_int(value: object, what: str) -> int:
@@ -334,6 +317,9 @@ class _Pass8:
 
         self.margin, self.doubt_bits = _doubt_margins(fixed, self.nblocks, block)
         self.always_exact = not np.any(self.margin)
+        # The test in _round_into needs margins below 1/2, and the clip there needs errors below 1/2. Only
+        # very long filters (over ~8000 taps) get margins this wide; float32 then tells nothing.
+        self.recheck_all = float(np.max(self.margin)) >= 0.25
         largest = 255.0 * float(np.abs(fixed).sum(axis=1).max()) * 2.0**-_PRECISION_BITS
         # Without negative weights and with row sums of at most 2**22 (+ rounding slack) no output leaves
         # [0, 255], so the saturation of clip8 can be skipped.
@@ -368,10 +354,12 @@ def _doubt_margins(fixed: np.ndarray, nblocks: int, block: int) -> tuple[np.ndar
     two). When a row's weights share a power-of-two factor large enough that every partial sum (and
     acc + 1/2) fits in 24 bits, float32 computes that row exactly: margin 0 (such rows, e.g. the halves of
     a 2x BOX, hit exact .5 ties all the time). Otherwise products and sums are rounded, by at most
-    gamma(taps + 1) * 255 * sum|w| in any summation order (zero terms add no error); "+ 1/2" adds half an
-    ulp; outputs whose fraction lies within twice that of 0 or 1 get recomputed exactly in float64.
-    Returned as a scalar or shaped (outputs, 1), with the uint32 bits of 1 - 2 * margin, for
-    ``_round_into``.
+    gamma(taps + 1) * 255 * sum|w| in any summation order, with or without FMA: 0 * p and s + 0 are
+    exact, so each nonzero product meets at most ``taps`` roundings however BLAS blocks the band.
+    "+ 1/2" adds half an ulp; outputs whose fraction lies within twice that of 0 or 1 get recomputed
+    exactly in float64. Margins of 1/4 or more (filters of thousands of taps) make _Pass8 recompute every
+    output instead. Returned as a scalar or shaped (outputs, 1), with the uint32 bits of 1 - 2 * margin,
+    for ``_round_into``.
     """
     ntaps = fixed.shape[1]
     magnitude = np.abs(fixed)
@@ -470,7 +458,10 @@ def _round_into(acc: np.ndarray, out: np.ndarray, plan: _Pass8, exact) -> None:
     direct = out.flags.c_contiguous
     rounded = out.reshape(values.shape) if direct else _SCRATCH.take("rounded", values.shape)
     np.floor(values, out=rounded, casting="unsafe")
-    if not plan.always_exact:
+    doubtful = None
+    if plan.recheck_all:
+        doubtful = np.arange(plan.size * values.shape[1])  # the outputs before the padding
+    elif not plan.always_exact:
         # fraction - margin is negative (sign bit set) or above 1 - 2 * margin exactly when the fraction
         # lies within the margin of 0 or 1; as unsigned integers both compare above 1 - 2 * margin.
         np.subtract(values, rounded, out=values)
@@ -478,10 +469,11 @@ def _round_into(acc: np.ndarray, out: np.ndarray, plan: _Pass8, exact) -> None:
         doubt = values.view(np.uint32) > plan.doubt_bits
         if doubt.any():
             doubtful = np.flatnonzero(doubt)
-            fixed = exact(doubtful)
-            if plan.clips:
-                np.clip(fixed, 0.0, 255.0, out=fixed)
-            rounded.flat[doubtful] = fixed
+    if doubtful is not None:
+        fixed = exact(doubtful)
+        if plan.clips:
+            np.clip(fixed, 0.0, 255.0, out=fixed)
+        rounded.flat[doubtful] = fixed
     if not direct:
         np.copyto(out, rounded.reshape(out.shape), casting="unsafe")
 

@@ -50,7 +50,7 @@ INTERPOLATIONS = {
 }
 # Pillow codes → torchvision modes (functional._interpolation_modes_from_int).
 _PIL_FILTER_NAMES = {0: "nearest", 1: "lanczos", 2: "bilinear", 3: "bicubic", 4: "box", 5: "hamming"}
-PASS_ORDERS = ("pillow13", "pillow12")
+PASS_ORDERS = _resample.PASS_ORDERS
 PADDING_MODES = ("constant", "edge", "reflect", "symmetric")
 DTYPES = ("uint8", "int8", "int16", "int32", "int64", "float32", "float64")
 _UINT8_MODES = ("L", "LA", "RGB", "RGBA")
@@ -154,18 +154,6 @@ def _resized_size(h: int, w: int, size: int | Sequence[int] | None, max_size: in
             f"Resize(size={size}, max_size={max_size}) gives an empty {new_h}×{new_w} image from {h}×{w}"
         )
     return new_h, new_w
-
-
-def _resize(
-    arr: np.ndarray,
-    size: tuple[int, int],
-    pil_filter: int,
-    pass_order: str,
-    region: tuple[int, int, int, int] | None = None,
-) -> np.ndarray:
-    if arr.dtype == np.uint16:
-        raise ValueError("Resize of 16-bit (I;16) images is not supported; convert them to 'I' first")
-    return _resample.resize(arr, size, pil_filter, pass_order=pass_order, region=region)
 
 
 def _center_crop_anchor(h: int, w: int, ch: int, cw: int) -> tuple[int, int]:
@@ -365,7 +353,7 @@ class Resize(Transform):
         size = self.output_size(h, w)
         if size == (h, w):
             return arr  # torchvision returns the image unchanged, unfiltered
-        return _resize(arr, size, self._filter, self.pass_order)
+        return _resample.resize(arr, size, self._filter, pass_order=self.pass_order)
 
     def __repr__(self) -> str:
         extra = f", pass_order={self.pass_order}" if self.pass_order != "pillow13" else ""
@@ -772,7 +760,9 @@ class _ResizeCrop:
         if size == (h, w) or ch > size[0] or cw > size[1]:
             return _center_crop(self.resize._apply(arr), ch, cw)
         top, left = _center_crop_anchor(size[0], size[1], ch, cw)
-        return _resize(arr, size, self.resize._filter, self.resize.pass_order, region=(top, left, ch, cw))
+        return _resample.resize(
+            arr, size, self.resize._filter, pass_order=self.resize.pass_order, region=(top, left, ch, cw)
+        )
 
 
 class _ToTensorNormalize:
@@ -913,6 +903,13 @@ def from_torchvision(obj: Any) -> Transform:
         # v2's ToImage on a PIL image is pil_to_tensor: the same values.
         return PILToTensor()
     if name == "ConvertImageDtype":
+        if cls.__module__.startswith("torchvision.transforms.v2") and obj.dtype.is_floating_point:
+            # v2's to_dtype scales integers by x * (1 / max), v1 by x / max: 1 ulp apart for about half
+            # of the uint8 values.
+            raise ValueError(
+                f"torchvision.transforms.v2.ConvertImageDtype({obj.dtype}) is not supported: v2 multiplies "
+                "by 1/max where v1 divides by max, the floats differ; use v1's ConvertImageDtype or ToTensor"
+            )
         return ConvertImageDtype(str(obj.dtype))
     if name == "Normalize":
         return Normalize(list(obj.mean), list(obj.std), obj.inplace)

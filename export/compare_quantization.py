@@ -19,6 +19,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import argparse  # noqa: E402
+import dataclasses  # noqa: E402
 import json  # noqa: E402
 import tempfile  # noqa: E402
 
@@ -26,20 +27,20 @@ from export.quantization import StaticOptions  # noqa: E402
 from train.data import DEFAULT_DATA_DIR  # noqa: E402
 
 # -- the options measured; "dynamic" is quantize_dynamic, everything else static INT8 -----------------------
-DEFAULT = StaticOptions()
+ALL_INT8 = StaticOptions(exclude=())  # QDQ, per-channel int8 weights, uint8 activations, minmax, no float
 VARIANTS: dict[str, StaticOptions | str] = {
-    "qdq-perchannel-u8": DEFAULT,
-    "qdq-pertensor-u8": StaticOptions(per_channel=False),
-    "qdq-perchannel-s8": StaticOptions(activation_type="int8"),
-    "qdq-perchannel-u8-reduce-range": StaticOptions(reduce_range=True),
-    "qoperator-perchannel-u8": StaticOptions(quant_format="qoperator"),
-    "qdq-entropy": StaticOptions(calibration_method="entropy"),
-    "qdq-percentile": StaticOptions(calibration_method="percentile"),
-    "qdq-float-first-conv": StaticOptions(exclude=("first_conv",)),
-    "qdq-float-last-fc": StaticOptions(exclude=("last_gemm",)),
-    "qdq-fc-4bit": StaticOptions(fc_bits=4),
-    "qdq-fc-4bit-percentile": StaticOptions(fc_bits=4, calibration_method="percentile"),
-    "qdq-fc-4bit-float-first-conv": StaticOptions(fc_bits=4, exclude=("first_conv",)),
+    "qdq-perchannel-u8": ALL_INT8,
+    "qdq-pertensor-u8": dataclasses.replace(ALL_INT8, per_channel=False),
+    "qdq-perchannel-s8": dataclasses.replace(ALL_INT8, activation_type="int8"),
+    "qdq-perchannel-u8-reduce-range": dataclasses.replace(ALL_INT8, reduce_range=True),
+    "qoperator-perchannel-u8": dataclasses.replace(ALL_INT8, quant_format="qoperator"),
+    "qdq-entropy": dataclasses.replace(ALL_INT8, calibration_method="entropy"),
+    "qdq-percentile": dataclasses.replace(ALL_INT8, calibration_method="percentile"),
+    "qdq-float-first-conv": dataclasses.replace(ALL_INT8, exclude=("first_conv",)),
+    "qdq-float-last-fc": dataclasses.replace(ALL_INT8, exclude=("last_gemm",)),
+    "qdq-fc-4bit": dataclasses.replace(ALL_INT8, fc_bits=4),
+    "qdq-fc-4bit-percentile": dataclasses.replace(ALL_INT8, fc_bits=4, calibration_method="percentile"),
+    "qdq-fc-4bit-float-first-conv": dataclasses.replace(ALL_INT8, fc_bits=4, exclude=("first_conv",)),
     "dynamic": "dynamic",
 }
 ACCURACY_DROP = 0.003

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import platform
 import statistics
 import time
@@ -92,23 +93,26 @@ def build_report(
     first = next(iter(model_paths))
     models = {
         name: {
-            "file": path.name,
             **accuracy[name],
             "size_bytes": sizes[name],
             "size_ratio_to_fp32": round(sizes[name] / sizes[first], 4),
             "latency": latency[name],
         }
-        for name, path in model_paths.items()
+        for name in model_paths
     }
     return {
         "models": models,
-        "measured_on": {
-            "threads": threads,
-            "repeats": repeats,
-            "machine": platform.machine(),
-            "processor": platform.processor() or platform.machine(),
-        },
+        "measured_on": {"threads": threads, "repeats": repeats, "cpu": _cpu_name(), "cores": os.cpu_count()},
     }
+
+
+def _cpu_name() -> str:
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
 
 
 def write_report(report: dict[str, Any], path: str | Path) -> None:

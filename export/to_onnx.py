@@ -32,6 +32,7 @@ import tempfile  # noqa: E402
 
 from export import ExportError  # noqa: E402
 from export.conversion import DEFAULT_OPSET  # noqa: E402
+from export.quantization import EXCLUDABLE, StaticOptions  # noqa: E402
 from train.data import DEFAULT_DATA_DIR  # noqa: E402
 
 # -- defaults ------------------------------------------------------------------------------------------------
@@ -84,14 +85,15 @@ def export(args: argparse.Namespace) -> dict:
         else:
             options = quantization.StaticOptions(
                 calibration_method=args.calibration_method, calibration_size=args.calibration_size,
-                fc_bits=args.fc_bits,
+                exclude=tuple(args.keep_float), fc_bits=args.fc_bits,
             )  # fmt: skip
             calibration = None
             if args.quantize == "int8":
                 train_images, train_labels = load_fashion_mnist(args.data_dir, "train")
                 calibration, _ = inputs.sample(train_images, train_labels, args.calibration_size, args.seed)
                 print(f"[5/6] quantizing: static INT8, {len(calibration)} calibration images "
-                      f"({args.calibration_method}), fully connected weights {args.fc_bits}-bit")
+                      f"({args.calibration_method}), fully connected weights {args.fc_bits}-bit, "
+                      f"kept in float: {', '.join(args.keep_float) or 'nothing'}")
             else:
                 print("[5/6] quantizing: dynamic INT8 (MatMul/Gemm weights)")
             quantized = quantization.quantize(fp32_path, out, metadata, args.quantize, options, calibration)
@@ -140,13 +142,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quantize", choices=["none", "int8", "dynamic"], default="none")
     parser.add_argument("--calibration-method", choices=["minmax", "entropy", "percentile"], default="minmax")
     parser.add_argument("--calibration-size", type=int, default=CALIBRATION_SIZE, help="training images")
-    parser.add_argument(
-        "--fc-bits",
-        type=int,
-        choices=[8, 4],
-        default=8,
-        help="int8: 4 stores fully connected weights as 4-bit blocks (MatMulNBits)",
-    )
+    parser.add_argument("--fc-bits", type=int, choices=[8, 4], default=8,
+                        help="int8: 4 stores fully connected weights as 4-bit blocks (MatMulNBits)")
+    parser.add_argument("--keep-float", nargs="*", choices=EXCLUDABLE, default=list(StaticOptions.exclude),
+                        help="int8: nodes left in float (default: first_conv; none: quantize everything)")
     parser.add_argument("--data-dir", default=DEFAULT_DATA_DIR)
     parser.add_argument("--report", help="the JSON report (default: the model's path with .json)")
     parser.add_argument("--verify-images", type=int, default=VERIFY_IMAGES)
@@ -154,9 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--min-agreement", type=float, default=MIN_AGREEMENT, help="quantized vs FP32 top-1")
     parser.add_argument("--eval-size", type=int, default=10_000, help="test images for the report's accuracy")
     parser.add_argument("--repeats", type=int, default=LATENCY_REPEATS, help="latency runs per batch size")
-    parser.add_argument(
-        "--threads", type=int, default=LATENCY_THREADS, help="onnxruntime threads for latency"
-    )
+    parser.add_argument("--threads", type=int, default=LATENCY_THREADS, help="onnxruntime threads (latency)")
     parser.add_argument("--seed", type=int, default=SEED)
     args = parser.parse_args(argv)
     if args.opset < 17:

@@ -57,7 +57,8 @@ def verify(
     """Run ``images`` (uint8 N×H×W) through both, in consecutive batches cycling through ``batch_sizes``.
 
     Raises:
-        ExportError: the two preprocessing paths disagree, or onnxruntime returns the wrong shape.
+        ExportError: the two preprocessing paths disagree, or onnxruntime fails on a batch or returns the
+            wrong shape.
     """
     import onnxruntime as ort
     import torch

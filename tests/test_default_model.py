@@ -12,9 +12,9 @@ from export.examples import file_name
 from train.data import CLASSES, DEFAULT_DATA_DIR, load_fashion_mnist
 
 ROOT = Path(__file__).resolve().parents[1]
-# The README's figure: default.onnx's top-1 accuracy on the 10,000 test images through edgeinfer
-# (measured by this test's computation when the model was built; see edgeinfer/models/default.json).
-STATED_ACCURACY = 0.0
+# The README's figure: default.onnx classifies 9,401 of the 10,000 test images correctly through edgeinfer
+# (94.01 %; this test's computation when the model was built, as in edgeinfer/models/default.json).
+STATED_CORRECT = 9401
 
 
 @pytest.fixture(scope="module")
@@ -27,9 +27,9 @@ def test_set() -> tuple[np.ndarray, np.ndarray]:
 def test_bundled_model_accuracy_on_all_test_images(test_set) -> None:
     images, labels = test_set
     predictions = Model().predict_batch(list(images), batch_size=500)
-    accuracy = float(np.mean(np.array([p.index for p in predictions]) == labels))
+    correct = int(np.sum(np.array([p.index for p in predictions]) == labels))
     assert len(predictions) == 10_000
-    assert accuracy >= STATED_ACCURACY, f"{accuracy:.4f} on the 10k test images; README: {STATED_ACCURACY}"
+    assert correct >= STATED_CORRECT, f"{correct} of 10,000 right; the README states {STATED_CORRECT}"
 
 
 def test_bundled_model_is_the_small_quantized_cnn() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import PIL
 import pytest
 import torch
@@ -148,7 +149,7 @@ V2_AND_EXPECTED = [
     (T2.Grayscale(1), E.Grayscale(1)),
     (T2.PILToTensor(), E.PILToTensor()),
     (T2.ToImage(), E.PILToTensor()),
-    (T2.ConvertImageDtype(torch.float64), E.ConvertImageDtype("float64")),
+    (T2.ConvertImageDtype(torch.uint8), E.ConvertImageDtype("uint8")),
     (T2.Normalize(*IMAGENET), E.Normalize(*IMAGENET)),
     (T2.ToPILImage(), E.ToPILImage()),
 ]
@@ -212,6 +213,22 @@ def test_from_torchvision_rejects_other_objects():
         E.from_torchvision(torch.nn.Identity())
     with pytest.raises(TypeError, match="Resize"):
         E.from_torchvision(E.Resize(4))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_from_torchvision_rejects_v2_convert_image_dtype_to_float(dtype):
+    """v2 scales by a reciprocal, v1 (and edgeinfer) divide: the real outputs differ, so it is refused."""
+    x = torch.arange(256, dtype=torch.uint8).reshape(1, 16, 16)
+    assert not torch.equal(T2.ConvertImageDtype(dtype)(x), T.ConvertImageDtype(dtype)(x))
+    with pytest.raises(ValueError, match="v2.ConvertImageDtype.*v1"):
+        E.from_torchvision(T2.ConvertImageDtype(dtype))
+
+
+def test_from_torchvision_v2_convert_image_dtype_to_int_matches(parity):
+    x = np.random.default_rng(2).uniform(0, 1, (3, 8, 8)).astype(np.float32)
+    want = T2.ConvertImageDtype(torch.uint8)(torch.from_numpy(x)).numpy()
+    ours = E.from_torchvision(T2.ConvertImageDtype(torch.uint8))
+    parity.check(ours(x), want, "v2 ConvertImageDtype(uint8)")
 
 
 def test_from_torchvision_rejects_v2_per_type_fill():

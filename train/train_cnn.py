@@ -56,7 +56,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "improved": {
         "arch": "cnn", "channels": [32, 64], "convs_per_block": 2, "hidden": [128],
         "batch_norm": True, "dropout": 0.3,
-        "flip": True, "shift": 2, "erase": 0.3,
+        "flip": True, "shift": 2, "erase": 0.0,
         "optimizer": "sgd", "lr": 0.1, "weight_decay": 5e-4, "schedule": "onecycle", "label_smoothing": 0.1,
         "epochs": 30, "batch_size": 128, "precision": "bf16",
     },
