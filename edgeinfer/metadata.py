@@ -80,7 +80,8 @@ class ModelMetadata:
         version = d.get("schema_version")
         if version != SCHEMA_VERSION:
             raise MetadataError(
-                f"unsupported edgeinfer metadata schema_version {version!r} (this edgeinfer reads {SCHEMA_VERSION})"
+                f"unsupported edgeinfer metadata schema_version {version!r} "
+                f"(this edgeinfer reads {SCHEMA_VERSION})"
             )
         missing = [k for k in ("labels", "preprocessing", "image_mode", "input") if k not in d]
         if missing:
@@ -135,7 +136,9 @@ def _validate(m: ModelMetadata) -> None:
     if not m.labels or not all(isinstance(lab, str) and lab for lab in m.labels):
         raise MetadataError("edgeinfer metadata 'labels' must be a non-empty list of non-empty strings")
     if m.image_mode not in IMAGE_MODES:
-        raise MetadataError(f"edgeinfer metadata 'image_mode' must be one of {IMAGE_MODES}, got {m.image_mode!r}")
+        raise MetadataError(
+            f"edgeinfer metadata 'image_mode' must be one of {IMAGE_MODES}, got {m.image_mode!r}"
+        )
     if m.output not in OUTPUT_KINDS:
         raise MetadataError(f"edgeinfer metadata 'output' must be one of {OUTPUT_KINDS}, got {m.output!r}")
     inp = m.input
@@ -146,10 +149,14 @@ def _validate(m: ModelMetadata) -> None:
     if inp.dtype not in DTYPES:
         raise MetadataError(f"edgeinfer metadata 'input.dtype' must be one of {DTYPES}, got {inp.dtype!r}")
     if len(inp.shape) != 4 or not all(s is None or (isinstance(s, int) and s > 0) for s in inp.shape):
-        raise MetadataError(f"edgeinfer metadata 'input.shape' must be 4 positive ints or nulls, got {list(inp.shape)}")
+        raise MetadataError(
+            f"edgeinfer metadata 'input.shape' must be 4 positive ints or nulls, got {list(inp.shape)}"
+        )
     if not isinstance(m.provenance, dict) or not all(isinstance(k, str) for k in m.provenance):
         raise MetadataError("edgeinfer metadata 'provenance' must be an object with string keys")
     try:
         from_spec(m.preprocessing)
     except (TypeError, ValueError) as e:
-        raise MetadataError(f"edgeinfer metadata 'preprocessing' is not a valid transforms spec: {e}") from None
+        raise MetadataError(
+            f"edgeinfer metadata 'preprocessing' is not a valid transforms spec: {e}"
+        ) from None

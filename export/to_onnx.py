@@ -32,14 +32,13 @@ import tempfile  # noqa: E402
 
 from export import ExportError  # noqa: E402
 from export.conversion import DEFAULT_OPSET  # noqa: E402
-from export.quantization import EXCLUDABLE, StaticOptions  # noqa: E402
+from export.quantization import CALIBRATION_METHODS, EXCLUDABLE, StaticOptions  # noqa: E402
 from train.data import DEFAULT_DATA_DIR  # noqa: E402
 
 # -- defaults ------------------------------------------------------------------------------------------------
 VERIFY_IMAGES = 70  # real test images for step 4, in batches cycling through 1, 2, 7
 ATOL = 1e-3  # max |logit difference| torch vs onnxruntime in FP32 (float32 reassociation gives ~1e-5)
 MIN_AGREEMENT = 0.99  # quantized vs FP32 top-1 agreement on the evaluation images
-CALIBRATION_SIZE = 1000
 LATENCY_REPEATS = 50
 LATENCY_THREADS = 1
 SEED = 0
@@ -140,8 +139,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True, help="the ONNX file to write")
     parser.add_argument("--opset", type=int, default=DEFAULT_OPSET)
     parser.add_argument("--quantize", choices=["none", "int8", "dynamic"], default="none")
-    parser.add_argument("--calibration-method", choices=["minmax", "entropy", "percentile"], default="minmax")
-    parser.add_argument("--calibration-size", type=int, default=CALIBRATION_SIZE, help="training images")
+    parser.add_argument("--calibration-method", choices=CALIBRATION_METHODS,
+                        default=StaticOptions.calibration_method)
+    parser.add_argument("--calibration-size", type=int, default=StaticOptions.calibration_size,
+                        help="training images")
     parser.add_argument("--fc-bits", type=int, choices=[8, 4], default=8,
                         help="int8: 4 stores fully connected weights as 4-bit blocks (MatMulNBits)")
     parser.add_argument("--keep-float", nargs="*", choices=EXCLUDABLE, default=list(StaticOptions.exclude),
