@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import ROOT, bundled_model, export_fp32, fixture_checkpoint, measure_process  # noqa: E402
+from bench.common import ROOT, bundled_model, export_fp32, fixture_checkpoint, measure_process
 
 
 def example_image(tmp: Path) -> Path:

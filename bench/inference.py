@@ -23,14 +23,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+import numpy as np
+import torch
 
-from bench.common import bundled_model, export_fp32, fixture_checkpoint  # noqa: E402
-from edgeinfer import Model  # noqa: E402
-from edgeinfer._onnxinfo import summarize  # noqa: E402
-from export.checkpoint import build_network, load_checkpoint  # noqa: E402
-from train.data import DEFAULT_DATA_DIR, load_fashion_mnist  # noqa: E402
+from bench.common import bundled_model, export_fp32, fixture_checkpoint
+from edgeinfer import Model
+from edgeinfer._onnxinfo import summarize
+from export.checkpoint import build_network, load_checkpoint
+from train.data import DEFAULT_DATA_DIR, load_fashion_mnist
 
 BATCHES = (1, 64)
 CALLS = {1: 400, 64: 40}  # timed calls per side and batch size, split over BLOCKS

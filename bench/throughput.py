@@ -21,11 +21,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-from bench.common import bundled_model, export_fp32, fixture_checkpoint  # noqa: E402
-from edgeinfer import Model  # noqa: E402
-from train.data import DEFAULT_DATA_DIR, load_fashion_mnist  # noqa: E402
+from bench.common import bundled_model, export_fp32, fixture_checkpoint
+from edgeinfer import Model
+from train.data import DEFAULT_DATA_DIR, load_fashion_mnist
 
 
 def images_per_second(fn, count: int, repeats: int) -> list[float]:

@@ -14,12 +14,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from PIL import Image  # noqa: E402
+import numpy as np
+import torch
+from PIL import Image
 
-from export.inputs import torchvision_pipeline  # noqa: E402
-from train.models import build_model  # noqa: E402
+from export.inputs import torchvision_pipeline
+from train.models import build_model
 
 
 def main(checkpoint_path: str, images: list[str]) -> None:

@@ -18,13 +18,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import argparse  # noqa: E402
-import dataclasses  # noqa: E402
-import json  # noqa: E402
-import tempfile  # noqa: E402
+import argparse
+import dataclasses
+import json
+import tempfile
 
-from export.quantization import StaticOptions  # noqa: E402
-from train.data import DEFAULT_DATA_DIR  # noqa: E402
+from export.quantization import StaticOptions
+from train.data import DEFAULT_DATA_DIR
 
 # -- the options measured; "dynamic" is quantize_dynamic, everything else static INT8 -----------------------
 # The baseline: QDQ, per-channel int8 weights, uint8 activations, minmax calibration, nothing left in float.

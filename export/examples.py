@@ -15,9 +15,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import argparse  # noqa: E402
+import argparse
 
-from train.data import CLASSES, DEFAULT_DATA_DIR, load_fashion_mnist  # noqa: E402
+from train.data import CLASSES, DEFAULT_DATA_DIR, load_fashion_mnist
 
 
 def file_name(label: str) -> str:

@@ -27,13 +27,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import argparse  # noqa: E402
-import tempfile  # noqa: E402
+import argparse
+import tempfile
 
-from export import ExportError  # noqa: E402
-from export.conversion import DEFAULT_OPSET  # noqa: E402
-from export.quantization import CALIBRATION_METHODS, EXCLUDABLE, StaticOptions  # noqa: E402
-from train.data import DEFAULT_DATA_DIR  # noqa: E402
+from export import ExportError
+from export.conversion import DEFAULT_OPSET
+from export.quantization import CALIBRATION_METHODS, EXCLUDABLE, StaticOptions
+from train.data import DEFAULT_DATA_DIR
 
 # -- defaults ------------------------------------------------------------------------------------------------
 VERIFY_IMAGES = 70  # real test images for step 4, in batches cycling through 1, 2, 7

@@ -59,6 +59,14 @@ def load_fashion_mnist(data_dir: str | Path, split: str) -> tuple[np.ndarray, np
     return images, labels
 
 
+def load_splits(data_dir: str | Path, limit: int | None = None) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """All three splits by name; ``limit`` keeps the first ``limit`` images of each (quick runs)."""
+    data = {split: load_fashion_mnist(data_dir, split) for split in SPLITS}
+    if limit:
+        data = {split: (x[:limit], y[:limit]) for split, (x, y) in data.items()}
+    return data
+
+
 def _read_idx(path: Path, magic: int) -> np.ndarray:
     """Read an IDX file of unsigned bytes (big-endian header: magic, then one uint32 per dimension)."""
     with gzip.open(path, "rb") as f:

@@ -25,18 +25,18 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import argparse  # noqa: E402
-import time  # noqa: E402
-from collections.abc import Iterator  # noqa: E402
-from typing import TYPE_CHECKING, Any  # noqa: E402
+import argparse
+import time
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from torch import nn  # noqa: E402
+import numpy as np
+import torch
+from torch import nn
 
-from train import augment, engine, report  # noqa: E402
-from train.data import CLASSES, DEFAULT_DATA_DIR, load_fashion_mnist  # noqa: E402
-from train.models import count_parameters, freeze, replace_head  # noqa: E402
+from train import augment, engine, report
+from train.data import CLASSES, DEFAULT_DATA_DIR, load_splits
+from train.models import count_parameters, freeze, replace_head
 
 if TYPE_CHECKING:
     from torchvision.transforms import Compose
@@ -125,11 +125,9 @@ def main(args: argparse.Namespace) -> None:
 
     # 2. data
     try:
-        data = {split: load_fashion_mnist(args.data_dir, split) for split in ("train", "val", "test")}
+        data = load_splits(args.data_dir, args.limit)
     except FileNotFoundError as e:
         raise SystemExit(f"transfer.py: error: {e}") from None
-    if args.limit:
-        data = {split: (x[: args.limit], y[: args.limit]) for split, (x, y) in data.items()}
 
     # 3. eval preprocessing, declared once; the checkpoint stores it as an edgeinfer spec
     from edgeinfer.transforms import from_torchvision
