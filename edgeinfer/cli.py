@@ -120,9 +120,8 @@ def predict(
     with _progress(len(paths)) as bar:
         for start in range(0, len(paths), batch_size):
             chunk = paths[start : start + batch_size]
-            for path, result in zip(
-                chunk, model.predict_batch(chunk, top_k=top_k, errors="return"), strict=True
-            ):
+            results = model.predict_batch(chunk, batch_size=batch_size, top_k=top_k, errors="return")
+            for path, result in zip(chunk, results, strict=True):
                 if isinstance(result, ImageError):
                     click.echo(f"Error: {result}", err=True)
                     failed = True
@@ -249,6 +248,12 @@ def _read_spec(path: str | None) -> dict[str, Any] | None:
         raise click.BadParameter(
             f"{path}: must hold a JSON object (a transforms spec)", param_hint="'--spec'"
         )
+    from edgeinfer.transforms import from_spec
+
+    try:
+        from_spec(spec)
+    except (TypeError, ValueError) as e:
+        raise click.BadParameter(f"{path}: not a valid transforms spec: {e}", param_hint="'--spec'") from None
     return spec
 
 
@@ -257,11 +262,14 @@ def _read_labels(path: str | None) -> list[str] | None:
         return None
     try:
         with open(path, encoding="utf-8") as f:
-            return [line.strip() for line in f if line.strip()]
+            labels = [line.strip() for line in f if line.strip()]
     except (OSError, UnicodeDecodeError) as e:
         raise click.BadParameter(
             f"{path}: {getattr(e, 'strerror', None) or e}", param_hint="'--labels'"
         ) from None
+    if not labels:
+        raise click.BadParameter(f"{path}: no labels in this file (one per line)", param_hint="'--labels'")
+    return labels
 
 
 def _expand(args: tuple[str, ...]) -> Iterator[str | ImageError]:

@@ -124,12 +124,15 @@ class Model:
             ImageError: the image cannot be decoded, or its tensor does not fit the model's input
                 (possible when the preprocessing does not fix the size, e.g. ToTensor alone).
         """
-        tensor = self._transform(load_image(image, self._metadata.image_mode, max_pixels=self.max_pixels))
+        decoded = load_image(image, self._metadata.image_mode, max_pixels=self.max_pixels)
+        name = os.fspath(image) if isinstance(image, (str, os.PathLike)) else f"{type(image).__name__} image"
+        try:
+            tensor = self._transform(decoded)
+        except (TypeError, ValueError) as e:
+            # A spec that does not fix the size can fail on some images only (e.g. Pad before a crop).
+            raise ImageError(f"{name}: preprocessing failed: {e}") from None
         expected = self._metadata.input.shape[1:]
         if not _shape_fits(tensor.shape, expected):
-            name = (
-                os.fspath(image) if isinstance(image, (str, os.PathLike)) else f"{type(image).__name__} image"
-            )
             raise ImageError(
                 f"{name}: preprocessing gives a tensor of shape {_shape_str(tensor.shape)}, "
                 f"the model needs {_shape_str(expected)}"
@@ -311,7 +314,12 @@ def _check_consistency(path: Path, session: Any, meta: ModelMetadata, transform:
     if height is not None and width is not None:
         # One probe image through the preprocessing catches a spec that does not fit the network.
         probe = np.zeros((height, width) if meta.image_mode == "L" else (height, width, 3), np.uint8)
-        out = transform(probe)
+        try:
+            out = transform(probe)
+        except (TypeError, ValueError) as e:
+            raise ModelError(
+                f"{path}: its preprocessing fails on a {meta.image_mode} {height}x{width} image: {e}"
+            ) from None
         if out.dtype != np.float32 or out.shape != (channels or out.shape[0], height, width):
             raise ModelError(
                 f"{path}: its preprocessing turns a {meta.image_mode} {height}x{width} image into "

@@ -5,6 +5,7 @@ non-zero exit and no traceback, while the other images still get results. Odd-bu
 from __future__ import annotations
 
 import io
+import json
 import os
 import re
 import struct
@@ -281,10 +282,49 @@ def test_invalid_spec_and_labels_files(files, tmp_path):
     labels = tmp_path / "labels.txt"
     labels.write_text("\n".join(f"c{i}" for i in range(10)))
     result = _run("predict", files["good1"], "--model", bare_model(), "--spec", spec, "--labels", labels)
-    assert result.exit_code == 1
-    assert result.stderr.startswith(
-        f"Error: {bare_model()}: edgeinfer metadata 'preprocessing' is not a valid"
+    assert result.exit_code == 2
+    assert result.stderr.splitlines()[-1].startswith(
+        f"Error: Invalid value for '--spec': {spec}: not a valid transforms spec: "
     )
+    assert "'Blur'" in result.stderr
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n\n")
+    result = _run("predict", files["good1"], "--model", gray_model(), "--labels", empty)
+    assert result.exit_code == 2
+    assert result.stderr.splitlines()[-1] == (
+        f"Error: Invalid value for '--labels': {empty}: no labels in this file (one per line)"
+    )
+
+
+def test_spec_that_fails_on_the_models_input_size_is_a_model_error(files, tmp_path):
+    spec = tmp_path / "spec.json"
+    spec.write_text(json.dumps({"type": "Compose", "transforms": [
+        {"type": "ToTensor"}, {"type": "Normalize", "mean": [0.1, 0.2], "std": [0.3, 0.3]},
+    ]}))  # fmt: skip
+    labels = tmp_path / "labels.txt"
+    labels.write_text("\n".join(f"c{i}" for i in range(10)))
+    result = _run("predict", files["good1"], "--model", bare_model(), "--spec", spec, "--labels", labels)
+    assert result.exit_code == 1
+    assert result.stderr.startswith(f"Error: {bare_model()}: its preprocessing fails on a L 28x28 image: ")
+    assert "Traceback" not in result.output
+
+
+def test_preprocessing_that_fails_on_one_image_spares_the_others(files, tmp_path):
+    # Pad(-10) leaves nothing of a 15x15 image but 18x18 of a 28x28 one, which the crop pads back.
+    spec = tmp_path / "spec.json"
+    spec.write_text(json.dumps({"type": "Compose", "transforms": [
+        {"type": "Pad", "padding": -10}, {"type": "CenterCrop", "size": 28}, {"type": "ToTensor"},
+    ]}))  # fmt: skip
+    labels = tmp_path / "labels.txt"
+    labels.write_text("\n".join(f"c{i}" for i in range(10)))
+    small = _save(np.zeros((15, 15), np.uint8), tmp_path / "small.png")
+    args = ["--model", bare_model(), "--spec", spec, "--labels", labels]
+    result = _run("predict", small, files["good1"], *args)
+    assert result.exit_code == 1
+    assert result.stderr == f"Error: {small}: preprocessing failed: padding [-10, -10, -10, -10] " \
+        "leaves nothing of a 15×15 image\n"
+    assert result.stdout.startswith(f"{files['good1']}\t")
+    assert len(result.stdout.splitlines()) == 1
 
 
 def test_no_traceback_from_a_real_process(files):
