@@ -21,7 +21,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import ROOT, bundled_model, export_fp32, fixture_checkpoint, measure_process
+from bench.common import (
+    ROOT,
+    argument_parser,
+    bundled_model,
+    export_fp32,
+    fixture_checkpoint,
+    measure_process,
+)
 
 
 def example_image(tmp: Path) -> Path:
@@ -82,11 +89,11 @@ def main(args: argparse.Namespace) -> None:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    parser = argument_parser(
+        __doc__,
+        model_help="ONNX model for edgeinfer [default: the bundled model]",
+        checkpoint_help="train/ checkpoint for the torch side [default: fixture CNN]",
     )
-    parser.add_argument("--model", help="ONNX model for edgeinfer [default: the bundled model]")
-    parser.add_argument("--checkpoint", help="train/ checkpoint for the torch side [default: fixture CNN]")
     parser.add_argument("--image", help="image to classify [default: examples/*.png or a test image]")
     parser.add_argument("--repeats", type=int, default=7, help="timed runs per side [default: 7]")
     main(parser.parse_args())

@@ -7,11 +7,21 @@ train/'s checkpoint format and exported with export/'s own code.
 
 from __future__ import annotations
 
+import argparse
 import subprocess
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def argument_parser(doc: str, model_help: str, checkpoint_help: str | None = None) -> argparse.ArgumentParser:
+    """A benchmark's command line: its docstring as help, ``--model`` and (with a help) ``--checkpoint``."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", help=model_help)
+    if checkpoint_help:
+        parser.add_argument("--checkpoint", help=checkpoint_help)
+    return parser
 
 
 def bundled_model() -> Path | None:

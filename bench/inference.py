@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np
 import torch
 
-from bench.common import bundled_model, export_fp32, fixture_checkpoint
+from bench.common import argument_parser, bundled_model, export_fp32, fixture_checkpoint
 from edgeinfer import Model
 from edgeinfer._onnxinfo import summarize
 from export.checkpoint import build_network, load_checkpoint
@@ -92,10 +92,10 @@ def main(args: argparse.Namespace) -> None:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    parser = argument_parser(
+        __doc__,
+        model_help="also time this ONNX file as shipped [default: the bundled model]",
+        checkpoint_help="train/ checkpoint [default: fixture improved CNN]",
     )
-    parser.add_argument("--checkpoint", help="train/ checkpoint [default: fixture improved CNN]")
-    parser.add_argument("--model", help="also time this ONNX file as shipped [default: the bundled model]")
     parser.add_argument("--threads", type=int, default=1, help="threads for both libraries [default: 1]")
     main(parser.parse_args())

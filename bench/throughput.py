@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np
 
-from bench.common import bundled_model, export_fp32, fixture_checkpoint
+from bench.common import argument_parser, bundled_model, export_fp32, fixture_checkpoint
 from edgeinfer import Model
 from train.data import DEFAULT_DATA_DIR, load_fashion_mnist
 
@@ -78,10 +78,7 @@ def main(args: argparse.Namespace) -> None:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--model", help="ONNX model [default: the bundled model]")
+    parser = argument_parser(__doc__, model_help="ONNX model [default: the bundled model]")
     parser.add_argument(
         "--threads", type=int, default=None, help="onnxruntime threads [default: one per core]"
     )

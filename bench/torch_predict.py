@@ -14,28 +14,22 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import numpy as np
 import torch
 from PIL import Image
 
-from export.inputs import torchvision_pipeline
-from train.models import build_model
+from export.checkpoint import build_network, load_checkpoint
+from export.inputs import reference_transform
 
 
 def main(checkpoint_path: str, images: list[str]) -> None:
-    ckpt = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
-    network = build_model(ckpt["config"])
-    network.load_state_dict(ckpt["state_dict"])
-    network.eval()
-    spec = ckpt["preprocessing"]
-    pipeline = torchvision_pipeline(spec)
-    steps = spec["transforms"] if spec["type"] == "Compose" else [spec]
-    takes_array = steps[0]["type"] == "ToPILImage"  # torchvision's ToPILImage refuses PIL input
+    ckpt = load_checkpoint(checkpoint_path)
+    network = build_network(ckpt)
+    transform = reference_transform(ckpt["preprocessing"])
     with torch.inference_mode():
         for path in images:
             with open(path, "rb") as f:
                 img = Image.open(f).convert(ckpt["image_mode"])
-            x = pipeline(np.asarray(img) if takes_array else img)
+            x = transform(img)
             score, index = torch.softmax(network(x[None]), dim=1)[0].max(dim=0)
             print(f"{path}\t{ckpt['labels'][int(index)]}\t{float(score):.4f}")
 

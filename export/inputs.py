@@ -7,11 +7,15 @@ spec, and the torchvision side is the twin pipeline built from the same spec, us
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from edgeinfer.transforms import from_spec
+
+if TYPE_CHECKING:
+    import PIL.Image
+    import torch
 
 
 def preprocess(spec: dict[str, Any], images: np.ndarray) -> np.ndarray:
@@ -24,12 +28,19 @@ def reference_preprocess(spec: dict[str, Any], images: np.ndarray) -> np.ndarray
     """The same batch through torchvision's PIL path, rebuilt from the same spec."""
     from PIL import Image
 
+    transform = reference_transform(spec)
+    return np.stack([transform(Image.fromarray(image)).numpy() for image in images]).astype(
+        np.float32, copy=False
+    )
+
+
+def reference_transform(spec: dict[str, Any]) -> Callable[[PIL.Image.Image], torch.Tensor]:
+    """``torchvision_pipeline(spec)`` as a function of one PIL image, the way a torchvision user feeds it."""
     pipeline = torchvision_pipeline(spec)
     steps = spec["transforms"] if spec["type"] == "Compose" else [spec]
-    takes_array = steps[0]["type"] == "ToPILImage"  # torchvision's ToPILImage refuses PIL input
-    return np.stack(
-        [pipeline(image if takes_array else Image.fromarray(image)).numpy() for image in images]
-    ).astype(np.float32, copy=False)
+    if steps[0]["type"] == "ToPILImage":  # torchvision's ToPILImage refuses PIL input: hand it the array
+        return lambda image: pipeline(np.asarray(image))
+    return pipeline
 
 
 def torchvision_pipeline(spec: dict[str, Any]) -> Callable[[Any], Any]:

@@ -1,4 +1,4 @@
-"""Fixture models for the runtime tests and benchmarks: a small torch CNN exported to ONNX.
+"""Fixture models for the runtime tests and benchmarks: a small torch CNN exported by export/conversion.py.
 
 The network has the classic layout of the product's CNN (conv → pool → conv → pool → fully
 connected); ``width`` scales the channel counts (width=32 gives ≈ 420k parameters, the size of the
@@ -8,10 +8,10 @@ real Fashion-MNIST model; the default 8 keeps tests fast). Weights are random bu
 from __future__ import annotations
 
 import atexit
+import dataclasses
 import functools
 import shutil
 import tempfile
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -66,32 +66,6 @@ def build_cnn(channels: int = 1, size: int = 28, classes: int = 10, width: int =
     ).eval()
 
 
-def export_onnx(
-    module: Any, path: Path, example_shape: tuple[int, ...], props: dict[str, str] | None
-) -> Path:
-    """Export ``module`` with a dynamic batch axis (TorchScript exporter) and store ``props`` as metadata."""
-    import onnx
-    import torch
-
-    with warnings.catch_warnings():
-        # dynamo=False is deliberate (the project's export contract); silence its deprecation notice.
-        warnings.simplefilter("ignore", DeprecationWarning)
-        torch.onnx.export(
-            module,
-            (torch.zeros(example_shape),),
-            str(path),
-            input_names=["input"],
-            output_names=["logits"],
-            dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
-            dynamo=False,
-        )
-    if props:
-        proto = onnx.load(str(path))
-        onnx.helper.set_model_props(proto, props)
-        onnx.save(proto, str(path))
-    return path
-
-
 def make_model(
     path: Path,
     *,
@@ -103,27 +77,48 @@ def make_model(
     metadata: bool = True,
     declared_shape: list[int | None] | None = None,
 ) -> Path:
-    """Build and export a fixture CNN with edgeinfer metadata (unless ``metadata=False``).
+    """Build a fixture CNN and export it with export/'s writer: edgeinfer metadata unless ``metadata=False``.
 
     ``declared_shape`` writes a different input shape into the metadata than the network has, to
     make a model whose input does not match its metadata.
     """
     from edgeinfer.metadata import InputSpec, ModelMetadata
+    from export.conversion import export_onnx, rewrite_metadata
 
     channels = 1 if image_mode == "L" else 3
     module = build_cnn(channels=channels, size=size, classes=len(labels), width=width)
-    props = None
-    if metadata:
-        meta = ModelMetadata(
-            labels=labels,
-            preprocessing=spec or (GRAY_SPEC if image_mode == "L" else rgb_spec(size)),
-            image_mode=image_mode,
-            input=InputSpec(name="input", shape=tuple(declared_shape or (None, channels, size, size))),
-            output="logits",
-            provenance={"architecture": "fixture-cnn", "dataset": "random weights"},
-        )
-        props = meta.to_props()
-    return export_onnx(module, path, (1, channels, size, size), props)
+    meta = ModelMetadata(
+        labels=labels,
+        preprocessing=spec or (GRAY_SPEC if image_mode == "L" else rgb_spec(size)),
+        image_mode=image_mode,
+        input=InputSpec(name="input", shape=(None, channels, size, size)),
+        output="logits",
+        provenance={"architecture": "fixture-cnn", "dataset": "random weights"},
+    )
+    export_onnx(module, path, meta)
+    if not metadata:
+        return replace_props(path, {})
+    if declared_shape:
+        # export_onnx refuses a metadata shape unlike the graph's, so the mismatch is written afterwards.
+        rewrite_metadata(path, dataclasses.replace(meta, input=InputSpec("input", tuple(declared_shape))))
+    return path
+
+
+def replace_props(path: Path, props: dict[str, str]) -> Path:
+    """Replace the ONNX file's ``metadata_props`` with ``props`` as given, bypassing the metadata schema.
+
+    For models the real writer cannot produce: no edgeinfer metadata at all, or broken metadata.
+    """
+    import onnx
+
+    from export.conversion import save_model
+
+    model = onnx.load(str(path))
+    del model.metadata_props[:]
+    for key, value in props.items():
+        model.metadata_props.add(key=key, value=value)
+    save_model(model, path)
+    return path
 
 
 @functools.cache

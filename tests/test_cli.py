@@ -161,9 +161,9 @@ def test_info_on_a_model_without_metadata():
 
 
 def test_info_on_a_model_with_broken_metadata(tmp_path):
-    from tests.fixtures import build_cnn, export_onnx
+    from tests.fixtures import make_model, replace_props
 
-    path = export_onnx(build_cnn(), tmp_path / "broken.onnx", (1, 1, 28, 28), {"edgeinfer": "{not json"})
+    path = replace_props(make_model(tmp_path / "broken.onnx"), {"edgeinfer": "{not json"})
     result = _run("info", path)
     assert result.exit_code == 1
     assert "  input: float32 [batch, 1, 28, 28]" in result.stdout
