@@ -6,21 +6,59 @@ applied: a JPEG whose EXIF says "rotate 90°" is classified as stored, exactly a
 see it during training and evaluation (torchvision never calls ``ImageOps.exif_transpose``).
 For "L" models, converting straight to L gives the same pixels as ``pil_loader`` followed by
 torchvision's ``Grayscale()`` (tests/test_hard_inputs.py checks this on odd image modes).
+
+Only the raster formats in :data:`RASTER_FORMATS` are decoded, whatever the file is called: Pillow would
+otherwise hand EPS content to Ghostscript, an interpreter, and read vector and scientific formats no
+classifier was trained on. Only regular files are opened (a FIFO or a device would block or never end).
+
+Float arrays follow torchvision's ``ToPILImage`` on a float tensor: values in [0, 1] become
+``uint8(x * 255)`` (truncated, as ``mul(255).byte()``), for every channel count alike; floats outside
+[0, 1], NaN or infinities are refused.
 """
 
 from __future__ import annotations
 
 import io
 import os
+import threading
 from typing import Any
 
 import numpy as np
 from PIL import Image
 
+from edgeinfer._files import describe_open_error, open_regular
 from edgeinfer.errors import ImageError
 
 # Pillow's own limit; past 2× this, Pillow refuses on open with DecompressionBombError.
 DEFAULT_MAX_PIXELS = Image.MAX_IMAGE_PIXELS
+
+# The formats images are decoded from (Pillow format names): raster formats only, no EPS/PostScript
+# (Ghostscript), WMF/EMF, PDF or scientific containers, whatever the file name says. Those this Pillow
+# lacks (AVIF before Pillow 11.3) are left out: Image.open fails on a name it has no plugin for.
+Image.init()
+RASTER_FORMATS = tuple(
+    f
+    for f in (
+        "PNG",
+        "JPEG",
+        "JPEG2000",
+        "BMP",
+        "DIB",
+        "GIF",
+        "TIFF",
+        "WEBP",
+        "AVIF",
+        "PPM",
+        "TGA",
+        "ICO",
+        "PCX",
+        "SGI",
+        "QOI",
+        "PSD",
+    )  # fmt: skip
+    if f in Image.OPEN
+)
+_BOMB_LIMIT_LOCK = threading.Lock()
 
 
 def load_image(image: Any, mode: str, *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray:
@@ -31,8 +69,8 @@ def load_image(image: Any, mode: str, *, max_pixels: int | None = DEFAULT_MAX_PI
             (read as the PIL image ``Image.fromarray`` makes of it).
         mode: the PIL mode the model expects.
         max_pixels: refuse encoded images with more pixels than this, from the header alone,
-            before any pixel is decoded (decompression bombs). ``None`` disables this check;
-            Pillow's own refusal above ``2 * PIL.Image.MAX_IMAGE_PIXELS`` still applies.
+            before any pixel is decoded (decompression bombs); ``None`` disables the limit. It
+            replaces Pillow's own limit, also when it is larger.
 
     Returns:
         A C-contiguous uint8 array, H×W for "L" and H×W×3 for "RGB".
@@ -54,15 +92,9 @@ def load_image(image: Any, mode: str, *, max_pixels: int | None = DEFAULT_MAX_PI
 
 def _decode_file(path: str, mode: str, max_pixels: int | None) -> np.ndarray:
     try:
-        f = open(path, "rb")  # noqa: SIM115 - closed below; open errors get their own messages
-    except FileNotFoundError:
-        raise ImageError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise ImageError(f"{path}: is a directory") from None
-    except PermissionError:
-        raise ImageError(f"{path}: permission denied") from None
-    except OSError as e:
-        raise ImageError(f"{path}: cannot open ({e.strerror or e})") from None
+        f = open_regular(path)
+    except (OSError, ValueError) as e:
+        raise ImageError(f"{path}: {describe_open_error(e)}") from None
     with f:
         return _decode(f, mode, max_pixels, path, empty=os.fstat(f.fileno()).st_size == 0)
 
@@ -71,11 +103,13 @@ def _decode(f: Any, mode: str, max_pixels: int | None, name: str, *, empty: bool
     if empty:
         raise ImageError(f"{name}: empty file")
     try:
-        img = Image.open(f)  # reads the header only
+        img = _open(f, max_pixels)  # reads the header only
     except Image.DecompressionBombError as e:
         raise ImageError(f"{name}: refused, too many pixels ({e})") from None
     except Image.UnidentifiedImageError:
-        raise ImageError(f"{name}: not an image file Pillow can read") from None
+        raise ImageError(
+            f"{name}: not an image in a format edgeinfer decodes ({', '.join(RASTER_FORMATS)})"
+        ) from None
     except Exception as e:  # Pillow's plugins raise many exception types on corrupt headers
         raise ImageError(f"{name}: corrupt image header ({_describe(e)})") from None
     with img:
@@ -88,6 +122,24 @@ def _decode(f: Any, mode: str, max_pixels: int | None, name: str, *, empty: bool
         return _convert(img, mode, name)
 
 
+def _open(f: Any, max_pixels: int | None) -> Image.Image:
+    try:
+        return Image.open(f, formats=RASTER_FORMATS)
+    except Image.DecompressionBombError:
+        if max_pixels is not None and max_pixels <= 2 * (Image.MAX_IMAGE_PIXELS or 0):
+            raise
+    # The caller allows more pixels than Pillow does: open again under the caller's limit (the header
+    # check in _decode applies it). Pillow reads its limit from a module global, hence the lock.
+    f.seek(0)
+    with _BOMB_LIMIT_LOCK:
+        saved = Image.MAX_IMAGE_PIXELS
+        Image.MAX_IMAGE_PIXELS = None
+        try:
+            return Image.open(f, formats=RASTER_FORMATS)
+        finally:
+            Image.MAX_IMAGE_PIXELS = saved
+
+
 def _convert(img: Image.Image, mode: str, name: str) -> np.ndarray:
     try:
         converted = img.convert(mode)  # decodes the pixels; a no-op copy when already in `mode`
@@ -97,6 +149,8 @@ def _convert(img: Image.Image, mode: str, name: str) -> np.ndarray:
 
 
 def _from_array(a: np.ndarray, mode: str) -> np.ndarray:
+    if a.dtype.kind == "f":
+        a = _float_to_uint8(a)
     if a.dtype == np.uint8 and a.ndim >= 2 and a.size and a.shape[2:] == {"L": (), "RGB": (3,)}[mode]:
         return np.ascontiguousarray(a)  # already what convert(mode) would give
     if a.ndim == 3 and a.shape[2] == 1:
@@ -111,6 +165,16 @@ def _from_array(a: np.ndarray, mode: str) -> np.ndarray:
             "(use uint8 H×W, H×W×3 or H×W×4)"
         ) from None
     return np.asarray(img.convert(mode))
+
+
+def _float_to_uint8(a: np.ndarray) -> np.ndarray:
+    """torchvision's ToPILImage on a float tensor: ``x.mul(255).byte()`` (truncation), x in [0, 1]."""
+    rule = "float image arrays must hold values in [0, 1] (scaled by 255 like torchvision's ToPILImage)"
+    if not np.isfinite(a).all():
+        raise ValueError(f"{rule}; this {a.dtype} array holds NaN or infinity")
+    if a.size and (a.min() < 0 or a.max() > 1):
+        raise ValueError(f"{rule}; this {a.dtype} array holds values from {a.min():g} to {a.max():g}")
+    return (a * a.dtype.type(255)).astype(np.uint8)
 
 
 def _describe(e: Exception) -> str:

@@ -16,4 +16,11 @@ class ModelError(EdgeInferError):
 
 
 class ImageError(EdgeInferError):
-    """An image cannot be read or decoded (missing, empty, truncated, not an image, too large)."""
+    """An image cannot be read, decoded or classified (missing, empty, truncated, not an image, too
+    large, a preprocessing or model output that fails for this image): the error of one image."""
+
+
+def first_line(e: BaseException) -> str:
+    """The first line of an exception's message (its type name if it has none), for one-line errors."""
+    lines = str(e).strip().splitlines()
+    return lines[0] if lines else type(e).__name__

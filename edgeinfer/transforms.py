@@ -34,6 +34,8 @@ __all__ = [
     "ToPILImage",
     "ToTensor",
     "Transform",
+    "MAX_OUTPUT_PIXELS",
+    "MAX_SPEC_DEPTH",
     "from_spec",
     "from_torchvision",
 ]
@@ -55,6 +57,14 @@ PADDING_MODES = ("constant", "edge", "reflect", "symmetric")
 DTYPES = ("uint8", "int8", "int16", "int32", "int64", "float32", "float64")
 _UINT8_MODES = ("L", "LA", "RGB", "RGBA")
 
+# The budget: no transform may produce an image of more pixels than this (8192×4096; 100 MB as RGB
+# uint8, 400 MB as a float32 RGB tensor). Sizes that must exceed it (CenterCrop(100000), Pad(10**7),
+# Resize((10**5, 10**5))) are refused when the transform is built; sizes that depend on the image
+# (Resize without a crop after it, Pad) are checked before the output is allocated. Resize followed by
+# CenterCrop only computes the crop, so only the crop counts.
+MAX_OUTPUT_PIXELS = 2**25
+MAX_SPEC_DEPTH = 16  # nested Compose levels in a spec
+
 
 # --------------------------------------------------------------------------------------------------
 # Argument checks
@@ -68,12 +78,24 @@ def _is_number(x: Any) -> bool:
     return isinstance(x, numbers.Real) and not isinstance(x, bool)
 
 
+def _is_finite_number(x: Any) -> bool:
+    return _is_int(x) or (_is_number(x) and bool(np.isfinite(float(x))))
+
+
 def _positive_int(name: str, value: Any) -> int:
     if not _is_int(value):
         raise TypeError(f"{name} must be an int, got {value!r} ({type(value).__name__})")
     if value <= 0:
         raise ValueError(f"{name} must be positive, got {value!r}")
     return int(value)
+
+
+def _check_budget(who: str, height: int, width: int) -> None:
+    if height * width > MAX_OUTPUT_PIXELS:
+        raise ValueError(
+            f"{who} would make a {height}×{width} image ({height * width} pixels), over edgeinfer's "
+            f"budget of {MAX_OUTPUT_PIXELS} pixels per transform output"
+        )
 
 
 def _interpolation_name(value: Any) -> str:
@@ -222,6 +244,9 @@ def _pad_constant(arr: np.ndarray, ltrb: tuple[int, int, int, int], fill: Any) -
 
 
 def _pad(arr: np.ndarray, ltrb: tuple[int, int, int, int], fill: Any, padding_mode: str) -> np.ndarray:
+    h, w = arr.shape[:2]
+    nh, nw = max(h + ltrb[1] + ltrb[3], 0), max(w + ltrb[0] + ltrb[2], 0)
+    _check_budget(f"Pad {list(ltrb)} of a {h}×{w} image", nh, nw)
     if padding_mode == "constant":
         return _pad_constant(arr, ltrb, _fill_value(fill, arr))
     # torchvision crops negative padding away first, then calls np.pad.
@@ -326,6 +351,7 @@ class Resize(Transform):
             )
         if max_size is not None:
             _positive_int("Resize max_size", max_size)
+            _check_budget(f"Resize max_size={max_size}", 1, max_size)
             requested = size if _is_int(size) else (size[0] if size is not None else None)
             if requested is not None and max_size <= requested:
                 raise ValueError(f"Resize max_size ({max_size}) must be greater than size ({size!r})")
@@ -337,6 +363,9 @@ class Resize(Transform):
             size = int(size)
         elif size is not None:  # kept a list or tuple, as given (torchvision's repr shows it)
             size = (list if isinstance(size, list) else tuple)(int(s) for s in size)
+        if size is not None:  # the output is at least size×size, or exactly (h, w)
+            smallest = (size, size) if isinstance(size, int) else (size[0], size[-1])
+            _check_budget(f"Resize(size={size})", *smallest)
         self.size = size
         self.interpolation = _interpolation_name(interpolation)
         self.max_size = max_size
@@ -353,6 +382,7 @@ class Resize(Transform):
         size = self.output_size(h, w)
         if size == (h, w):
             return arr  # torchvision returns the image unchanged, unfiltered
+        _check_budget(f"Resize(size={self.size}) of a {h}×{w} image", *size)
         return _resample.resize(arr, size, self._filter, pass_order=self.pass_order)
 
     def __repr__(self) -> str:
@@ -379,6 +409,7 @@ class CenterCrop(Transform):
             raise ValueError(f"CenterCrop size must be an int or (h, w), got {size!r}")
         for s in size:
             _positive_int(f"CenterCrop size {list(size)}: each value", s)
+        _check_budget(f"CenterCrop(size={list(size)})", int(size[0]), int(size[1]))
         self.size = size  # kept as given, like torchvision's _setup_size (its repr shows it)
         self._hw = (int(size[0]), int(size[1]))
 
@@ -423,8 +454,14 @@ class Pad(Transform):
                 raise TypeError(f"Pad fill must be a number or a non-empty sequence of numbers, got {fill!r}")
         elif not _is_number(fill):
             raise TypeError(f"Pad fill must be a number or a sequence of numbers, got {fill!r}")
+        if not all(_is_finite_number(f) for f in (fill if isinstance(fill, Sequence) else [fill])):
+            raise ValueError(f"Pad fill must be finite, got {fill!r}")
         if padding_mode not in PADDING_MODES:
             raise ValueError(f"Pad padding_mode must be one of {PADDING_MODES}, got {padding_mode!r}")
+        left, top, right, bottom = (max(int(p), 0) for p in ltrb)  # what a 1×1 image would grow to
+        _check_budget(f"Pad(padding={padding!r})", 1 + top + bottom, 1 + left + right)
+        if min(int(p) for p in ltrb) < -MAX_OUTPUT_PIXELS:
+            raise ValueError(f"Pad padding must be >= {-MAX_OUTPUT_PIXELS}, got {padding!r}")
         self.padding = padding
         self.fill = fill
         self.padding_mode = padding_mode
@@ -549,6 +586,9 @@ class Normalize(Transform):
             raise ValueError(f"Normalize mean and std lengths differ: mean={list(mean)}, std={list(std)}")
         if not isinstance(inplace, bool):
             raise TypeError(f"Normalize inplace must be a bool, got {inplace!r}")
+        for name, v in (("mean", mean), ("std", std)):
+            if not all(_is_finite_number(x) and abs(x) <= float(np.finfo(np.float32).max) for x in v):
+                raise ValueError(f"Normalize {name} must be finite float32 numbers, got {list(v)}")
         if np.any(np.asarray(std, np.float32) == 0):
             raise ValueError(f"Normalize std evaluates to zero in float32: std={list(std)}")
         self.mean = list(mean)
@@ -833,10 +873,12 @@ def from_spec(spec: Mapping[str, Any]) -> Transform:
     Raises:
         TypeError / ValueError: naming the bad key, its value, and where in the spec it is.
     """
-    return _from_spec(spec, "spec")
+    return _from_spec(spec, "spec", 0)
 
 
-def _from_spec(spec: Any, where: str) -> Transform:
+def _from_spec(spec: Any, where: str, depth: int) -> Transform:
+    if depth > MAX_SPEC_DEPTH:
+        raise ValueError(f"{where}: Compose nested more than {MAX_SPEC_DEPTH} levels deep")
     if not isinstance(spec, Mapping):
         raise TypeError(f"{where} must be a dict with a 'type' key, got {type(spec).__name__}: {spec!r}")
     kind = spec.get("type")
@@ -856,7 +898,9 @@ def _from_spec(spec: Any, where: str) -> Transform:
         items = kwargs["transforms"]
         if not isinstance(items, list):
             raise TypeError(f"{where}['transforms'] must be a list, got {type(items).__name__}")
-        kwargs["transforms"] = [_from_spec(s, f"{where}['transforms'][{i}]") for i, s in enumerate(items)]
+        kwargs["transforms"] = [
+            _from_spec(s, f"{where}['transforms'][{i}]", depth + 1) for i, s in enumerate(items)
+        ]
         return Compose(**kwargs)
     try:
         return cls(**kwargs)
