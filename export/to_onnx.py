@@ -58,10 +58,8 @@ def export(args: argparse.Namespace) -> dict:
     network = checkpoint.build_network(ckpt)
     metadata = checkpoint.build_metadata(ckpt, network, checkpoint.file_sha256(args.checkpoint), args.opset)
     about = metadata.provenance
-    print(
-        f"      {about['architecture']}, {about['parameters']:,} parameters, "
-        f"input {list(metadata.input.shape)}, checkpoint test accuracy {about['test_accuracy']}"
-    )
+    print(f"      {about['architecture']}, {about['parameters']:,} parameters, "
+          f"input {list(metadata.input.shape)}, checkpoint test accuracy {about['test_accuracy']}")
 
     with tempfile.TemporaryDirectory() as tmp:
         fp32_path = out if args.quantize == "none" else Path(tmp) / "fp32.onnx"
@@ -76,10 +74,8 @@ def export(args: argparse.Namespace) -> dict:
         sample, _ = inputs.sample(test_images, test_labels, args.verify_images, args.seed)
         print(f"[4/6] onnxruntime vs torch on {len(sample)} test images, batches {verification.BATCH_SIZES}")
         fp32_check = verification.verify(network, fp32_path, metadata, sample)
-        print(
-            f"      max |logit diff| {fp32_check.max_abs_diff:.3g}, "
-            f"top-1 agreement {fp32_check.top1_agreement:.2%}"
-        )
+        print(f"      max |logit diff| {fp32_check.max_abs_diff:.3g}, "
+              f"top-1 agreement {fp32_check.top1_agreement:.2%}")
         fp32_check.check(atol=args.atol, min_agreement=1.0, what="FP32 export")
 
         models = {"fp32": fp32_path}
@@ -94,26 +90,20 @@ def export(args: argparse.Namespace) -> dict:
             if args.quantize == "int8":
                 train_images, train_labels = load_fashion_mnist(args.data_dir, "train")
                 calibration, _ = inputs.sample(train_images, train_labels, args.calibration_size, args.seed)
-                print(
-                    f"[5/6] quantizing: static INT8, {len(calibration)} calibration images "
-                    f"({args.calibration_method}), fully connected weights {args.fc_bits}-bit, "
-                    f"kept in float: {', '.join(args.keep_float) or 'nothing'}"
-                )
+                print(f"[5/6] quantizing: static INT8, {len(calibration)} calibration images "
+                      f"({args.calibration_method}), fully connected weights {args.fc_bits}-bit, "
+                      f"kept in float: {', '.join(args.keep_float) or 'nothing'}")
             else:
                 print("[5/6] quantizing: dynamic INT8 (MatMul/Gemm weights)")
             quantized = quantization.quantize(fp32_path, out, metadata, args.quantize, options, calibration)
             check = verification.verify(network, out, quantized, sample)
-            print(
-                f"      vs torch FP32: top-1 agreement {check.top1_agreement:.2%}, "
-                f"batches {verification.BATCH_SIZES} ran"
-            )
+            print(f"      vs torch FP32: top-1 agreement {check.top1_agreement:.2%}, "
+                  f"batches {verification.BATCH_SIZES} ran")
             models[args.quantize] = out
 
         images, labels = inputs.sample(test_images, test_labels, args.eval_size, args.seed)
-        print(
-            f"[6/6] report on {len(images)} test images: accuracy, size, latency at batches "
-            f"{report.LATENCY_BATCHES} ({args.threads} thread(s), median of {args.repeats})"
-        )
+        print(f"[6/6] report on {len(images)} test images: accuracy, size, latency at batches "
+              f"{report.LATENCY_BATCHES} ({args.threads} thread(s), median of {args.repeats})")
         summary = report.build_report(models, images, labels, repeats=args.repeats, threads=args.threads)
         summary["verification"] = {
             "images": fp32_check.images,
@@ -139,10 +129,8 @@ def _print_table(summary: dict) -> None:
     print(f"{'model':8} {'accuracy':>9} {'agree':>8} {'size':>12} {'ratio':>6} {'b1 ms':>8} {'b64 ms':>8}")
     for name, m in summary["models"].items():
         latency = m["latency"]
-        print(
-            f"{name:8} {m['accuracy']:9.2%} {m['agreement_with_fp32']:8.2%} {m['size_bytes']:12,} "
-            f"{m['size_ratio_to_fp32']:6.3f} {latency['batch_1_ms']:8.3f} {latency['batch_64_ms']:8.3f}"
-        )
+        print(f"{name:8} {m['accuracy']:9.2%} {m['agreement_with_fp32']:8.2%} {m['size_bytes']:12,} "
+              f"{m['size_ratio_to_fp32']:6.3f} {latency['batch_1_ms']:8.3f} {latency['batch_64_ms']:8.3f}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -151,26 +139,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True, help="the ONNX file to write")
     parser.add_argument("--opset", type=int, default=DEFAULT_OPSET)
     parser.add_argument("--quantize", choices=["none", "int8", "dynamic"], default="none")
-    parser.add_argument(
-        "--calibration-method", choices=CALIBRATION_METHODS, default=StaticOptions.calibration_method
-    )
-    parser.add_argument(
-        "--calibration-size", type=int, default=StaticOptions.calibration_size, help="training images"
-    )
-    parser.add_argument(
-        "--fc-bits",
-        type=int,
-        choices=[8, 4],
-        default=8,
-        help="int8: 4 stores fully connected weights as 4-bit blocks (MatMulNBits)",
-    )
-    parser.add_argument(
-        "--keep-float",
-        nargs="*",
-        choices=EXCLUDABLE,
-        default=list(StaticOptions.exclude),
-        help="int8: nodes left in float (default: first_conv; none: quantize everything)",
-    )
+    parser.add_argument("--calibration-method", choices=CALIBRATION_METHODS,
+                        default=StaticOptions.calibration_method)
+    parser.add_argument("--calibration-size", type=int, default=StaticOptions.calibration_size,
+                        help="training images")
+    parser.add_argument("--fc-bits", type=int, choices=[8, 4], default=8,
+                        help="int8: 4 stores fully connected weights as 4-bit blocks (MatMulNBits)")
+    parser.add_argument("--keep-float", nargs="*", choices=EXCLUDABLE, default=list(StaticOptions.exclude),
+                        help="int8: nodes left in float (default: first_conv; none: quantize everything)")
     parser.add_argument("--data-dir", default=DEFAULT_DATA_DIR)
     parser.add_argument("--report", help="the JSON report (default: the model's path with .json)")
     parser.add_argument("--verify-images", type=int, default=VERIFY_IMAGES)

@@ -321,10 +321,8 @@ def test_preprocessing_that_fails_on_one_image_spares_the_others(files, tmp_path
     args = ["--model", bare_model(), "--spec", spec, "--labels", labels]
     result = _run("predict", small, files["good1"], *args)
     assert result.exit_code == 1
-    assert (
-        result.stderr == f"Error: {small}: preprocessing failed: padding [-10, -10, -10, -10] "
+    assert result.stderr == f"Error: {small}: preprocessing failed: padding [-10, -10, -10, -10] " \
         "leaves nothing of a 15×15 image\n"
-    )
     assert result.stdout.startswith(f"{files['good1']}\t")
     assert len(result.stdout.splitlines()) == 1
 

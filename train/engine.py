@@ -115,13 +115,8 @@ def train_epoch(
         ):
             module.eval()
     loss_sum, correct, seen = 0.0, 0, 0
-    progress = tqdm(
-        batches,
-        desc=description,
-        total=total,
-        leave=False,
-        disable=not (dist.is_main and sys.stderr.isatty()),
-    )
+    progress = tqdm(batches, desc=description, total=total, leave=False,
+                    disable=not (dist.is_main and sys.stderr.isatty()))
     for x, y in progress:
         x = x.to(dist.device, memory_format=torch.channels_last)
         y = y.to(dist.device)
@@ -163,15 +158,8 @@ def fit(
     for epoch in range(epochs):
         start = time.perf_counter()
         train_loss, train_accuracy = train_epoch(
-            model,
-            batches(epoch),
-            optimizer,
-            scheduler,
-            loss_fn,
-            dist,
-            f"epoch {epoch + 1}/{epochs}",
-            steps_per_epoch,
-            precision,
+            model, batches(epoch), optimizer, scheduler, loss_fn, dist, f"epoch {epoch + 1}/{epochs}",
+            steps_per_epoch, precision,
         )
         _average_buffers(plain, dist)
         result = evaluate(plain, *val, pipeline, dist.device)
@@ -182,11 +170,9 @@ def fit(
         }  # fmt: skip
         history.append(record)
         if dist.is_main:
-            print(
-                f"epoch {epoch + 1:3d}/{epochs}  train loss {train_loss:.4f} acc {train_accuracy:.4f}"
-                f"  val loss {result['loss']:.4f} acc {result['accuracy']:.4f}  {record['seconds']:.1f}s",
-                flush=True,
-            )
+            print(f"epoch {epoch + 1:3d}/{epochs}  train loss {train_loss:.4f} acc {train_accuracy:.4f}"
+                  f"  val loss {result['loss']:.4f} acc {result['accuracy']:.4f}  {record['seconds']:.1f}s",
+                  flush=True)
         if on_epoch is not None:
             on_epoch(epoch, record)
     return history

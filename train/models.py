@@ -107,10 +107,8 @@ def _cnn(config: dict[str, Any]) -> nn.Sequential:
 def _mlp(config: dict[str, Any]) -> nn.Sequential:
     """Flatten → hidden fully connected layers → N-class output."""
     in_features = config.get("in_channels", 1) * config["image_size"] ** 2
-    layers = [
-        nn.Flatten(),
-        *_dense(in_features, config["hidden"], config.get("batch_norm", False), config.get("dropout", 0.0)),
-    ]
+    layers = [nn.Flatten(), *_dense(in_features, config["hidden"], config.get("batch_norm", False),
+                                    config.get("dropout", 0.0))]
     layers.append(nn.Linear(config["hidden"][-1], config["num_classes"]))
     return nn.Sequential(*layers)
 
@@ -128,3 +126,4 @@ def _dense(in_features: int, hidden: list[int], batch_norm: bool, dropout: float
     if dropout:
         layers.append(nn.Dropout(dropout))
     return layers
+

@@ -46,23 +46,17 @@ def save_run(
     write_metrics(out / "metrics.json", {**metrics, "test_confusion_matrix": matrix.tolist()})
     title = f"{config['arch']} ({config.get('preset', 'transfer')}), {metrics['parameters']:,} parameters"
     plot_learning_curves(metrics["history"], out / "learning_curves.png", title)
-    plot_confusion_matrix(
-        matrix,
-        CLASSES,
-        out / "confusion_matrix.png",
-        f"{title}\ntest accuracy {metrics['test_accuracy']:.2%}",
-    )
-    print(
-        f"\n{title}\n"
-        f"  accuracy  train {metrics['train_accuracy']:.4f}  val {metrics['val_accuracy']:.4f}"
-        f"  test {metrics['test_accuracy']:.4f}  (images: {metrics['images']})\n"
-        f"  time      training {metrics['train_seconds'] / 60:.1f} min,"
-        f" total {metrics['wall_seconds'] / 60:.1f} min"
-        f" on {metrics['world_size']} process(es) × {metrics['threads']} thread(s)"
-        f" (CPU time of rank 0: {metrics['cpu_seconds'] / 60:.1f} min)\n"
-        f"  saved     {out / 'model.pt'}, metrics.json, learning_curves.png, confusion_matrix.png",
-        flush=True,
-    )
+    plot_confusion_matrix(matrix, CLASSES, out / "confusion_matrix.png",
+                          f"{title}\ntest accuracy {metrics['test_accuracy']:.2%}")
+    print(f"\n{title}\n"
+          f"  accuracy  train {metrics['train_accuracy']:.4f}  val {metrics['val_accuracy']:.4f}"
+          f"  test {metrics['test_accuracy']:.4f}  (images: {metrics['images']})\n"
+          f"  time      training {metrics['train_seconds'] / 60:.1f} min,"
+          f" total {metrics['wall_seconds'] / 60:.1f} min"
+          f" on {metrics['world_size']} process(es) × {metrics['threads']} thread(s)"
+          f" (CPU time of rank 0: {metrics['cpu_seconds'] / 60:.1f} min)\n"
+          f"  saved     {out / 'model.pt'}, metrics.json, learning_curves.png, confusion_matrix.png",
+          flush=True)
 
 
 def confusion_matrix(labels: np.ndarray, predictions: np.ndarray, num_classes: int) -> np.ndarray:
@@ -102,15 +96,8 @@ def plot_confusion_matrix(matrix: np.ndarray, classes: tuple[str, ...], path: st
     ax.set_ylabel("true")
     threshold = matrix.max() / 2
     for (i, j), count in np.ndenumerate(matrix):
-        ax.text(
-            j,
-            i,
-            str(count),
-            ha="center",
-            va="center",
-            fontsize=8,
-            color="white" if count > threshold else "black",
-        )
+        ax.text(j, i, str(count), ha="center", va="center", fontsize=8,
+                color="white" if count > threshold else "black")
     ax.set_title(title)
     fig.tight_layout()
     fig.savefig(path, dpi=100)

@@ -89,13 +89,8 @@ def eval_pipeline() -> Compose:
 
 
 def training_batches(
-    images: torch.Tensor,
-    labels: torch.Tensor,
-    config: dict[str, Any],
-    normalize: nn.Module,
-    dist: engine.Dist,
-    epoch: int,
-    generator: torch.Generator,
+    images: torch.Tensor, labels: torch.Tensor, config: dict[str, Any], normalize: nn.Module,
+    dist: engine.Dist, epoch: int, generator: torch.Generator,
 ) -> Iterator[engine.Batch]:
     """This rank's augmented, normalised batches for one epoch."""
     for idx in engine.index_batches(len(images), config["batch_size"], dist, config["seed"], epoch):
@@ -109,11 +104,8 @@ def training_batches(
 
 
 def train(
-    config: dict[str, Any],
-    data: dict[str, tuple[np.ndarray, np.ndarray]],
-    pipeline: Compose,
-    dist: engine.Dist,
-    trial: Any = None,
+    config: dict[str, Any], data: dict[str, tuple[np.ndarray, np.ndarray]], pipeline: Compose,
+    dist: engine.Dist, trial: Any = None,
 ) -> tuple[nn.Module, list[dict[str, float]]]:
     """Train from scratch as ``config`` says; validate each epoch. Returns the (wrapped) model and history.
 
@@ -140,18 +132,9 @@ def train(
             raise optuna.TrialPruned()
 
     history = engine.fit(
-        model,
-        batches,
-        steps_per_epoch,
-        config["epochs"],
-        optimizer,
-        scheduler,
-        nn.CrossEntropyLoss(label_smoothing=config["label_smoothing"]),
-        data["val"],
-        pipeline,
-        dist,
-        on_epoch=report_to_optuna if trial is not None else None,
-        precision=config["precision"],
+        model, batches, steps_per_epoch, config["epochs"], optimizer, scheduler,
+        nn.CrossEntropyLoss(label_smoothing=config["label_smoothing"]), data["val"], pipeline, dist,
+        on_epoch=report_to_optuna if trial is not None else None, precision=config["precision"],
     )
     return model, history
 
@@ -160,17 +143,11 @@ def _optimizer(
     model: nn.Module, config: dict[str, Any], steps_per_epoch: int
 ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler | None]:
     if config["optimizer"] == "sgd":
-        optimizer = torch.optim.SGD(
-            model.parameters(),
-            lr=config["lr"],
-            momentum=0.9,
-            nesterov=True,
-            weight_decay=config["weight_decay"],
-        )
+        optimizer = torch.optim.SGD(model.parameters(), lr=config["lr"], momentum=0.9, nesterov=True,
+                                    weight_decay=config["weight_decay"])
     else:
-        optimizer = torch.optim.AdamW(
-            model.parameters(), lr=config["lr"], weight_decay=config["weight_decay"]
-        )
+        optimizer = torch.optim.AdamW(model.parameters(), lr=config["lr"],
+                                      weight_decay=config["weight_decay"])
     if config["schedule"] == "onecycle":
         total = config["epochs"] * steps_per_epoch
         return optimizer, torch.optim.lr_scheduler.OneCycleLR(optimizer, config["lr"], total_steps=total)
@@ -178,12 +155,8 @@ def _optimizer(
 
 
 def tune(
-    config: dict[str, Any],
-    trials: int,
-    data: dict[str, tuple[np.ndarray, np.ndarray]],
-    pipeline: Compose,
-    dist: engine.Dist,
-    out: Path,
+    config: dict[str, Any], trials: int, data: dict[str, tuple[np.ndarray, np.ndarray]], pipeline: Compose,
+    dist: engine.Dist, out: Path,
 ) -> dict[str, Any]:
     """Run an Optuna study (stored in OUT/optuna.db, so a re-run resumes it) and return the best config.
 
@@ -193,11 +166,8 @@ def tune(
     import optuna
 
     study = optuna.create_study(
-        study_name="train_cnn",
-        storage=f"sqlite:///{out / 'optuna.db'}",
-        load_if_exists=True,
-        direction="maximize",
-        sampler=optuna.samplers.TPESampler(seed=config["seed"]),
+        study_name="train_cnn", storage=f"sqlite:///{out / 'optuna.db'}", load_if_exists=True,
+        direction="maximize", sampler=optuna.samplers.TPESampler(seed=config["seed"]),
         pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1),
     )
     lr_range = (1e-2, 0.3) if config["optimizer"] == "sgd" else (1e-4, 1e-2)
@@ -223,10 +193,8 @@ def tune(
         study.optimize(objective, n_trials=trials - len(done))
     best = study.best_trial
     print(f"optuna: best of {len(study.trials)} trials: val accuracy {best.value:.4f} with {best.params}")
-    return {
-        **suggest(optuna.trial.FixedTrial(best.params)),
-        "optuna": {"trials": len(study.trials), "best_value": best.value, "best_params": best.params},
-    }
+    return {**suggest(optuna.trial.FixedTrial(best.params)), "optuna": {
+        "trials": len(study.trials), "best_value": best.value, "best_params": best.params}}
 
 
 def main(args: argparse.Namespace) -> None:
@@ -268,34 +236,18 @@ def main(args: argparse.Namespace) -> None:
     plain = model.module if dist.world_size > 1 else model
     results = {split: engine.evaluate(plain, *data[split], pipeline, dist.device) for split in data}
     metrics = report.collect_metrics(
-        config,
-        plain,
-        results,
-        history,
-        preset=config["preset"],
-        train_seconds=train_seconds,
-        wall_seconds=time.perf_counter() - wall,
-        cpu_seconds=time.process_time(),
-        world_size=dist.world_size,
-        threads=torch.get_num_threads(),
-        epochs=config["epochs"],
-        images={split: len(x) for split, (x, _) in data.items()},
+        config, plain, results, history, preset=config["preset"], train_seconds=train_seconds,
+        wall_seconds=time.perf_counter() - wall, cpu_seconds=time.process_time(),
+        world_size=dist.world_size, threads=torch.get_num_threads(),
+        epochs=config["epochs"], images={split: len(x) for split, (x, _) in data.items()},
     )
 
     # 7. rank 0 saves checkpoint, metrics and plots (every rank shows its weights: DDP keeps them identical)
     if dist.world_size > 1:
         print(f"rank {dist.rank}: weights sha256 {engine.state_dict_digest(plain)}", flush=True)
     if dist.is_main:
-        report.save_run(
-            out,
-            plain,
-            config,
-            preprocessing,
-            (1, 28, 28),
-            metrics,
-            data["test"][1],
-            results["test"]["predictions"],
-        )
+        report.save_run(out, plain, config, preprocessing, (1, 28, 28), metrics, data["test"][1],
+                        results["test"]["predictions"])
     engine.teardown_distributed(dist)
 
 
@@ -303,13 +255,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--preset", choices=sorted(PRESETS), default="improved")
     parser.add_argument("--mlp", action="store_true", help="a fully connected network instead of the CNN")
-    parser.add_argument(
-        "--optuna-trials",
-        type=int,
-        default=0,
-        metavar="N",
-        help="tune with N Optuna trials first (study in OUT/optuna.db; a re-run resumes)",
-    )
+    parser.add_argument("--optuna-trials", type=int, default=0, metavar="N",
+                        help="tune with N Optuna trials first (study in OUT/optuna.db; a re-run resumes)")
     parser.add_argument("--epochs", type=int, help="override the preset's epochs")
     parser.add_argument("--batch-size", type=int, help="override the preset's (global) batch size")
     parser.add_argument("--lr", type=float, help="override the preset's (peak) learning rate")

@@ -93,13 +93,8 @@ def load_backbone(arch: str, weights: str) -> nn.Module:
 
 
 def training_batches(
-    images: np.ndarray,
-    labels: np.ndarray,
-    config: dict[str, Any],
-    pipeline: Compose,
-    dist: engine.Dist,
-    epoch: int,
-    generator: torch.Generator,
+    images: np.ndarray, labels: np.ndarray, config: dict[str, Any], pipeline: Compose, dist: engine.Dist,
+    epoch: int, generator: torch.Generator,
 ) -> Iterator[engine.Batch]:
     """This rank's batches for one epoch: optional random flip, then the eval pipeline image by image."""
     for idx in engine.index_batches(len(images), config["batch_size"], dist, config["seed"], epoch):
@@ -153,11 +148,8 @@ def main(args: argparse.Namespace) -> None:
     model = engine.wrap(model, dist)
 
     # 5. train the head (and the unfrozen blocks)
-    optimizer = torch.optim.AdamW(
-        [p for p in model.parameters() if p.requires_grad],
-        lr=config["lr"],
-        weight_decay=config["weight_decay"],
-    )
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=config["lr"],
+                                  weight_decay=config["weight_decay"])
     generator = torch.Generator().manual_seed(config["seed"] * 1000 + dist.rank)
     steps_per_epoch = engine.steps_per_epoch(len(data["train"][0]), config["batch_size"], dist)
 
@@ -165,53 +157,25 @@ def main(args: argparse.Namespace) -> None:
         return training_batches(*data["train"], config, pipeline, dist, epoch, generator)
 
     train_start = time.perf_counter()
-    history = engine.fit(
-        model,
-        batches,
-        steps_per_epoch,
-        config["epochs"],
-        optimizer,
-        None,
-        nn.CrossEntropyLoss(),
-        data["val"],
-        pipeline,
-        dist,
-    )
+    history = engine.fit(model, batches, steps_per_epoch, config["epochs"], optimizer, None,
+                         nn.CrossEntropyLoss(), data["val"], pipeline, dist)
     train_seconds = time.perf_counter() - train_start
 
     # 6. final evaluation through the declared pipeline; the test set is used here only
     plain = model.module if dist.world_size > 1 else model
-    results = {
-        split: engine.evaluate(plain, *data[split], pipeline, dist.device, config["batch_size"])
-        for split in data
-    }
+    results = {split: engine.evaluate(plain, *data[split], pipeline, dist.device, config["batch_size"])
+               for split in data}
     metrics = report.collect_metrics(
-        config,
-        plain,
-        results,
-        history,
-        trainable_parameters=trainable,
-        train_seconds=train_seconds,
-        wall_seconds=time.perf_counter() - wall,
-        cpu_seconds=time.process_time(),
-        world_size=dist.world_size,
-        threads=torch.get_num_threads(),
-        epochs=config["epochs"],
-        images={split: len(x) for split, (x, _) in data.items()},
+        config, plain, results, history, trainable_parameters=trainable, train_seconds=train_seconds,
+        wall_seconds=time.perf_counter() - wall, cpu_seconds=time.process_time(),
+        world_size=dist.world_size, threads=torch.get_num_threads(),
+        epochs=config["epochs"], images={split: len(x) for split, (x, _) in data.items()},
     )
 
     # 7. rank 0 saves checkpoint, metrics and plots
     if dist.is_main:
-        report.save_run(
-            out,
-            plain,
-            config,
-            preprocessing,
-            INPUT_SHAPE,
-            metrics,
-            data["test"][1],
-            results["test"]["predictions"],
-        )
+        report.save_run(out, plain, config, preprocessing, INPUT_SHAPE, metrics, data["test"][1],
+                        results["test"]["predictions"])
     engine.teardown_distributed(dist)
 
 
