@@ -27,7 +27,7 @@ import numpy as np
 from PIL import Image
 
 from edgeinfer._files import describe_open_error, open_regular
-from edgeinfer.errors import ImageError
+from edgeinfer.errors import ImageError, describe
 
 # Pillow's own limit; past 2× this, Pillow refuses on open with DecompressionBombError.
 DEFAULT_MAX_PIXELS = Image.MAX_IMAGE_PIXELS
@@ -111,7 +111,7 @@ def _decode(f: Any, mode: str, max_pixels: int | None, name: str, *, empty: bool
             f"{name}: not an image in a format edgeinfer decodes ({', '.join(RASTER_FORMATS)})"
         ) from None
     except Exception as e:  # Pillow's plugins raise many exception types on corrupt headers
-        raise ImageError(f"{name}: corrupt image header ({_describe(e)})") from None
+        raise ImageError(f"{name}: corrupt image header ({describe(e)})") from None
     with img:
         pixels = img.width * img.height
         if max_pixels is not None and pixels > max_pixels:
@@ -144,7 +144,7 @@ def _convert(img: Image.Image, mode: str, name: str) -> np.ndarray:
     try:
         converted = img.convert(mode)  # decodes the pixels; a no-op copy when already in `mode`
     except Exception as e:  # truncated or corrupt data surfaces as OSError, SyntaxError, ValueError, ...
-        raise ImageError(f"{name}: cannot decode image ({_describe(e)})") from None
+        raise ImageError(f"{name}: cannot decode image ({describe(e)})") from None
     return np.asarray(converted)
 
 
@@ -175,8 +175,3 @@ def _float_to_uint8(a: np.ndarray) -> np.ndarray:
     if a.size and (a.min() < 0 or a.max() > 1):
         raise ValueError(f"{rule}; this {a.dtype} array holds values from {a.min():g} to {a.max():g}")
     return (a * a.dtype.type(255)).astype(np.uint8)
-
-
-def _describe(e: Exception) -> str:
-    text = str(e).strip().splitlines()
-    return f"{type(e).__name__}: {text[0]}" if text else type(e).__name__

@@ -24,3 +24,8 @@ def first_line(e: BaseException) -> str:
     """The first line of an exception's message (its type name if it has none), for one-line errors."""
     lines = str(e).strip().splitlines()
     return lines[0] if lines else type(e).__name__
+
+
+def describe(e: BaseException) -> str:
+    """``"TypeName: first line"`` of an exception, for wrapping a foreign error in a one-line message."""
+    return f"{type(e).__name__}: {first_line(e)}" if str(e).strip() else type(e).__name__

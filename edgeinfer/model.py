@@ -17,14 +17,17 @@ from typing import Any, Literal, overload
 
 import numpy as np
 
+from edgeinfer._files import describe_open_error, open_regular
 from edgeinfer._image import DEFAULT_MAX_PIXELS, load_image
-from edgeinfer.errors import ImageError, MetadataError, ModelError
-from edgeinfer.metadata import METADATA_KEY, InputSpec, ModelMetadata
+from edgeinfer.errors import ImageError, MetadataError, ModelError, describe, first_line
+from edgeinfer.metadata import METADATA_KEY, InputSpec, ModelMetadata, check_labels
 from edgeinfer.transforms import from_spec
 
 DEFAULT_MODEL = Path(__file__).resolve().parent / "models" / "default.onnx"
 
 _MODE_BY_CHANNELS = {1: "L", 3: "RGB"}
+MAX_THREADS = 256  # onnxruntime intra-op threads: more is a typo, not a machine
+_FLOAT_TENSORS = ("tensor(float)", "tensor(double)", "tensor(float16)")
 
 
 @dataclass(frozen=True)
@@ -54,7 +57,8 @@ class Model:
 
     Args:
         path: the ONNX file; ``None`` for the bundled default model.
-        threads: onnxruntime intra-op threads; ``None`` lets onnxruntime choose (one per core).
+        threads: onnxruntime intra-op threads, 1 to MAX_THREADS; ``None`` lets onnxruntime choose
+            (one per core).
             Worker threads sleep instead of spinning between runs, so an idle Model costs no CPU.
         preprocessing, labels, image_mode, output: override the model's edgeinfer metadata, or
             supply it for a model exported without it (preprocessing and labels are then required;
@@ -79,6 +83,8 @@ class Model:
     ) -> None:
         if threads is not None:
             _check_positive_int("threads", threads)
+            if threads > MAX_THREADS:
+                raise ValueError(f"threads must be at most {MAX_THREADS}, got {threads}")
         if max_pixels is not None:
             _check_positive_int("max_pixels", max_pixels)
         self.path = model_path(path)
@@ -125,7 +131,7 @@ class Model:
                 (possible when the preprocessing does not fix the size, e.g. ToTensor alone).
         """
         decoded = load_image(image, self._metadata.image_mode, max_pixels=self.max_pixels)
-        name = os.fspath(image) if isinstance(image, (str, os.PathLike)) else f"{type(image).__name__} image"
+        name = _name(image)
         try:
             tensor = self._transform(decoded)
         except (TypeError, ValueError) as e:
@@ -140,7 +146,11 @@ class Model:
         return tensor
 
     def run(self, batch: np.ndarray) -> np.ndarray:
-        """The model's raw output (e.g. logits) for a preprocessed float32 N×C×H×W batch."""
+        """The model's raw output (e.g. logits) for a preprocessed float32 N×C×H×W batch.
+
+        Raises:
+            ModelError: onnxruntime fails, or the output is not a float [N, classes] tensor.
+        """
         if not isinstance(batch, np.ndarray):
             raise TypeError(f"batch must be a NumPy array, got {type(batch).__name__}")
         if batch.dtype != np.float32:
@@ -150,7 +160,22 @@ class Model:
             raise ValueError(
                 f"batch shape {list(batch.shape)} does not match the model's input {_shape_str(expected)}"
             )
-        return self._session.run([self._output_name], {self._input_name: batch})[0]
+        try:
+            output = self._session.run([self._output_name], {self._input_name: batch})[0]
+        except Exception as e:  # onnxruntime's pybind errors, allocation failures
+            raise ModelError(f"{self.path}: inference failed ({_first_line(e)})") from None
+        expected = (batch.shape[0], len(self.labels))
+        if not isinstance(output, np.ndarray) or output.dtype.kind != "f" or output.shape != expected:
+            got = (
+                f"{output.dtype} {_shape_str(output.shape)}"
+                if isinstance(output, np.ndarray)
+                else "not a tensor"
+            )
+            raise ModelError(
+                f"{self.path}: output {self._output_name!r} is {got}; edgeinfer needs a float tensor "
+                f"[N, classes] = {_shape_str(expected)}"
+            )
+        return output
 
     def predict(self, image: Any, *, top_k: int = 5) -> Prediction:
         """Classify one image (path, bytes, PIL image or NumPy array); ``top_k`` best classes in
@@ -181,41 +206,74 @@ class Model:
     ) -> list[Prediction] | list[Prediction | ImageError]:
         """Classify many images, ``batch_size`` at a time through onnxruntime; results in input order.
 
-        With ``errors="raise"`` the first unreadable image raises its ImageError. With
-        ``errors="return"`` (like ``asyncio.gather(return_exceptions=True)``) each unreadable image's
-        ImageError takes its place in the result list and the other images are still classified.
+        With ``errors="raise"`` the first image that fails raises its error. With ``errors="return"``
+        (like ``asyncio.gather(return_exceptions=True)``) each failed image's error, an ImageError
+        whatever went wrong (unreadable, wrong kind of object, out of memory, a non-finite model
+        output), takes its place in the result list and the other images are still classified.
+        Images whose tensors differ in size (models with dynamic height/width) run in separate batches.
+
+        Raises:
+            TypeError: ``images`` is a single string or bytes object instead of a list of images.
+            ModelError: inference fails or gives an output of the wrong shape (not a per-image error).
         """
+        if isinstance(images, (str, bytes, bytearray, memoryview)) or not isinstance(images, Iterable):
+            raise TypeError(
+                f"images must be a list (or other iterable) of images, got one {type(images).__name__}; "
+                "use predict() for a single image"
+            )
         _check_positive_int("batch_size", batch_size)
         _check_positive_int("top_k", top_k)
         if errors not in ("raise", "return"):
             raise ValueError(f"errors must be 'raise' or 'return', got {errors!r}")
         results: list[Any] = []
         for chunk in _chunks(images, batch_size):
-            tensors, slots = [], []
+            # Tensors grouped by shape, each with its slot in `results`.
+            groups: dict[tuple[int, ...], list[tuple[int, np.ndarray]]] = {}
             for image in chunk:
                 try:
-                    tensors.append(self.preprocess(image))
-                except ImageError as e:
+                    tensor = self.preprocess(image)
+                except Exception as e:  # any failure, even MemoryError, belongs to this image alone
                     if errors == "raise":
                         raise
-                    results.append(e)
+                    results.append(
+                        e if isinstance(e, ImageError) else ImageError(f"{_name(image)}: {describe(e)}")
+                    )
                 else:
-                    slots.append(len(results))
-                    results.append(None)
-            if tensors:
-                scores = self._scores(self.run(np.stack(tensors)))
+                    groups.setdefault(tensor.shape, []).append((len(results), tensor))
+                    results.append(image)
+            for members in groups.values():
+                scores = self._scores(self.run(np.stack([tensor for _, tensor in members])))
+                finite = np.isfinite(scores).all(axis=1)
                 order = np.argsort(-scores, axis=1, kind="stable")[:, :top_k]
                 best = np.take_along_axis(scores, order, axis=1)
-                for slot, indices, values in zip(slots, order.tolist(), best.tolist(), strict=True):
+                for (slot, _), ok, indices, values in zip(
+                    members, finite, order.tolist(), best.tolist(), strict=True
+                ):
+                    if not ok:
+                        e = ImageError(
+                            f"{_name(results[slot])}: the model's output for this image is not finite "
+                            f"(NaN or infinite scores), no prediction"
+                        )
+                        if errors == "raise":
+                            raise e
+                        results[slot] = e
+                        continue
                     top = tuple(zip([self.labels[i] for i in indices], values, strict=True))
                     results[slot] = Prediction(label=top[0][0], index=indices[0], score=values[0], top=top)
         return results
 
     def _scores(self, output: np.ndarray) -> np.ndarray:
+        """Probabilities per row; rows with NaN, or only -inf logits, come out non-finite."""
         if self._metadata.output == "probabilities":
             return output
-        shifted = np.exp(output - output.max(axis=1, keepdims=True))
-        return shifted / shifted.sum(axis=1, keepdims=True)
+        with np.errstate(invalid="ignore", over="ignore"):
+            shifted = np.exp(output - output.max(axis=1, keepdims=True))
+            scores = shifted / shifted.sum(axis=1, keepdims=True)
+        # softmax's limit for +inf logits: the +inf classes share all of the probability.
+        posinf = np.isposinf(output)
+        rows = posinf.any(axis=1) & ~np.isnan(output).any(axis=1)
+        scores[rows] = posinf[rows] / posinf[rows].sum(axis=1, keepdims=True)
+        return scores
 
 
 def model_path(path: str | os.PathLike[str] | None) -> Path:
@@ -232,11 +290,14 @@ def model_path(path: str | os.PathLike[str] | None) -> Path:
 
 
 def _open_session(path: Path, threads: int | None) -> Any:
-    if not path.exists():
-        raise ModelError(f"{path}: no such file")
-    if path.is_dir():
-        raise ModelError(f"{path}: is a directory, not an ONNX file")
-    if path.stat().st_size == 0:
+    try:
+        with open_regular(path) as f:
+            empty = os.fstat(f.fileno()).st_size == 0
+    except IsADirectoryError:
+        raise ModelError(f"{path}: is a directory, not an ONNX file") from None
+    except (OSError, ValueError) as e:
+        raise ModelError(f"{path}: {describe_open_error(e)}") from None
+    if empty:
         raise ModelError(f"{path}: empty file, not an ONNX model")
     import onnxruntime as ort
 
@@ -267,7 +328,7 @@ def _resolve_metadata(
     if "labels" in overrides:
         if isinstance(labels, str) or not isinstance(labels, Sequence):
             raise TypeError(f"labels must be a sequence of strings, got {type(labels).__name__}")
-        overrides["labels"] = tuple(labels)
+        overrides["labels"] = check_labels(tuple(labels), "labels")
     if "preprocessing" in overrides:
         overrides["preprocessing"] = dict(overrides["preprocessing"])
     props = session.get_modelmeta().custom_metadata_map
@@ -305,7 +366,19 @@ def _check_consistency(path: Path, session: Any, meta: ModelMetadata, transform:
         )
     if actual.type != "tensor(float)":
         raise ModelError(f"{path}: input {declared.name!r} is {actual.type}, its metadata declares float32")
-    classes = session.get_outputs()[0].shape[-1]
+    output = session.get_outputs()[0]
+    rank = None if output.shape is None else len(output.shape)
+    if output.type not in _FLOAT_TENSORS or rank not in (None, 2):
+        shape = (
+            ""
+            if output.shape is None
+            else " " + _shape_str([d if isinstance(d, int) else None for d in output.shape])
+        )
+        raise ModelError(
+            f"{path}: output {output.name!r} is {output.type}{shape}; edgeinfer needs a float tensor "
+            "[N, classes]"
+        )
+    classes = output.shape[-1] if rank else None
     if isinstance(classes, int) and classes != len(meta.labels):
         raise ModelError(
             f"{path}: the model outputs {classes} classes but its metadata has {len(meta.labels)} labels"
@@ -357,10 +430,13 @@ def _shape_str(shape: Sequence[int | None]) -> str:
     return "[" + ", ".join("?" if d is None else str(d) for d in shape) + "]"
 
 
+def _name(image: Any) -> str:
+    """How an error names an image: its path, or its type."""
+    return os.fspath(image) if isinstance(image, (str, os.PathLike)) else f"{type(image).__name__} image"
+
+
 def _first_line(e: Exception) -> str:
-    lines = str(e).strip().splitlines()
-    if not lines:
-        return type(e).__name__
+    line = first_line(e)
     # "[ONNXRuntimeError] : 7 : INVALID_PROTOBUF : Load model from x failed:Protobuf parsing failed."
-    m = re.match(r"\[ONNXRuntimeError\] : \d+ : (\w+) : (?:Load model from .* failed:)?(.*)", lines[0])
-    return f"{m.group(1)}: {m.group(2).strip()}" if m else lines[0]
+    m = re.match(r"\[ONNXRuntimeError\] : \d+ : (\w+) : (?:Load model from .* failed:)?(.*)", line)
+    return f"{m.group(1)}: {m.group(2).strip()}" if m else line

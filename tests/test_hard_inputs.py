@@ -95,7 +95,7 @@ HARD_IMAGES = [
         r"cannot decode image \(OSError: image file is truncated \(\d+ bytes not processed\)\)",
     ),
     ("truncated_jpeg_header", r"corrupt image header \(OSError: Truncated File Read\)"),
-    ("text", "not an image file Pillow can read"),
+    ("text", r"not an image in a format edgeinfer decodes \(PNG, JPEG, .*\)"),
     (
         "bomb",
         r"refused, 10000x10000 = 100000000 pixels exceeds the limit of 89478485 "
@@ -177,10 +177,8 @@ def test_unreadable_directory_and_file(tmp_path):
 
 def test_unreadable_directory_and_file_simulated(tmp_path, monkeypatch):
     """The same outcome as the chmod test, with the permission errors injected, so it also runs as root."""
-    import edgeinfer._image
-
     good, locked_dir, locked_file = _tree_with_locked_parts(tmp_path)
-    real_scandir, real_open = os.scandir, open
+    real_scandir, real_open = os.scandir, os.open
 
     def scandir(path):
         if Path(path) == locked_dir:
@@ -193,7 +191,7 @@ def test_unreadable_directory_and_file_simulated(tmp_path, monkeypatch):
         return real_open(path, *args, **kwargs)
 
     monkeypatch.setattr(os, "scandir", scandir)
-    monkeypatch.setattr(edgeinfer._image, "open", open_, raising=False)
+    monkeypatch.setattr(os, "open", open_)  # how edgeinfer._files opens inputs
     _check_locked_parts_reported(tmp_path, good, locked_dir, locked_file)
 
 
