@@ -2,16 +2,25 @@
 
 Library errors become one ``Error: <file>: <problem>`` line on stderr, never a traceback. onnxruntime
 and Pillow are imported only by the commands that need them, so ``--help`` is instant.
+
+Text output cannot be forged by what it prints: control characters, line and paragraph separators,
+invisible format characters (such as bidi overrides) and backslashes in file names, labels, provenance
+and error messages are written as backslash escapes (``\t``, ``\n``, ``\x1b``, ``\u202e``, ``\\``), so
+every record is one line and no escape sequence reaches the terminal. ``--json`` output is strict
+RFC 8259 JSON (ASCII, no NaN or Infinity).
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
+import fnmatch
 import functools
 import glob
 import json
 import os
 import sys
+import unicodedata
 import warnings
 from collections.abc import Iterator
 from typing import Any
@@ -22,9 +31,29 @@ from edgeinfer import __version__
 from edgeinfer.errors import EdgeInferError, ImageError
 
 _PROGRESS_MIN_IMAGES = 200  # below this a run is too short for a progress bar to help
+_MAX_THREADS = 256  # edgeinfer.model.MAX_THREADS (not imported: it would load onnxruntime for --help)
+_ESCAPES = {"\t": "\\t", "\n": "\\n", "\r": "\\r", "\\": "\\\\"}
+_UNSAFE_CATEGORIES = ("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp")
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Main(click.Group):
+    """The command group: output that cannot be written (a full disk, a closed pipe) is one error line."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            result = super().invoke(ctx)
+            sys.stdout.flush()
+        except OSError as e:
+            if e.filename is not None or e.errno == errno.EPIPE:  # not stdout; or `| head`: click's exit 1
+                raise
+            with contextlib.suppress(OSError, ValueError):
+                # Python flushes stdout again at exit; point it at /dev/null so that cannot fail too.
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            raise click.ClickException(f"cannot write the output: {e.strerror or e}") from None
+        return result
+
+
+@click.group(cls=_Main, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "--version", prog_name="edgeinfer", message="%(prog)s %(version)s")
 def main() -> None:
     """Classify images with small ONNX vision models, without torch.
@@ -41,9 +70,9 @@ def main() -> None:
 _model_argument = click.argument("model", required=False)
 _threads_option = click.option(
     "--threads",
-    type=click.IntRange(min=1),
+    type=click.IntRange(min=1, max=_MAX_THREADS),
     default=None,
-    help="onnxruntime intra-op threads [default: one per core].",
+    help=f"onnxruntime intra-op threads, at most {_MAX_THREADS} [default: one per core].",
 )
 
 
@@ -91,6 +120,8 @@ def predict(
     --top-k), or a JSON object per line with --json. Unreadable images are reported on stderr as
     "Error: FILE: PROBLEM"; the others are still classified, and the exit code is 1.
     Images are used as stored, like torchvision's loader: EXIF orientation is not applied.
+    Control characters, tabs and backslashes in file names and labels are printed as escapes
+    (\t, \n, \x1b, \\), so each line is one record. Only regular files are read.
 
     \b
     Example:
@@ -113,7 +144,7 @@ def predict(
     paths = []
     for item in _expand(images):
         if isinstance(item, ImageError):
-            click.echo(f"Error: {item}", err=True)
+            _error(item)
             failed = True
         else:
             paths.append(item)
@@ -123,12 +154,13 @@ def predict(
             results = model.predict_batch(chunk, batch_size=batch_size, top_k=top_k, errors="return")
             for path, result in zip(chunk, results, strict=True):
                 if isinstance(result, ImageError):
-                    click.echo(f"Error: {result}", err=True)
+                    _error(result)
                     failed = True
                 elif as_json:
-                    click.echo(json.dumps({"file": path, **result.to_dict()}))
+                    click.echo(_json({"file": path, **result.to_dict()}))
                 else:
-                    click.echo("\t".join([path, *(f"{label}\t{score:.4f}" for label, score in result.top)]))
+                    top = (f"{escape(label)}\t{score:.4f}" for label, score in result.top)
+                    click.echo("\t".join([escape(path), *top]))
             if bar is not None:
                 bar.update(len(chunk))
     if failed:
@@ -155,7 +187,7 @@ def info(model: str | None, as_json: bool) -> None:
         path = model_path(model)
         summary = summarize(path)
     except EdgeInferError as e:
-        raise click.ClickException(str(e)) from None
+        raise click.ClickException(escape(str(e))) from None
     metadata, problem = None, None
     if METADATA_KEY in summary.metadata_props:
         try:
@@ -175,9 +207,9 @@ def info(model: str | None, as_json: bool) -> None:
         "metadata": metadata.to_dict() if metadata else None,
         "metadata_error": problem,
     }
-    click.echo(json.dumps(described) if as_json else _format_info(described))
+    click.echo(_json(described) if as_json else _format_info(described))
     if problem:
-        raise click.ClickException(problem)
+        raise click.ClickException(escape(problem))
 
 
 @main.command()
@@ -208,15 +240,17 @@ def bench(
     try:
         timings = benchmark(m, batch_size=batch_size, runs=runs, image=image)
     except EdgeInferError as e:
-        raise click.ClickException(str(e)) from None
+        raise click.ClickException(escape(str(e))) from None
+    except MemoryError:
+        raise click.BadParameter(
+            f"{batch_size}: not enough memory for a batch of {batch_size} images", param_hint="'--batch-size'"
+        ) from None
     if as_json:
         for t in timings:
             row = {"stage": t.stage, "batch": t.batch, "images_per_second": t.images_per_second}
-            click.echo(
-                json.dumps(row | {f"{k}_ms": getattr(t, k) * 1e3 for k in ("p50", "p90", "p99", "mean")})
-            )
+            click.echo(_json(row | {f"{k}_ms": getattr(t, k) * 1e3 for k in ("p50", "p90", "p99", "mean")}))
         return
-    click.echo(f"model: {m.path}  threads: {threads or 'onnxruntime default'}  runs: {runs}")
+    click.echo(f"model: {escape(str(m.path))}  threads: {threads or 'onnxruntime default'}  runs: {runs}")
     click.echo(f"{'stage':<12}{'batch':>6}{'p50 ms':>10}{'p90 ms':>10}{'p99 ms':>10}{'images/s':>12}")
     for t in timings:
         click.echo(
@@ -231,45 +265,61 @@ def _load_model(path: str | None, **options: Any) -> Any:
     try:
         return Model(path, **{k: v for k, v in options.items() if v is not None})  # None: Model's default
     except EdgeInferError as e:
-        raise click.ClickException(str(e)) from None
+        raise click.ClickException(escape(str(e))) from None
 
 
 def _read_spec(path: str | None) -> dict[str, Any] | None:
     if path is None:
         return None
-    try:
-        with open(path, encoding="utf-8") as f:
-            spec = json.load(f)
-    except OSError as e:
-        raise click.BadParameter(f"{path}: {e.strerror or e}", param_hint="'--spec'") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise click.BadParameter(f"{path}: not valid JSON ({e})", param_hint="'--spec'") from None
-    if not isinstance(spec, dict):
-        raise click.BadParameter(
-            f"{path}: must hold a JSON object (a transforms spec)", param_hint="'--spec'"
-        )
+    from edgeinfer.metadata import parse_document
     from edgeinfer.transforms import from_spec
 
     try:
+        spec = parse_document(_read_input(path, "--spec"), f"{path}: the spec")
+        if not isinstance(spec, dict):
+            raise TypeError(f"{path}: must hold a JSON object (a transforms spec)")
         from_spec(spec)
-    except (TypeError, ValueError) as e:
-        raise click.BadParameter(f"{path}: not a valid transforms spec: {e}", param_hint="'--spec'") from None
+    except (EdgeInferError, TypeError, ValueError) as e:
+        message = str(e) if isinstance(e, EdgeInferError) else f"{path}: not a valid transforms spec: {e}"
+        raise click.BadParameter(escape(message), param_hint="'--spec'") from None
     return spec
 
 
 def _read_labels(path: str | None) -> list[str] | None:
     if path is None:
         return None
+    from edgeinfer.metadata import check_labels
+
     try:
-        with open(path, encoding="utf-8") as f:
-            labels = [line.strip() for line in f if line.strip()]
-    except (OSError, UnicodeDecodeError) as e:
-        raise click.BadParameter(
-            f"{path}: {getattr(e, 'strerror', None) or e}", param_hint="'--labels'"
-        ) from None
+        text = _read_input(path, "--labels").decode("utf-8-sig")  # a byte-order mark is not a label
+    except UnicodeDecodeError as e:
+        raise click.BadParameter(escape(f"{path}: not UTF-8 text ({e})"), param_hint="'--labels'") from None
+    labels = [line.strip() for line in text.splitlines() if line.strip()]
     if not labels:
         raise click.BadParameter(f"{path}: no labels in this file (one per line)", param_hint="'--labels'")
-    return labels
+    try:
+        return list(check_labels(labels, f"{path}: labels"))
+    except EdgeInferError as e:
+        raise click.BadParameter(escape(str(e)), param_hint="'--labels'") from None
+
+
+def _read_input(path: str, option: str) -> bytes:
+    """The bytes of a --spec or --labels file: a regular file of at most MAX_DOCUMENT_BYTES."""
+    from edgeinfer._files import describe_open_error, open_regular
+    from edgeinfer.metadata import MAX_DOCUMENT_BYTES
+
+    try:
+        with open_regular(path) as f:
+            data = f.read(MAX_DOCUMENT_BYTES + 1)
+    except (OSError, ValueError) as e:
+        raise click.BadParameter(
+            escape(f"{path}: {describe_open_error(e)}"), param_hint=f"'{option}'"
+        ) from None
+    if len(data) > MAX_DOCUMENT_BYTES:
+        raise click.BadParameter(
+            escape(f"{path}: larger than {MAX_DOCUMENT_BYTES} bytes"), param_hint=f"'{option}'"
+        )
+    return data
 
 
 def _expand(args: tuple[str, ...]) -> Iterator[str | ImageError]:
@@ -278,15 +328,58 @@ def _expand(args: tuple[str, ...]) -> Iterator[str | ImageError]:
     without images and patterns matching nothing come out as ImageErrors."""
     for arg in args:
         if not os.path.exists(arg) and glob.has_magic(arg):
-            matches = sorted(glob.glob(arg, recursive=True))
+            matches = _glob(arg)
             if not matches:
                 yield ImageError(f"{arg}: no file matches this pattern")
+            seen: set[str] = set()  # `dir/**` matches dir and its sub-directories: walk each file once
             for match in matches:
-                yield from _walk(match) if os.path.isdir(match) else [match]
+                for item in _walk(match) if os.path.isdir(match) else [match]:
+                    if isinstance(item, ImageError) or os.path.normpath(item) not in seen:
+                        seen.add(os.path.normpath(item) if isinstance(item, str) else "")
+                        yield item
         elif os.path.isdir(arg):
             yield from _walk(arg)
         else:
             yield arg
+
+
+def _glob(pattern: str) -> list[str]:
+    """``glob.glob(pattern, recursive=True)``, sorted, except that ``**`` never enters a symbolic link
+    to a directory: a link to ``..`` would make the walk endless, and any link would visit files twice.
+    Like glob, ``*`` and ``**`` skip names that start with a dot."""
+    parts = pattern.split(os.sep)
+    bases = [os.sep if parts[0] == "" else ""]
+    for i, part in enumerate(parts[1:] if parts[0] == "" else parts):
+        if part == "**":
+            bases = [d for base in bases for d in _directories_below(base)]
+        elif glob.has_magic(part):
+            bases = [
+                os.path.join(base, name)
+                for base in bases
+                for name in _listdir(base)
+                if (part.startswith(".") or not name.startswith(".")) and fnmatch.fnmatchcase(name, part)
+            ]
+        elif part or i == len(parts) - 1:
+            bases = [os.path.join(base, part) for base in bases]
+    return sorted({path for path in bases if path and os.path.lexists(path)})
+
+
+def _directories_below(base: str) -> list[str]:
+    """``base`` and every directory under it, without following symbolic links or entering hidden ones."""
+    found = [base]
+    for root, dirs, _ in os.walk(base or os.curdir, followlinks=False):
+        dirs[:] = sorted(
+            d for d in dirs if not d.startswith(".") and not os.path.islink(os.path.join(root, d))
+        )
+        found += [os.path.join(base, os.path.relpath(os.path.join(root, d), base or os.curdir)) for d in dirs]
+    return found
+
+
+def _listdir(base: str) -> list[str]:
+    try:
+        return os.listdir(base or os.curdir)
+    except OSError:
+        return []
 
 
 def _walk(top: str) -> list[str | ImageError]:
@@ -296,7 +389,7 @@ def _walk(top: str) -> list[str | ImageError]:
     def unreadable(e: OSError) -> None:
         found.append(ImageError(f"{e.filename}: cannot read directory ({e.strerror})"))
 
-    for root, dirs, files in os.walk(top, onerror=unreadable):
+    for root, dirs, files in os.walk(top, onerror=unreadable):  # never into symlinked directories
         dirs.sort()
         found += [
             os.path.join(root, f) for f in sorted(files) if os.path.splitext(f)[1].lower() in extensions
@@ -315,8 +408,37 @@ def _progress(total: int) -> Any:
 def _image_extensions() -> frozenset[str]:
     from PIL import Image
 
-    # Extensions of formats Pillow can open (it also registers save-only ones, such as .pdf).
-    return frozenset(ext for ext, fmt in Image.registered_extensions().items() if fmt in Image.OPEN)
+    from edgeinfer._image import RASTER_FORMATS
+
+    # Extensions of the formats edgeinfer decodes (Pillow also registers .eps, .pdf, ...).
+    return frozenset(ext for ext, fmt in Image.registered_extensions().items() if fmt in RASTER_FORMATS)
+
+
+def escape(text: str) -> str:
+    """``text`` with every character that could break or forge a line of output written as an escape:
+    control, format and unassigned characters, line/paragraph separators, surrogates (undecodable file
+    name bytes), and the backslash itself (so escapes are unambiguous)."""
+    if text.isprintable() and "\\" not in text:
+        return text
+    return "".join(_escape_char(c) for c in text)
+
+
+def _escape_char(c: str) -> str:
+    if c in _ESCAPES:
+        return _ESCAPES[c]
+    if c == " " or unicodedata.category(c) not in _UNSAFE_CATEGORIES:
+        return c
+    code = ord(c)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+
+
+def _error(e: Exception) -> None:
+    click.echo(f"Error: {escape(str(e))}", err=True)
+
+
+def _json(value: Any) -> str:
+    """Strict RFC 8259 JSON: ASCII only (no raw control characters), and no NaN or Infinity."""
+    return json.dumps(value, allow_nan=False)
 
 
 def _format_info(d: dict[str, Any]) -> str:
@@ -345,7 +467,7 @@ def _format_info(d: dict[str, Any]) -> str:
             if d["metadata_error"]
             else "edgeinfer metadata: none (predict needs --spec and --labels for this model)"
         )
-        return "\n".join(lines)
+        return "\n".join(escape(line) for line in lines)
     lines += [
         f"image mode: {meta['image_mode']}",
         f"output: {meta['output']}",
@@ -353,6 +475,6 @@ def _format_info(d: dict[str, Any]) -> str:
         "preprocessing:",
         *("  " + line for line in repr(from_spec(meta["preprocessing"])).splitlines()),
         "provenance:",
-        *(f"  {k}: {v if isinstance(v, str) else json.dumps(v)}" for k, v in meta["provenance"].items()),
+        *(f"  {k}: {v if isinstance(v, str) else _json(v)}" for k, v in meta["provenance"].items()),
     ]
-    return "\n".join(lines)
+    return "\n".join(escape(line) for line in lines)

@@ -255,7 +255,7 @@ def test_info_on_a_bad_model_file_is_one_error_line(bad_models, name):
         ("--top-k", "0", "Invalid value for '--top-k' / '-k': 0 is not in the range x>=1."),
         ("--batch-size", "-1", "Invalid value for '--batch-size' / '-b': -1 is not in the range x>=1."),
         ("--threads", "abc", "Invalid value for '--threads': 'abc' is not a valid integer range."),
-        ("--threads", "0", "Invalid value for '--threads': 0 is not in the range x>=1."),
+        ("--threads", "0", "Invalid value for '--threads': 0 is not in the range 1<=x<=256."),
         ("--max-pixels", "0", "Invalid value for '--max-pixels': 0 is not in the range x>=1."),
     ],
 )
@@ -274,7 +274,7 @@ def test_invalid_spec_and_labels_files(files, tmp_path):
     )
     assert result.exit_code == 2
     assert result.stderr.splitlines()[-1].startswith(
-        f"Error: Invalid value for '--spec': {spec}: not valid JSON"
+        f"Error: Invalid value for '--spec': {spec}: the spec is not valid JSON"
     )
     spec.write_text('{"type": "Compose", "transforms": [{"type": "Blur"}]}')
     labels = tmp_path / "labels.txt"
@@ -319,8 +319,10 @@ def test_preprocessing_that_fails_on_one_image_spares_the_others(files, tmp_path
     args = ["--model", bare_model(), "--spec", spec, "--labels", labels]
     result = _run("predict", small, files["good1"], *args)
     assert result.exit_code == 1
-    assert result.stderr == f"Error: {small}: preprocessing failed: padding [-10, -10, -10, -10] " \
+    assert (
+        result.stderr == f"Error: {small}: preprocessing failed: padding [-10, -10, -10, -10] "
         "leaves nothing of a 15×15 image\n"
+    )
     assert result.stdout.startswith(f"{files['good1']}\t")
     assert len(result.stdout.splitlines()) == 1
 
