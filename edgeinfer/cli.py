@@ -242,8 +242,8 @@ def bench(
     except EdgeInferError as e:
         raise click.ClickException(escape(str(e))) from None
     except MemoryError:
-        raise click.BadParameter(
-            f"{batch_size}: not enough memory for a batch of {batch_size} images", param_hint="'--batch-size'"
+        raise click.ClickException(
+            f"--batch-size {batch_size}: not enough memory for a batch of {batch_size} images"
         ) from None
     if as_json:
         for t in timings:

@@ -96,7 +96,7 @@ class ModelMetadata:
             raise MetadataError(f"edgeinfer metadata must be a JSON object, got {type(d).__name__}")
         check_document(d, "edgeinfer metadata")
         version = d.get("schema_version")
-        if isinstance(version, bool) or version != SCHEMA_VERSION:
+        if type(version) is not int or version != SCHEMA_VERSION:
             raise MetadataError(
                 f"unsupported edgeinfer metadata schema_version {version!r} "
                 f"(this edgeinfer reads {SCHEMA_VERSION})"
@@ -226,7 +226,7 @@ def check_labels(labels: Any, what: str = "edgeinfer metadata 'labels'") -> tupl
 def _validate(m: ModelMetadata) -> None:
     from edgeinfer.transforms import MAX_OUTPUT_PIXELS, from_spec
 
-    if isinstance(m.schema_version, bool) or m.schema_version != SCHEMA_VERSION:
+    if type(m.schema_version) is not int or m.schema_version != SCHEMA_VERSION:
         raise MetadataError(f"edgeinfer metadata schema_version must be {SCHEMA_VERSION}")
     check_labels(m.labels)
     for name, value, allowed in (
