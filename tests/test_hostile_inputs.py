@@ -103,7 +103,7 @@ def _logits_model(path: Path, bias: list[float], **kwargs) -> Path:
     return _graph_model(path, nodes, initializers=inits, output_shape=[None, len(bias)], **kwargs)
 
 
-# --- 1. the budget: huge intermediates are refused, not attempted ------------------------------------
+# --- 1. the budget: huge intermediates are refused, not attempted -----------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -161,12 +161,14 @@ def test_run_time_sizes_over_the_budget_are_one_image_error(tmp_path, steps, pro
     model = Model(bare_model(), preprocessing=spec, labels=LABELS)
     results = model.predict_batch([wide, good], errors="return")
     assert isinstance(results[0], ImageError)
-    assert re.fullmatch(rf"{wide}: preprocessing failed: {problem} image \(\d+ pixels\), over edgeinfer's "
-                        rf"budget of {MAX_OUTPUT_PIXELS} pixels per transform output", str(results[0]))  # fmt: skip
+    budget = rf"over edgeinfer's budget of {MAX_OUTPUT_PIXELS} pixels per transform output"
+    assert re.fullmatch(
+        rf"{wide}: preprocessing failed: {problem} image \(\d+ pixels\), {budget}", str(results[0])
+    )
     assert results[1].label in LABELS
 
 
-# --- 2. nothing hangs: regular files only, walks that end, bounded threads -----------------------------
+# --- 2. nothing hangs: regular files only, walks that end, bounded threads --------------------------------
 
 
 def test_fifos_and_devices_are_refused_without_blocking(tmp_path):
@@ -204,8 +206,8 @@ def test_process_substitution_is_not_called_an_empty_file():
         capture_output=True, text=True, cwd=ROOT, timeout=60,
     )  # fmt: skip
     assert proc.returncode == 1
-    assert re.fullmatch(r"Error: /dev/fd/\d+: not a regular file \(a FIFO or pipe, e.g. a process substitution\)\n",
-                        proc.stderr)  # fmt: skip
+    problem = r"not a regular file \(a FIFO or pipe, e.g. a process substitution\)"
+    assert re.fullmatch(rf"Error: /dev/fd/\d+: {problem}\n", proc.stderr)
 
 
 def test_recursive_glob_and_walk_never_loop_through_symlinked_directories(tmp_path):
@@ -244,7 +246,7 @@ def test_threads_have_an_upper_bound():
     assert f"{MAX_THREADS + 1} is not in the range 1<=x<={MAX_THREADS}" in result.stderr
 
 
-# --- 3. only raster formats are decoded -----------------------------------------------------------------
+# --- 3. only raster formats are decoded -------------------------------------------------------------------
 
 EPS = b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 28 28\nnewpath 0 0 moveto 28 28 lineto stroke\nshowpage\n"
 
@@ -269,7 +271,7 @@ def test_eps_named_png_is_never_handed_to_ghostscript(tmp_path, monkeypatch):
     assert {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".webp"} <= cli._image_extensions()
 
 
-# --- 4. output that cannot be forged ---------------------------------------------------------------------
+# --- 4. output that cannot be forged ----------------------------------------------------------------------
 
 
 def test_file_names_with_control_characters_stay_one_escaped_line(tmp_path):
@@ -324,9 +326,12 @@ def test_info_escapes_provenance_and_labels_cannot_hold_control_characters(tmp_p
             Model(bad)
 
 
-# --- 5. strict metadata ------------------------------------------------------------------------------------
+# --- 5. strict metadata -----------------------------------------------------------------------------------
 
-NORMALIZE_INF = '{"type": "Compose", "transforms": [{"type": "ToTensor"}, {"type": "Normalize", "mean": [0.5], "std": [%s]}]}'
+NORMALIZE_INF = (
+    '{"type": "Compose", "transforms": [{"type": "ToTensor"}, {"type": "Normalize", "mean": [0.5], '
+    '"std": [%s]}]}'
+)
 STRICT = {
     "std Infinity": (NORMALIZE_INF % "Infinity", "Infinity is not a JSON number"),
     "std NaN": (NORMALIZE_INF % "NaN", "NaN is not a JSON number"),
@@ -406,8 +411,8 @@ def test_std_infinity_in_a_model_file_is_refused_at_load(tmp_path):
     model.write_bytes(proto.SerializeToString())
     result = _run("predict", _png(tmp_path / "a.png", np.zeros((28, 28), np.uint8)), "--model", model)
     assert result.exit_code == 1
-    assert result.stderr == (f"Error: {model}: edgeinfer metadata is not valid JSON: Infinity is not a JSON number "
-                             "(RFC 8259)\n")  # fmt: skip
+    problem = "edgeinfer metadata is not valid JSON: Infinity is not a JSON number (RFC 8259)"
+    assert result.stderr == f"Error: {model}: {problem}\n"
 
 
 def test_labels_file_byte_order_mark_is_ignored_and_labels_are_checked(tmp_path):
@@ -432,7 +437,7 @@ def test_labels_given_as_a_string_are_refused():
         Model(bare_model(), preprocessing=GRAY_SPEC, labels="0123456789")
 
 
-# --- 6. strict outputs ---------------------------------------------------------------------------------------
+# --- 6. strict outputs ------------------------------------------------------------------------------------
 
 
 def test_one_infinite_logit_is_a_certain_class_and_json_stays_valid(tmp_path):
@@ -453,27 +458,30 @@ def test_non_finite_outputs_are_an_error_for_that_image(tmp_path, bias):
     model = Model(_logits_model(tmp_path / "m.onnx", bias))
     results = model.predict_batch([np.zeros((28, 28), np.uint8)], errors="return")
     assert isinstance(results[0], ImageError)
-    assert (
-        str(results[0])
-        == "ndarray image: the model's output for this image is not finite (NaN or infinite scores), no prediction"
-    )
+    problem = "the model's output for this image is not finite (NaN or infinite scores), no prediction"
+    assert str(results[0]) == f"ndarray image: {problem}"
     with pytest.raises(ImageError, match="not finite"):
         model.predict(np.zeros((28, 28), np.uint8))
 
 
 def test_wrong_output_kind_or_shape_is_refused_at_load(tmp_path):
     flat = [helper.make_node("Flatten", ["input"], ["out"])]
+    argmax = [
+        helper.make_node("Flatten", ["input"], ["f"]),
+        helper.make_node("ArgMax", ["f"], ["out"], axis=1),
+    ]
+    identity = [helper.make_node("Identity", ["input"], ["out"])]
+    needs = r"edgeinfer needs a float tensor \[N, classes\]"
     cases = {
         "int64 output": (
-            [helper.make_node("Flatten", ["input"], ["f"]), helper.make_node("ArgMax", ["f"], ["out"], axis=1)],
-            TensorProto.INT64, [None, 1], r"output 'out' is tensor\(int64\) \[\?, 1\]; edgeinfer needs a float tensor",
+            argmax,
+            TensorProto.INT64,
+            [None, 1],
+            rf"'out' is tensor\(int64\) \[\?, 1\]; {needs}",
         ),
-        "784 classes": (flat, TensorProto.FLOAT, [None, 784], "the model outputs 784 classes but its metadata has 10"),
-        "rank 4": (
-            [helper.make_node("Identity", ["input"], ["out"])], TensorProto.FLOAT, [None, 1, 28, 28],
-            r"output 'out' is tensor\(float\) \[\?, 1, 28, 28\]; edgeinfer needs a float tensor \[N, classes\]",
-        ),
-    }  # fmt: skip
+        "784 classes": (flat, TensorProto.FLOAT, [None, 784], "outputs 784 classes but its metadata has 10"),
+        "rank 4": (identity, TensorProto.FLOAT, [None, 1, 28, 28], rf"\[\?, 1, 28, 28\]; {needs}"),
+    }
     for name, (nodes, kind, shape, message) in cases.items():
         path = _graph_model(tmp_path / "m.onnx", nodes, output_type=kind, output_shape=shape)
         with pytest.raises(ModelError, match=message):
@@ -498,7 +506,7 @@ def test_wrong_output_at_run_time_is_a_model_error_not_an_index_error(tmp_path):
             model.predict_batch([np.zeros((28, 28), np.uint8)], errors="return")
 
 
-# --- 7. a batch never loses its other results ----------------------------------------------------------------
+# --- 7. a batch never loses its other results -------------------------------------------------------------
 
 
 def test_every_per_item_failure_takes_its_slot(monkeypatch):
@@ -546,7 +554,7 @@ def test_dynamic_size_models_get_mixed_sizes_in_one_call(tmp_path):
     assert together == [model.predict(image) for image in images]
 
 
-# --- 8. float arrays are read as torchvision's ToPILImage reads float tensors ----------------------------------
+# --- 8. float arrays are read as torchvision's ToPILImage reads float tensors -----------------------------
 
 
 @pytest.mark.parametrize("shape", [(6, 7), (6, 7, 1), (6, 7, 3), (6, 7, 4)])
@@ -572,7 +580,7 @@ def test_float_arrays_outside_0_1_are_refused_with_the_rule(values, problem):
         load_image(np.array(values, np.float32), "L")
 
 
-# --- 9. honest messages ---------------------------------------------------------------------------------------
+# --- 9. honest messages -----------------------------------------------------------------------------------
 
 
 def test_max_pixels_above_pillows_limit_is_honoured(tmp_path, monkeypatch):
