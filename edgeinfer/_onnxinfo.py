@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from edgeinfer._files import NotRegularFileError, open_regular
 from edgeinfer.errors import ModelError
 
 # TensorProto.DataType codes → names.
@@ -67,7 +68,7 @@ def summarize(path: Path) -> OnnxSummary:
         ModelError: the file is missing, empty, or not an ONNX model.
     """
     try:
-        with open(path, "rb") as f:
+        with open_regular(path) as f:  # a FIFO or a device would block or never end
             if os.fstat(f.fileno()).st_size == 0:
                 raise ModelError(f"{path}: empty file, not an ONNX model")
             # Not closed explicitly: views into it may outlive a parse error; it is freed with them.
@@ -79,6 +80,8 @@ def summarize(path: Path) -> OnnxSummary:
         raise ModelError(f"{path}: is a directory, not an ONNX file") from None
     except ValueError as e:  # a malformed protobuf
         raise ModelError(f"{path}: not an ONNX model ({e})") from None
+    except NotRegularFileError as e:
+        raise ModelError(f"{path}: {e.strerror}") from None
     except OSError as e:
         raise ModelError(f"{path}: cannot read ({e.strerror or e})") from None
 

@@ -200,6 +200,18 @@ def test_a_fifo_as_model_spec_or_labels_is_refused_without_blocking(tmp_path, op
     )
 
 
+def test_info_on_a_fifo_or_device_is_one_line_without_blocking(tmp_path):
+    fifo = tmp_path / "fifo.onnx"
+    os.mkfifo(fifo)
+    for path, kind in (
+        (fifo, "a FIFO or pipe, e.g. a process substitution"),
+        ("/dev/zero", "a character device"),
+    ):
+        proc = _process("info", path, timeout=60)
+        assert proc.returncode == 1
+        assert proc.stderr == f"Error: {path}: not a regular file ({kind})\n"
+
+
 def test_process_substitution_is_not_called_an_empty_file():
     proc = subprocess.run(
         ["bash", "-c", f'exec "{sys.executable}" -m edgeinfer predict <(printf x) --model "{gray_model()}"'],
