@@ -882,7 +882,7 @@ def _from_spec(spec: Any, where: str, depth: int) -> Transform:
     if not isinstance(spec, Mapping):
         raise TypeError(f"{where} must be a dict with a 'type' key, got {type(spec).__name__}: {spec!r}")
     kind = spec.get("type")
-    if kind not in _CLASSES:
+    if not isinstance(kind, str) or kind not in _CLASSES:
         raise ValueError(f"{where}['type'] must be one of {sorted(_CLASSES)}, got {kind!r}")
     cls = _CLASSES[kind]
     unknown = sorted(set(spec) - set(cls._spec_fields) - {"type"})
