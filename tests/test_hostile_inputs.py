@@ -168,6 +168,42 @@ def test_run_time_sizes_over_the_budget_are_one_image_error(tmp_path, steps, pro
     assert results[1].label in LABELS
 
 
+def test_budget_refusals_finish_under_an_address_space_limit(tmp_path):
+    """Resize without a crop of a 3 kB 1×3,000,000 PNG, and Pad(10**7) in a spec, under a 1 GB limit."""
+    import resource
+
+    def limit():
+        resource.setrlimit(resource.RLIMIT_AS, (2**30, 2**30))
+
+    wide = _png(tmp_path / "wide.png", np.zeros((1, 3_000_000), np.uint8))
+    good = _png(tmp_path / "good.png", np.full((28, 28), 9, np.uint8))
+    labels = tmp_path / "labels.txt"
+    labels.write_text("\n".join(LABELS))
+    spec = tmp_path / "spec.json"
+    spec.write_text(
+        json.dumps({"type": "Compose", "transforms": [{"type": "Resize", "size": 28}, {"type": "ToTensor"}]})
+    )
+    args = ["--model", bare_model(), "--spec", spec, "--labels", labels]
+    proc = _process("predict", wide, good, *args, preexec_fn=limit)
+    assert proc.returncode == 1
+    assert proc.stderr.startswith(
+        f"Error: {wide}: preprocessing failed: Resize(size=28) of a 1×3000000 image"
+    )
+    assert proc.stderr.count("\n") == 1
+    assert proc.stdout.startswith(f"{good}\t")
+    spec.write_text(
+        json.dumps(
+            {"type": "Compose", "transforms": [{"type": "Pad", "padding": 10**7}, {"type": "ToTensor"}]}
+        )
+    )
+    proc = _process("predict", good, *args, preexec_fn=limit)
+    assert proc.returncode == 2
+    assert proc.stderr.splitlines()[-1].startswith(
+        f"Error: Invalid value for '--spec': {spec}: not a valid transforms"
+    )
+    assert "budget" in proc.stderr and "Traceback" not in proc.stderr
+
+
 # --- 2. nothing hangs: regular files only, walks that end, bounded threads --------------------------------
 
 
