@@ -37,14 +37,15 @@ _UNSAFE_CATEGORIES = ("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp")
 
 
 class _Main(click.Group):
-    """The command group: output that cannot be written (a full disk, a closed pipe) is one error line."""
+    """The command group: output that cannot be written (a full disk, an I/O error) is one error line.
+    A closed pipe (``| head``) is left to click, which exits 1 quietly."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             result = super().invoke(ctx)
             sys.stdout.flush()
         except OSError as e:
-            if e.filename is not None or e.errno == errno.EPIPE:  # not stdout; or `| head`: click's exit 1
+            if e.filename is not None or e.errno == errno.EPIPE:  # not stdout, or a closed pipe
                 raise
             with contextlib.suppress(OSError, ValueError):
                 # Python flushes stdout again at exit; point it at /dev/null so that cannot fail too.
@@ -334,9 +335,11 @@ def _expand(args: tuple[str, ...]) -> Iterator[str | ImageError]:
             seen: set[str] = set()  # `dir/**` matches dir and its sub-directories: walk each file once
             for match in matches:
                 for item in _walk(match) if os.path.isdir(match) else [match]:
-                    if isinstance(item, ImageError) or os.path.normpath(item) not in seen:
-                        seen.add(os.path.normpath(item) if isinstance(item, str) else "")
-                        yield item
+                    if isinstance(item, str):
+                        if os.path.normpath(item) in seen:
+                            continue
+                        seen.add(os.path.normpath(item))
+                    yield item
         elif os.path.isdir(arg):
             yield from _walk(arg)
         else:
