@@ -34,6 +34,7 @@ def main() -> None:
         edgeinfer predict examples/
         edgeinfer predict shoe.png --top-k 3 --json
         edgeinfer info
+        edgeinfer verify
         edgeinfer bench --threads 1
     """
 
@@ -178,6 +179,39 @@ def info(model: str | None, as_json: bool) -> None:
     click.echo(json.dumps(described) if as_json else _format_info(described))
     if problem:
         raise click.ClickException(problem)
+
+
+@main.command()
+@_model_argument
+@_threads_option
+def verify(model: str | None, threads: int | None) -> None:
+    """Check MODEL [default: the bundled model] on this device against the self-test stored in it at
+    export: the preprocessing must be bit-exact, the outputs within the recorded tolerance, and the top-1
+    class the same wherever the recorded margin is wider than twice the tolerance. Exit status 0 when all
+    cases pass, 1 with a one-line reason otherwise. Needs no torch: a check of the runtime on any platform.
+
+    \b
+    Example:
+        edgeinfer verify
+        edgeinfer verify my_model.onnx --threads 1
+    """
+    m = _load_model(model, threads=threads)
+    try:
+        result = m.verify()
+    except EdgeInferError as e:
+        raise click.ClickException(str(e)) from None
+    made = ", ".join(f"{k} {v}" for k, v in result.made_with.items())
+    click.echo(f"model: {m.path}\nrecorded on: {made}")
+    click.echo(f"tolerance: {result.tolerance:.6g} ({result.tolerance_basis})")
+    click.echo(f"{'case':<22}{'tensor':>8}{'max |diff|':>12}{'top-1':>10}  result")
+    for c in result.cases:
+        top1 = f"{c.top1}/{c.expected_top1}" if c.top1_checked else f"({c.top1})"
+        verdict = "ok" if c.passed(result.tolerance) else "FAIL"
+        tensor = "exact" if c.preprocessing_exact else "DIFFERS"
+        click.echo(f"{c.name:<22}{tensor:>8}{c.max_difference:>12.3g}{top1:>10}  {verdict}")
+    if not result.passed:
+        raise click.ClickException(f"{m.path}: self-test failed: {result.reason}")
+    click.echo(f"OK: {len(result.cases)} cases pass")
 
 
 @main.command()

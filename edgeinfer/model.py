@@ -20,6 +20,7 @@ import numpy as np
 from edgeinfer._image import DEFAULT_MAX_PIXELS, load_image
 from edgeinfer.errors import ImageError, MetadataError, ModelError
 from edgeinfer.metadata import METADATA_KEY, InputSpec, ModelMetadata
+from edgeinfer.selftest import SelfTestResult, read_self_test, verify
 from edgeinfer.transforms import from_spec
 
 DEFAULT_MODEL = Path(__file__).resolve().parent / "models" / "default.onnx"
@@ -210,6 +211,23 @@ class Model:
                     top = tuple(zip([self.labels[i] for i in indices], values, strict=True))
                     results[slot] = Prediction(label=top[0][0], index=indices[0], score=values[0], top=top)
         return results
+
+    def verify(self) -> SelfTestResult:
+        """Run the self-test stored in the model file at export (see :mod:`edgeinfer.selftest`).
+
+        Raises:
+            ModelError: the model carries no self-test.
+            MetadataError: its self-test document is malformed.
+        """
+        try:
+            document = read_self_test(self._session.get_modelmeta().custom_metadata_map)
+        except MetadataError as e:
+            raise MetadataError(f"{self.path}: {e}") from None
+        if document is None:
+            raise ModelError(
+                f"{self.path}: the model carries no self-test (export it with export/to_onnx.py to add one)"
+            )
+        return verify(self, document)
 
     def _scores(self, output: np.ndarray) -> np.ndarray:
         if self._metadata.output == "probabilities":
