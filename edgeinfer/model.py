@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +16,7 @@ from typing import Any, Literal, overload
 
 import numpy as np
 
+from edgeinfer._engines import EngineOptions, available_engines, open_session
 from edgeinfer._image import DEFAULT_MAX_PIXELS, load_image
 from edgeinfer.errors import ImageError, MetadataError, ModelError
 from edgeinfer.metadata import METADATA_KEY, InputSpec, ModelMetadata
@@ -61,6 +61,11 @@ class Model:
             supply it for a model exported without it (preprocessing and labels are then required;
             image_mode defaults from the input's channel count, output to "logits").
         max_pixels: refuse encoded images larger than this before decoding them; ``None`` disables it.
+        engine: "onnxruntime" (default), "openvino" (``pip install 'edgeinfer[openvino]'``), or "auto": the
+            fastest installed engine at batch 1, measured at load, among those where the model's self-test
+            passes. A model runs on an engine other than onnxruntime only if its self-test passes there.
+        spinning: let idle onnxruntime worker threads spin (lower latency, burns CPU while idle).
+        optimization: onnxruntime's graph optimisation level: "disabled", "basic", "extended" or "all".
 
     Raises:
         ModelError: the file is missing, not a loadable ONNX model, or does not match its metadata.
@@ -77,6 +82,9 @@ class Model:
         image_mode: str | None = None,
         output: str | None = None,
         max_pixels: int | None = DEFAULT_MAX_PIXELS,
+        engine: str = "onnxruntime",
+        spinning: bool = False,
+        optimization: str = "all",
     ) -> None:
         if threads is not None:
             _check_positive_int("threads", threads)
@@ -85,7 +93,12 @@ class Model:
         self.path = model_path(path)
         self.threads = threads
         self.max_pixels = max_pixels
-        self._session = _open_session(self.path, threads)
+        self.engine_choice: tuple[Any, ...] = ()  # what engine="auto" measured
+        if engine == "auto":
+            overrides = {"preprocessing": preprocessing, "labels": labels, "image_mode": image_mode}
+            engine, self.engine_choice = choose_engine(self.path, threads, output=output, **overrides)
+        self.options = EngineOptions(engine, threads, spinning, optimization)
+        self._session = _open_session(self.path, self.options)
         try:
             self._metadata = _resolve_metadata(
                 self._session,
@@ -100,6 +113,10 @@ class Model:
         self._input_name = self._metadata.input.name
         self._output_name = self._session.get_outputs()[0].name
         _check_consistency(self.path, self._session, self._metadata, self._transform)
+        if engine != "onnxruntime" and self._self_test() is not None:
+            result = self.verify()
+            if not result.passed:
+                raise ModelError(f"{self.path}: refused on {engine}, its self-test fails: {result.reason}")
 
     @property
     def metadata(self) -> ModelMetadata:
@@ -115,7 +132,10 @@ class Model:
         return self._transform
 
     def __repr__(self) -> str:
-        return f"Model({str(self.path)!r}, threads={self.threads}, classes={len(self.labels)})"
+        return (
+            f"Model({str(self.path)!r}, threads={self.threads}, engine={self.options.engine!r}, "
+            f"classes={len(self.labels)})"
+        )
 
     def preprocess(self, image: Any) -> np.ndarray:
         """Decode ``image`` (path, bytes, PIL image or array), convert it to the model's image mode
@@ -219,15 +239,18 @@ class Model:
             ModelError: the model carries no self-test.
             MetadataError: its self-test document is malformed.
         """
-        try:
-            document = read_self_test(self._session.get_modelmeta().custom_metadata_map)
-        except MetadataError as e:
-            raise MetadataError(f"{self.path}: {e}") from None
+        document = self._self_test()
         if document is None:
             raise ModelError(
                 f"{self.path}: the model carries no self-test (export it with export/to_onnx.py to add one)"
             )
         return verify(self, document)
+
+    def _self_test(self) -> dict[str, Any] | None:
+        try:
+            return read_self_test(self._session.get_modelmeta().custom_metadata_map)
+        except MetadataError as e:
+            raise MetadataError(f"{self.path}: {e}") from None
 
     def _scores(self, output: np.ndarray) -> np.ndarray:
         if self._metadata.output == "probabilities":
@@ -249,26 +272,31 @@ def model_path(path: str | os.PathLike[str] | None) -> Path:
     return DEFAULT_MODEL
 
 
-def _open_session(path: Path, threads: int | None) -> Any:
+def _open_session(path: Path, options: EngineOptions) -> Any:
     if not path.exists():
         raise ModelError(f"{path}: no such file")
     if path.is_dir():
         raise ModelError(f"{path}: is a directory, not an ONNX file")
     if path.stat().st_size == 0:
         raise ModelError(f"{path}: empty file, not an ONNX model")
-    import onnxruntime as ort
+    return open_session(path, options)
 
-    options = ort.SessionOptions()
-    if threads is not None:
-        options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    options.add_session_config_entry("session.inter_op.allow_spinning", "0")
-    options.log_severity_level = 3  # errors only: onnxruntime's load-time warnings are not for end users
-    try:
-        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    except Exception as e:  # onnxruntime raises its own pybind types (Fail, InvalidProtobuf, ...)
-        raise ModelError(f"{path}: not a loadable ONNX model ({_first_line(e)})") from None
+
+def choose_engine(path: Path, threads: int | None, **model_args: Any) -> tuple[str, tuple[Any, ...]]:
+    """The installed engine with the lowest median batch-1 latency among those where the self-test passes
+    (without a self-test, only onnxruntime, the engine the model was exported and checked with, qualifies).
+
+    Returns the engine and the measured rows (``edgeinfer._bench.SweepRow``).
+    """
+    from edgeinfer._bench import sweep
+
+    settings = [EngineOptions(engine, threads) for engine in available_engines()]
+    rows = sweep(path, batch_size=1, runs=30, settings=settings, **model_args)
+    eligible = [row for row in rows if row.eligible]
+    if not eligible:
+        reasons = "; ".join(f"{row.options.engine}: {row.self_test}" for row in rows)
+        raise ModelError(f"{path}: no installed engine passes the model's self-test ({reasons})")
+    return min(eligible, key=lambda row: row.batch_1_ms).options.engine, tuple(rows)
 
 
 def _resolve_metadata(
@@ -373,12 +401,3 @@ def _shape_fits(shape: Sequence[int | None], declared: Sequence[int | None]) -> 
 
 def _shape_str(shape: Sequence[int | None]) -> str:
     return "[" + ", ".join("?" if d is None else str(d) for d in shape) + "]"
-
-
-def _first_line(e: Exception) -> str:
-    lines = str(e).strip().splitlines()
-    if not lines:
-        return type(e).__name__
-    # "[ONNXRuntimeError] : 7 : INVALID_PROTOBUF : Load model from x failed:Protobuf parsing failed."
-    m = re.match(r"\[ONNXRuntimeError\] : \d+ : (\w+) : (?:Load model from .* failed:)?(.*)", lines[0])
-    return f"{m.group(1)}: {m.group(2).strip()}" if m else lines[0]
