@@ -50,7 +50,8 @@ def test_the_bundled_self_test_tolerance_is_the_output_quantization_step():
     dequantize = next(n for n in model.graph.node if model.graph.output[0].name in n.output)
     scale = next(t for t in model.graph.initializer if t.name == dequantize.input[1])
     document = json.loads(_props(DEFAULT_MODEL)[SELF_TEST_KEY])
-    assert document["tolerance"] == pytest.approx(float(numpy_helper.to_array(scale)))
+    step = float(numpy_helper.to_array(scale))
+    assert step <= document["tolerance"] <= step * 1.001  # one step, plus float32 rounding
 
 
 def test_edited_preprocessing_fails_with_a_one_line_reason(tmp_path):
