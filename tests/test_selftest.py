@@ -42,7 +42,7 @@ def test_the_bundled_model_passes_its_self_test_without_torch():
     assert all(c.preprocessing_exact for c in result.cases)
 
 
-def test_the_bundled_self_test_tolerance_is_the_output_quantization_step():
+def test_the_bundled_self_test_tolerance_is_a_few_output_quantization_steps():
     import onnx
     from onnx import numpy_helper
 
@@ -51,7 +51,7 @@ def test_the_bundled_self_test_tolerance_is_the_output_quantization_step():
     scale = next(t for t in model.graph.initializer if t.name == dequantize.input[1])
     document = json.loads(_props(DEFAULT_MODEL)[SELF_TEST_KEY])
     step = float(numpy_helper.to_array(scale))
-    assert step <= document["tolerance"] <= step * 1.001  # one step, plus float32 rounding
+    assert step <= document["tolerance"] <= 4 * step
 
 
 def test_edited_preprocessing_fails_with_a_one_line_reason(tmp_path):
