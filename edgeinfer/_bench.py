@@ -1,11 +1,14 @@
 """Latency and throughput of a Model, preprocessing and inference measured separately.
 
 Like onnxruntime's perf test or TFLite's benchmark tool: warm up, then time each call with
-``perf_counter`` and report percentiles. Used by ``edgeinfer bench``.
+``perf_counter`` and report percentiles. Used by ``edgeinfer bench``; ``edgeinfer bench --sweep`` measures
+every engine setting worth trying on this device (threads, spinning, graph optimisation, engine) and says
+which is fastest.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -13,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from edgeinfer._engines import EngineOptions, available_engines
+from edgeinfer.errors import ModelError
 from edgeinfer.model import Model
 
 _DYNAMIC_SIDE = 224  # image side used when the model's input height/width are dynamic
@@ -65,3 +70,65 @@ def _time(stage: str, batch: int, runs: int, fn: Callable[[], Any]) -> Timing:
         seconds[i] = time.perf_counter() - start
     p50, p90, p99 = np.percentile(seconds, [50, 90, 99])
     return Timing(stage, batch, float(p50), float(p90), float(p99), float(seconds.mean()))
+
+
+@dataclass(frozen=True)
+class SweepRow:
+    """One setting: its self-test verdict and median latencies (ms) at batch 1 and at the batch size."""
+
+    options: EngineOptions
+    self_test: str  # "pass", "none" (the model has no self-test), or "fail: <reason>"
+    batch_1_ms: float | None
+    batch_n_ms: float | None
+
+    @property
+    def eligible(self) -> bool:
+        """A setting may be used if the self-test passes there (or, without one, on the reference engine)."""
+        return self.self_test == "pass" or (self.self_test == "none" and self.options.engine == "onnxruntime")
+
+
+def sweep_settings(cores: int | None = None) -> list[EngineOptions]:
+    """The settings worth measuring: threads 1..cores × spinning × graph optimisation, for each engine."""
+    cores = cores or os.cpu_count() or 1
+    settings = [
+        EngineOptions("onnxruntime", threads, spinning, optimization)
+        for threads in range(1, cores + 1)
+        for spinning in (False, True)
+        for optimization in ("basic", "extended", "all")
+    ]
+    if "openvino" in available_engines():
+        settings += [EngineOptions("openvino", threads) for threads in range(1, cores + 1)]
+    return settings
+
+
+def sweep(
+    path: Any, *, batch_size: int, runs: int, settings: list[EngineOptions] | None = None, **model_args: Any
+) -> list[SweepRow]:
+    """Measure inference at batch 1 and ``batch_size`` for each setting; a setting whose self-test fails is
+    reported, not timed."""
+    rows = []
+    for options in settings or sweep_settings():
+        try:
+            model = Model(
+                path,
+                threads=options.threads,
+                engine=options.engine,
+                spinning=options.spinning,
+                optimization=options.optimization,
+                **model_args,
+            )
+            verdict = "none" if model._self_test() is None else _verdict(model)
+        except ModelError as e:
+            rows.append(SweepRow(options, f"fail: {str(e).removeprefix(f'{path}: ')}", None, None))
+            continue
+        if verdict.startswith("fail"):
+            rows.append(SweepRow(options, verdict, None, None))
+            continue
+        timings = {t.batch: t.p50 * 1e3 for t in benchmark(model, batch_size=batch_size, runs=runs)[1:]}
+        rows.append(SweepRow(options, verdict, timings[1], timings[batch_size]))
+    return rows
+
+
+def _verdict(model: Model) -> str:
+    result = model.verify()
+    return "pass" if result.passed else f"fail: {result.reason}"

@@ -13,6 +13,7 @@ RFC 8259 JSON (ASCII, no NaN or Infinity).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import fnmatch
 import functools
@@ -64,17 +65,46 @@ def main() -> None:
         edgeinfer predict examples/
         edgeinfer predict shoe.png --top-k 3 --json
         edgeinfer info
+        edgeinfer verify
         edgeinfer bench --threads 1
     """
 
 
 _model_argument = click.argument("model", required=False)
-_threads_option = click.option(
-    "--threads",
-    type=click.IntRange(min=1, max=_MAX_THREADS),
-    default=None,
-    help=f"onnxruntime intra-op threads, at most {_MAX_THREADS} [default: one per core].",
-)
+_ENGINE_CHOICES = ("onnxruntime", "openvino", "auto")
+
+
+def _engine_options(command: Any) -> Any:
+    """--threads, --engine, --spin, --optimization: how the model runs (bench --sweep measures them)."""
+    options = [
+        click.option(
+            "--threads",
+            type=click.IntRange(min=1, max=_MAX_THREADS),
+            default=None,
+            help=f"Intra-op threads, at most {_MAX_THREADS} [default: one per core].",
+        ),
+        click.option(
+            "--engine",
+            type=click.Choice(_ENGINE_CHOICES),
+            default="onnxruntime",
+            show_default=True,
+            help="Inference engine; openvino needs pip install 'edgeinfer[openvino]'; auto measures the "
+            "installed ones and takes the fastest whose self-test passes.",
+        ),
+        click.option(
+            "--spin", is_flag=True, help="Let idle onnxruntime threads spin (faster, burns idle CPU)."
+        ),
+        click.option(
+            "--optimization",
+            type=click.Choice(["disabled", "basic", "extended", "all"]),
+            default="all",
+            show_default=True,
+            help="onnxruntime graph optimisation level.",
+        ),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
 
 
 @main.command()
@@ -89,7 +119,7 @@ _threads_option = click.option(
 @click.option(
     "--batch-size", "-b", type=click.IntRange(min=1), default=64, show_default=True, help="Images per run."
 )
-@_threads_option
+@_engine_options
 @click.option(
     "--max-pixels",
     type=click.IntRange(min=1),
@@ -111,6 +141,9 @@ def predict(
     as_json: bool,
     batch_size: int,
     threads: int | None,
+    engine: str,
+    spin: bool,
+    optimization: str,
     max_pixels: int | None,
     spec: str | None,
     labels: str | None,
@@ -137,6 +170,9 @@ def predict(
     model = _load_model(
         model_path,
         threads=threads,
+        engine=engine,
+        spinning=spin,
+        optimization=optimization,
         max_pixels=max_pixels,
         preprocessing=_read_spec(spec),
         labels=_read_labels(labels),
@@ -215,29 +251,82 @@ def info(model: str | None, as_json: bool) -> None:
 
 @main.command()
 @_model_argument
+@_engine_options
+def verify(model: str | None, threads: int | None, engine: str, spin: bool, optimization: str) -> None:
+    """Check MODEL [default: the bundled model] on this device against the self-test stored in it at
+    export: the preprocessing must be bit-exact, the outputs within the recorded tolerance, and the top-1
+    class the same wherever the recorded margin is wider than twice the tolerance. Exit status 0 when all
+    cases pass, 1 with a one-line reason otherwise. Needs no torch: a check of the runtime on any platform.
+
+    \b
+    Example:
+        edgeinfer verify
+        edgeinfer verify my_model.onnx --threads 1 --engine openvino
+    """
+    m = _load_model(model, threads=threads, engine=engine, spinning=spin, optimization=optimization)
+    try:
+        result = m.verify()
+    except EdgeInferError as e:
+        raise click.ClickException(escape(str(e))) from None
+    made = ", ".join(f"{k} {v}" for k, v in result.made_with.items())
+    click.echo(f"model: {escape(str(m.path))}\nrecorded on: {made}")
+    click.echo(f"tolerance: {result.tolerance:.6g} ({result.tolerance_basis})")
+    click.echo(f"{'case':<22}{'tensor':>8}{'max |diff|':>12}{'top-1':>10}  result")
+    for c in result.cases:
+        top1 = f"{c.top1}/{c.expected_top1}" if c.top1_checked else f"({c.top1})"
+        verdict = "ok" if c.passed(result.tolerance) else "FAIL"
+        tensor = "exact" if c.preprocessing_exact else "DIFFERS"
+        click.echo(f"{c.name:<22}{tensor:>8}{c.max_difference:>12.3g}{top1:>10}  {verdict}")
+    if not result.passed:
+        raise click.ClickException(escape(f"{m.path}: self-test failed: {result.reason}"))
+    click.echo(f"OK: {len(result.cases)} cases pass")
+
+
+@main.command()
+@_model_argument
 @click.option(
     "--batch-size", "-b", type=click.IntRange(min=1), default=64, show_default=True, help="The larger batch."
 )
 @click.option(
     "--runs", type=click.IntRange(min=1), default=100, show_default=True, help="Timed calls per row."
 )
-@_threads_option
+@_engine_options
 @click.option("--image", type=click.Path(dir_okay=False), help="Decode this image in the preprocessing row.")
+@click.option(
+    "--sweep",
+    is_flag=True,
+    help="Measure every engine setting (threads 1..cores, spinning, optimisation, engines) at batch 1 and "
+    "--batch-size, and print the fastest for this device.",
+)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per row.")
 def bench(
-    model: str | None, batch_size: int, runs: int, threads: int | None, image: str | None, as_json: bool
+    model: str | None,
+    batch_size: int,
+    runs: int,
+    threads: int | None,
+    engine: str,
+    spin: bool,
+    optimization: str,
+    image: str | None,
+    sweep: bool,
+    as_json: bool,
 ) -> None:
     """Measure MODEL [default: the bundled model]: latency percentiles and throughput of
-    preprocessing (one image) and of inference at batch 1 and --batch-size.
+    preprocessing (one image) and of inference at batch 1 and --batch-size. With --sweep, the
+    inference latency of every engine setting instead, and the fastest one for this device.
 
     \b
     Example:
         edgeinfer bench
         edgeinfer bench my_model.onnx --batch-size 32 --threads 1 --image shoe.png
+        edgeinfer bench --sweep
     """
+    if sweep:
+        _sweep(model, batch_size=batch_size, runs=runs, as_json=as_json)
+        return
     from edgeinfer._bench import benchmark
 
-    m = _load_model(model, threads=threads)
+    m = _load_model(model, threads=threads, engine=engine, spinning=spin, optimization=optimization)
     try:
         timings = benchmark(m, batch_size=batch_size, runs=runs, image=image)
     except EdgeInferError as e:
@@ -251,13 +340,56 @@ def bench(
             row = {"stage": t.stage, "batch": t.batch, "images_per_second": t.images_per_second}
             click.echo(_json(row | {f"{k}_ms": getattr(t, k) * 1e3 for k in ("p50", "p90", "p99", "mean")}))
         return
-    click.echo(f"model: {escape(str(m.path))}  threads: {threads or 'onnxruntime default'}  runs: {runs}")
+    click.echo(f"model: {escape(str(m.path))}  engine: {m.options.describe()}  runs: {runs}")
     click.echo(f"{'stage':<12}{'batch':>6}{'p50 ms':>10}{'p90 ms':>10}{'p99 ms':>10}{'images/s':>12}")
     for t in timings:
         click.echo(
             f"{t.stage:<12}{t.batch:>6}{t.p50 * 1e3:>10.3f}{t.p90 * 1e3:>10.3f}{t.p99 * 1e3:>10.3f}"
             f"{t.images_per_second:>12.0f}"
         )
+
+
+def _sweep(model: str | None, *, batch_size: int, runs: int, as_json: bool) -> None:
+    from edgeinfer._bench import sweep
+    from edgeinfer.model import model_path
+
+    try:
+        rows = sweep(model_path(model), batch_size=batch_size, runs=runs)
+    except EdgeInferError as e:
+        raise click.ClickException(escape(str(e))) from None
+    if as_json:
+        for row in rows:
+            record = dataclasses.asdict(row.options) | {"self_test": row.self_test, "eligible": row.eligible}
+            click.echo(
+                json.dumps(record | {"batch_1_ms": row.batch_1_ms, f"batch_{batch_size}_ms": row.batch_n_ms})
+            )
+        return
+    click.echo(f"{'engine':<12}{'threads':>8}{'spin':>6}{'optimization':>14}{'batch 1 ms':>12}"
+               f"{f'batch {batch_size} ms':>14}  self-test")  # fmt: skip
+    for row in rows:
+        o = row.options
+        b1, bn = (f"{v:.3f}" if v is not None else "-" for v in (row.batch_1_ms, row.batch_n_ms))
+        spin = "-" if o.engine == "openvino" else ("on" if o.spinning else "off")
+        opt = "-" if o.engine == "openvino" else o.optimization
+        click.echo(f"{o.engine:<12}{o.threads:>8}{spin:>6}{opt:>14}{b1:>12}{bn:>14}  {escape(_clip(row.self_test))}")
+    usable = [row for row in rows if row.eligible]
+    if not usable:
+        raise click.ClickException("no setting passes the model's self-test")
+    for label, key in (("batch 1", "batch_1_ms"), (f"batch {batch_size}", "batch_n_ms")):
+        best = min(usable, key=lambda row: getattr(row, key))
+        click.echo(f"fastest at {label}: {_as_flags(best.options)}  ({getattr(best, key):.3f} ms)")
+
+
+def _as_flags(options: Any) -> str:
+    flags = f"--engine {options.engine} --threads {options.threads}"
+    if options.engine == "onnxruntime":
+        flags += " --spin" if options.spinning else ""
+        flags += f" --optimization {options.optimization}" if options.optimization != "all" else ""
+    return flags
+
+
+def _clip(text: str, width: int = 60) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def _load_model(path: str | None, **options: Any) -> Any:

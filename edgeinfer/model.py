@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,10 +16,12 @@ from typing import Any, Literal, overload
 
 import numpy as np
 
+from edgeinfer._engines import EngineOptions, available_engines, engine_error, open_session
 from edgeinfer._files import describe_open_error, open_regular
 from edgeinfer._image import DEFAULT_MAX_PIXELS, load_image
-from edgeinfer.errors import ImageError, MetadataError, ModelError, describe, first_line
+from edgeinfer.errors import ImageError, MetadataError, ModelError, describe
 from edgeinfer.metadata import METADATA_KEY, InputSpec, ModelMetadata, check_labels
+from edgeinfer.selftest import SelfTestResult, read_self_test, verify
 from edgeinfer.transforms import from_spec
 
 DEFAULT_MODEL = Path(__file__).resolve().parent / "models" / "default.onnx"
@@ -64,6 +65,11 @@ class Model:
             supply it for a model exported without it (preprocessing and labels are then required;
             image_mode defaults from the input's channel count, output to "logits").
         max_pixels: refuse encoded images larger than this before decoding them; ``None`` disables it.
+        engine: "onnxruntime" (default), "openvino" (``pip install 'edgeinfer[openvino]'``), or "auto": the
+            fastest installed engine at batch 1, measured at load, among those where the model's self-test
+            passes. A model runs on an engine other than onnxruntime only if its self-test passes there.
+        spinning: let idle onnxruntime worker threads spin (lower latency, burns CPU while idle).
+        optimization: onnxruntime's graph optimisation level: "disabled", "basic", "extended" or "all".
 
     Raises:
         ModelError: the file is missing, not a loadable ONNX model, or does not match its metadata.
@@ -80,6 +86,9 @@ class Model:
         image_mode: str | None = None,
         output: str | None = None,
         max_pixels: int | None = DEFAULT_MAX_PIXELS,
+        engine: str = "onnxruntime",
+        spinning: bool = False,
+        optimization: str = "all",
     ) -> None:
         if threads is not None:
             _check_positive_int("threads", threads)
@@ -90,7 +99,12 @@ class Model:
         self.path = model_path(path)
         self.threads = threads
         self.max_pixels = max_pixels
-        self._session = _open_session(self.path, threads)
+        self.engine_choice: tuple[Any, ...] = ()  # what engine="auto" measured
+        if engine == "auto":
+            overrides = {"preprocessing": preprocessing, "labels": labels, "image_mode": image_mode}
+            engine, self.engine_choice = choose_engine(self.path, threads, output=output, **overrides)
+        self.options = EngineOptions(engine, threads, spinning, optimization)
+        self._session = _open_session(self.path, self.options)
         try:
             self._metadata = _resolve_metadata(
                 self._session,
@@ -105,6 +119,10 @@ class Model:
         self._input_name = self._metadata.input.name
         self._output_name = self._session.get_outputs()[0].name
         _check_consistency(self.path, self._session, self._metadata, self._transform)
+        if engine != "onnxruntime" and self._self_test() is not None:
+            result = self.verify()
+            if not result.passed:
+                raise ModelError(f"{self.path}: refused on {engine}, its self-test fails: {result.reason}")
 
     @property
     def metadata(self) -> ModelMetadata:
@@ -120,7 +138,10 @@ class Model:
         return self._transform
 
     def __repr__(self) -> str:
-        return f"Model({str(self.path)!r}, threads={self.threads}, classes={len(self.labels)})"
+        return (
+            f"Model({str(self.path)!r}, threads={self.threads}, engine={self.options.engine!r}, "
+            f"classes={len(self.labels)})"
+        )
 
     def preprocess(self, image: Any) -> np.ndarray:
         """Decode ``image`` (path, bytes, PIL image or array), convert it to the model's image mode
@@ -163,7 +184,7 @@ class Model:
         try:
             output = self._session.run([self._output_name], {self._input_name: batch})[0]
         except Exception as e:  # onnxruntime's pybind errors, allocation failures
-            raise ModelError(f"{self.path}: inference failed ({_first_line(e)})") from None
+            raise ModelError(f"{self.path}: inference failed ({engine_error(e)})") from None
         expected = (batch.shape[0], len(self.labels))
         if not isinstance(output, np.ndarray) or output.dtype.kind != "f" or output.shape != expected:
             got = (
@@ -262,6 +283,26 @@ class Model:
                     results[slot] = Prediction(label=top[0][0], index=indices[0], score=values[0], top=top)
         return results
 
+    def verify(self) -> SelfTestResult:
+        """Run the self-test stored in the model file at export (see :mod:`edgeinfer.selftest`).
+
+        Raises:
+            ModelError: the model carries no self-test.
+            MetadataError: its self-test document is malformed.
+        """
+        document = self._self_test()
+        if document is None:
+            raise ModelError(
+                f"{self.path}: the model carries no self-test (export it with export/to_onnx.py to add one)"
+            )
+        return verify(self, document)
+
+    def _self_test(self) -> dict[str, Any] | None:
+        try:
+            return read_self_test(self._session.get_modelmeta().custom_metadata_map)
+        except MetadataError as e:
+            raise MetadataError(f"{self.path}: {e}") from None
+
     def _scores(self, output: np.ndarray) -> np.ndarray:
         """Probabilities per row; rows with NaN, or only -inf logits, come out non-finite."""
         if self._metadata.output == "probabilities":
@@ -289,7 +330,7 @@ def model_path(path: str | os.PathLike[str] | None) -> Path:
     return DEFAULT_MODEL
 
 
-def _open_session(path: Path, threads: int | None) -> Any:
+def _open_session(path: Path, options: EngineOptions) -> Any:
     try:
         with open_regular(path) as f:
             empty = os.fstat(f.fileno()).st_size == 0
@@ -299,19 +340,24 @@ def _open_session(path: Path, threads: int | None) -> Any:
         raise ModelError(f"{path}: {describe_open_error(e)}") from None
     if empty:
         raise ModelError(f"{path}: empty file, not an ONNX model")
-    import onnxruntime as ort
+    return open_session(path, options)
 
-    options = ort.SessionOptions()
-    if threads is not None:
-        options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    options.add_session_config_entry("session.inter_op.allow_spinning", "0")
-    options.log_severity_level = 3  # errors only: onnxruntime's load-time warnings are not for end users
-    try:
-        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    except Exception as e:  # onnxruntime raises its own pybind types (Fail, InvalidProtobuf, ...)
-        raise ModelError(f"{path}: not a loadable ONNX model ({_first_line(e)})") from None
+
+def choose_engine(path: Path, threads: int | None, **model_args: Any) -> tuple[str, tuple[Any, ...]]:
+    """The installed engine with the lowest median batch-1 latency among those where the self-test passes
+    (without a self-test, only onnxruntime, the engine the model was exported and checked with, qualifies).
+
+    Returns the engine and the measured rows (``edgeinfer._bench.SweepRow``).
+    """
+    from edgeinfer._bench import sweep
+
+    settings = [EngineOptions(engine, threads) for engine in available_engines()]
+    rows = sweep(path, batch_size=1, runs=30, settings=settings, **model_args)
+    eligible = [row for row in rows if row.eligible]
+    if not eligible:
+        reasons = "; ".join(f"{row.options.engine}: {row.self_test}" for row in rows)
+        raise ModelError(f"{path}: no installed engine passes the model's self-test ({reasons})")
+    return min(eligible, key=lambda row: row.batch_1_ms).options.engine, tuple(rows)
 
 
 def _resolve_metadata(
@@ -433,10 +479,3 @@ def _shape_str(shape: Sequence[int | None]) -> str:
 def _name(image: Any) -> str:
     """How an error names an image: its path, or its type."""
     return os.fspath(image) if isinstance(image, (str, os.PathLike)) else f"{type(image).__name__} image"
-
-
-def _first_line(e: Exception) -> str:
-    line = first_line(e)
-    # "[ONNXRuntimeError] : 7 : INVALID_PROTOBUF : Load model from x failed:Protobuf parsing failed."
-    m = re.match(r"\[ONNXRuntimeError\] : \d+ : (\w+) : (?:Load model from .* failed:)?(.*)", line)
-    return f"{m.group(1)}: {m.group(2).strip()}" if m else line

@@ -18,3 +18,6 @@ fi
 
 "$VENV/bin/ruff" check .
 "$VENV/bin/python" -m pytest "$@"
+
+# The runtime at its oldest declared versions, without torch (verify, predict, transforms byte-identical).
+bash scripts/test-oldest.sh

@@ -1,0 +1,332 @@
+"""A model file that tests itself: golden vectors written at export, checked on the device.
+
+Export stores a second JSON document in the ONNX file's ``metadata_props``, under the key
+``"edgeinfer.self_test"`` (its own ``version``, independent of the main metadata's ``schema_version``)::
+
+    {
+      "version": 1,
+      "generator": "splitmix64-gradient-v1",   # how seeded cases are drawn (see generate_image)
+      "tolerance": 0.0372,                      # max |output - expected| allowed per value
+      "tolerance_basis": "output quantization step",
+      "made_with": {"machine": "x86_64", "onnxruntime": "1.32.0", ...},
+      "cases": [
+        {"name": "seeded 28x28", "seed": 1, "size": [28, 28],          # or "png": base64 of a real image
+         "sha256": "...",                        # of the preprocessed float32 C×H×W tensor (little-endian)
+         "output": [...], "top1": 3, "margin": 1.25}
+      ]
+    }
+
+On the device, :func:`verify` regenerates every input (integer arithmetic only, so every platform and NumPy
+version draws the same pixels), runs the model's own image path and the model, and checks that the
+preprocessing is bit-exact, the outputs are within the tolerance, and the top-1 class is the same wherever the
+expected margin between the two best classes exceeds twice the tolerance.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import platform
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from edgeinfer.errors import ImageError, MetadataError, ModelError
+
+if TYPE_CHECKING:
+    from edgeinfer.model import Model
+
+SELF_TEST_KEY = "edgeinfer.self_test"
+SELF_TEST_VERSION = 1
+GENERATOR = "splitmix64-gradient-v1"
+DYNAMIC_SIDE = 64  # the side used for a dynamic input axis
+_MAX_SIDE = 4096
+_MAX_CASES = 64
+_MAX_PNG_BYTES = 1 << 16
+_MAX_OUTPUTS = 1 << 16
+_MAX_TEXT = 200  # printed by `edgeinfer verify`: printable characters only, no terminal escapes
+
+
+def generate_image(seed: int, height: int, width: int, mode: str) -> np.ndarray:
+    """A seeded test image: diagonal gradients with one hard wrap-around edge, plus noise of ±16.
+
+    Only integer arithmetic (splitmix64 on uint64, which wraps), so the pixels are the same on every platform
+    and NumPy version, unlike NumPy's random generators whose streams may change between releases.
+    """
+    channels = 1 if mode == "L" else 3
+    index = np.arange(height * width * channels, dtype=np.uint64).reshape(height, width, channels)
+    z = index + np.uint64(seed * 0x9E3779B97F4A7C15 % 2**64)
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    z = z ^ (z >> np.uint64(31))
+    noise = (z >> np.uint64(59)).astype(np.int64) - 16  # top 5 bits: [-16, 15]
+    y, x, c = np.indices((height, width, channels), dtype=np.int64)
+    gradient = (y * 256 // height + x * 512 // width + c * 85) % 256
+    pixels = np.clip(gradient + noise, 0, 255).astype(np.uint8)
+    return pixels[:, :, 0] if mode == "L" else pixels
+
+
+def case_sizes(height: int | None, width: int | None) -> list[tuple[int, int]]:
+    """Input sizes around the model's: exact, down- and upscaled, tall, wide (to exercise Resize and Crop)."""
+    h, w = height or DYNAMIC_SIDE, width or DYNAMIC_SIDE
+    sizes = [(h, w), (2 * h + 5, 3 * w + 1), (h // 2 + 1, w // 2 + 3), (4 * h + 3, w + 7), (h + 2, 5 * w)]
+    return [(min(a, _MAX_SIDE), min(b, _MAX_SIDE)) for a, b in sizes]
+
+
+def tensor_sha256(tensor: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(tensor, dtype="<f4").tobytes()).hexdigest()
+
+
+def build_self_test(
+    model: Model,
+    *,
+    output_step: float | None = None,
+    images: Sequence[bytes] = (),
+    seed: int = 1,
+) -> dict[str, Any]:
+    """The self-test document of ``model`` (whose metadata is final), measured on this machine.
+
+    Args:
+        model: the exported model, loaded with the runtime.
+        output_step: the quantization step of the model's output, when the output is quantized.
+        images: encoded images (e.g. small PNGs from the calibration data) to include as real cases.
+        seed: the first seed of the generated cases.
+
+    Raises:
+        ModelError: the preprocessing accepts none of the generated sizes (nor any of ``images``).
+
+    The tolerance is the largest of: the output step; twice the largest difference between this session and
+    an unoptimised single-threaded one; twice the largest output change when the input tensors get noise of a
+    few float32 ulps (another CPU rounds differently, and in a quantized network one flipped rounding inside
+    moves the output by a whole internal step); and 1e-5 of the largest output.
+    """
+    _, _, height, width = model.metadata.input.shape
+    cases: list[dict[str, Any]] = [
+        {"name": f"seeded {w}x{h}", "seed": seed + i, "size": [h, w]}
+        for i, (h, w) in enumerate(case_sizes(height, width))
+    ]
+    cases += [
+        {"name": f"image {i}", "png": base64.b64encode(data).decode("ascii")} for i, data in enumerate(images)
+    ]
+    tensors = []
+    for case in list(cases):
+        try:
+            tensors.append(model.preprocess(_case_image(case, model.metadata.image_mode)))
+        except ImageError:  # a pipeline that does not fix the size accepts only some input sizes
+            cases.remove(case)
+    if not cases:
+        raise ModelError(f"{model.path}: its preprocessing accepts none of the self-test input sizes")
+    outputs = [model.run(t[None])[0].astype(np.float64) for t in tensors]
+    plain = _plain_outputs(model, tensors)
+    spread = max(float(np.max(np.abs(a - b))) for a, b in zip(outputs, plain, strict=True))
+    sensitivity = _rounding_sensitivity(model, tensors, outputs)
+    largest = max(float(np.max(np.abs(o))) for o in outputs)
+    candidates = {
+        "output quantization step": output_step or 0.0,
+        "measured optimised/unoptimised difference x2": 2 * spread,
+        "measured change under 4-ulp input noise x2": 2 * sensitivity,
+        "1e-5 of the largest output": 1e-5 * max(largest, 1.0),
+    }
+    basis = max(candidates, key=lambda k: candidates[k])
+    for case, tensor, output in zip(cases, tensors, outputs, strict=True):
+        order = np.argsort(-output, kind="stable")
+        margin = float(output[order[0]] - output[order[1]]) if output.size > 1 else float("inf")
+        case.update(
+            sha256=tensor_sha256(tensor),
+            output=[float(v) for v in output],
+            top1=int(order[0]),
+            margin=margin if np.isfinite(margin) else 1e308,
+        )
+    import onnxruntime
+
+    return {
+        "version": SELF_TEST_VERSION,
+        "generator": GENERATOR,
+        # Plus the float32 rounding of differences between dequantized values.
+        "tolerance": candidates[basis] * (1 + 2**-16),
+        "tolerance_basis": basis,
+        "made_with": {
+            "machine": platform.machine(),
+            "onnxruntime": onnxruntime.__version__,
+            "numpy": np.__version__,
+        },
+        "cases": cases,
+    }
+
+
+@dataclass(frozen=True)
+class CaseResult:
+    name: str
+    preprocessing_exact: bool
+    max_difference: float
+    expected_top1: int
+    top1: int
+    top1_checked: bool
+
+    def passed(self, tolerance: float) -> bool:
+        top1_ok = not self.top1_checked or self.top1 == self.expected_top1
+        return self.preprocessing_exact and self.max_difference <= tolerance and top1_ok
+
+
+@dataclass(frozen=True)
+class SelfTestResult:
+    """What :func:`verify` found: one row per case; ``reason`` is None when everything passed."""
+
+    cases: tuple[CaseResult, ...]
+    tolerance: float
+    tolerance_basis: str
+    made_with: dict[str, Any]
+
+    @property
+    def passed(self) -> bool:
+        return self.reason is None
+
+    @property
+    def reason(self) -> str | None:
+        for c in self.cases:
+            if not c.preprocessing_exact:
+                return f"case {c.name!r}: the preprocessed tensor differs from the one recorded at export"
+            if c.max_difference > self.tolerance:
+                return (
+                    f"case {c.name!r}: outputs differ by up to {c.max_difference:.6g}, "
+                    f"more than the tolerance {self.tolerance:.6g}"
+                )
+            if c.top1_checked and c.top1 != c.expected_top1:
+                return f"case {c.name!r}: top-1 class {c.top1}, expected {c.expected_top1}"
+        return None
+
+
+def read_self_test(props: Mapping[str, str]) -> dict[str, Any] | None:
+    """The validated self-test document from a model's metadata_props, or None when there is none.
+
+    Raises:
+        MetadataError: the document is present but malformed.
+    """
+    if SELF_TEST_KEY not in props:
+        return None
+    try:
+        doc = json.loads(props[SELF_TEST_KEY])
+    except (json.JSONDecodeError, RecursionError) as e:
+        raise MetadataError(f"{SELF_TEST_KEY} is not valid JSON: {e}") from None
+    _validate(doc)
+    return doc
+
+
+def verify(model: Model, doc: Mapping[str, Any]) -> SelfTestResult:
+    """Check ``model`` on this platform against its self-test document (see the module docs)."""
+    tolerance = float(doc["tolerance"])
+    rows = []
+    for case in doc["cases"]:
+        tensor = model.preprocess(_case_image(case, model.metadata.image_mode))
+        output = model.run(tensor[None])[0].astype(np.float64)
+        expected = np.array(case["output"], np.float64)
+        difference = float(np.max(np.abs(output - expected))) if output.shape == expected.shape else np.inf
+        rows.append(
+            CaseResult(
+                name=case["name"],
+                preprocessing_exact=tensor_sha256(tensor) == case["sha256"],
+                max_difference=difference if np.isfinite(difference) else float("inf"),
+                expected_top1=case["top1"],
+                top1=int(np.argmax(output)),
+                top1_checked=case["margin"] > 2 * tolerance,
+            )
+        )
+    return SelfTestResult(tuple(rows), tolerance, str(doc["tolerance_basis"]), dict(doc["made_with"]))
+
+
+def _case_image(case: Mapping[str, Any], mode: str) -> Any:
+    if "png" in case:
+        return base64.b64decode(case["png"], validate=True)
+    h, w = case["size"]
+    return generate_image(case["seed"], h, w, mode)
+
+
+def _rounding_sensitivity(
+    model: Model, tensors: Sequence[np.ndarray], outputs: Sequence[np.ndarray], trials: int = 8
+) -> float:
+    """The largest output change when each input gets uniform noise of up to 4 ulps (seeded)."""
+    rng = np.random.default_rng(0)
+    largest = 0.0
+    for tensor, output in zip(tensors, outputs, strict=True):
+        ulps = 4 * np.spacing(np.abs(tensor))
+        for _ in range(trials):
+            noisy = (tensor + rng.uniform(-1, 1, tensor.shape) * ulps).astype(np.float32)
+            changed = model.run(noisy[None])[0].astype(np.float64)
+            largest = max(largest, float(np.max(np.abs(changed - output))))
+    return largest
+
+
+def _plain_outputs(model: Model, tensors: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """The same inputs through an unoptimised, single-threaded session of the same file."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    options.intra_op_num_threads = 1
+    options.log_severity_level = 3
+    session = ort.InferenceSession(str(model.path), options, providers=["CPUExecutionProvider"])
+    name = model.metadata.input.name
+    return [session.run(None, {name: t[None]})[0][0].astype(np.float64) for t in tensors]
+
+
+def _validate(doc: Any) -> None:
+    def fail(what: str) -> None:
+        raise MetadataError(f"{SELF_TEST_KEY}: {what}")
+
+    if not isinstance(doc, dict):
+        fail(f"must be a JSON object, got {type(doc).__name__}")
+    if doc.get("version") != SELF_TEST_VERSION or isinstance(doc.get("version"), bool):
+        fail(f"unsupported version {doc.get('version')!r} (this edgeinfer reads {SELF_TEST_VERSION})")
+    if doc.get("generator") != GENERATOR:
+        fail(f"unknown generator {doc.get('generator')!r} (this edgeinfer knows {GENERATOR!r})")
+    tolerance = doc.get("tolerance")
+    if not _is_finite_number(tolerance) or tolerance < 0:
+        fail(f"'tolerance' must be a finite number >= 0, got {tolerance!r}")
+    made_with = doc.get("made_with")
+    texts = [doc.get("tolerance_basis")]
+    if isinstance(made_with, dict):
+        texts += [*made_with, *made_with.values()]
+    if not isinstance(made_with, dict) or not all(_is_text(t) for t in texts):
+        fail(f"'tolerance_basis' and 'made_with' must be printable text of at most {_MAX_TEXT} characters")
+    cases = doc.get("cases")
+    if not isinstance(cases, list) or not 0 < len(cases) <= _MAX_CASES:
+        fail(f"'cases' must be a list of 1 to {_MAX_CASES} cases")
+    for i, case in enumerate(cases):
+        if not isinstance(case, dict) or not _is_text(case.get("name")):
+            fail(f"case {i} must be an object with a 'name' of printable text")
+        if "png" in case:
+            if not isinstance(case["png"], str) or len(case["png"]) > _MAX_PNG_BYTES * 4 // 3 + 4:
+                fail(f"case {i}: 'png' must be base64 text of at most {_MAX_PNG_BYTES} bytes")
+        else:
+            size, seed = case.get("size"), case.get("seed")
+            if not _is_int(seed) or seed < 0 or seed >= 2**63:
+                fail(f"case {i}: 'seed' must be an int in [0, 2**63), got {seed!r}")
+            sides_ok = isinstance(size, list) and len(size) == 2
+            if not sides_ok or not all(_is_int(s) and 0 < s <= _MAX_SIDE for s in size):
+                fail(f"case {i}: 'size' must be [height, width], each 1 to {_MAX_SIDE}, got {size!r}")
+        sha, output = case.get("sha256"), case.get("output")
+        if not isinstance(sha, str) or len(sha) != 64:
+            fail(f"case {i}: 'sha256' must be 64 hex digits")
+        if not isinstance(output, list) or not 0 < len(output) <= _MAX_OUTPUTS:
+            fail(f"case {i}: 'output' must be a non-empty list of numbers")
+        if not all(_is_finite_number(v) for v in output):
+            fail(f"case {i}: 'output' must hold finite numbers only")
+        if not _is_int(case.get("top1")) or not 0 <= case["top1"] < len(output):
+            fail(f"case {i}: 'top1' must index 'output'")
+        if not _is_finite_number(case.get("margin")):
+            fail(f"case {i}: 'margin' must be a finite number")
+
+
+def _is_text(x: Any) -> bool:
+    return isinstance(x, str) and len(x) <= _MAX_TEXT and x.isprintable()
+
+
+def _is_int(x: Any) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def _is_finite_number(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and bool(np.isfinite(x))

@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# edgeinfer on an emulated ARM64 board, compared with this host. Not part of CI (it takes ~20-40 minutes).
+#
+#   bash scripts/arm64-check.sh [ROOT]      # as root; ROOT defaults to /var/tmp/edgeinfer-arm64
+#   CPUS="cortex-a72 max" bash scripts/arm64-check.sh
+#
+# 1. builds a Debian bookworm arm64 root with debootstrap + qemu-user-static (once; reused afterwards);
+# 2. installs the runtime there from PyPI in a venv, at the host's numpy/onnxruntime/Pillow/click versions,
+#    plus edgeinfer as a wheel built from this checkout;
+# 3. runs scripts/platform_check.py (transforms vs the local Pillow, the model's logits, `predict examples`)
+#    on the host and, for each CPU model in $CPUS, in the root; then compares each with the host.
+#
+# Facts that cost hours: binfmt_misc must be mounted and qemu-aarch64 enabled; never bind-mount the host's /sys
+# into the root (onnxruntime's cpuinfo crashes on it); QEMU_CPU must be unset or a CPU name, never empty;
+# pip inside the root needs the host's pip configuration and PIP_* variables.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=${1:-/var/tmp/edgeinfer-arm64}
+CPUS=${CPUS:-"cortex-a72 cortex-a76 cortex-a57 max"}
+PYTHON=${PYTHON:-$( [ -x .venv/bin/python ] && echo .venv/bin/python || echo python3 )}
+OUT=${OUT:-runs/arm64}
+mkdir -p "$OUT"
+
+# 1. emulation and the root file system
+command -v qemu-aarch64-static >/dev/null && command -v debootstrap >/dev/null ||
+  { apt-get update -qq && apt-get install -y -qq qemu-user-static binfmt-support debootstrap >/dev/null; }
+[ -e /proc/sys/fs/binfmt_misc/register ] || mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc
+update-binfmts --enable qemu-aarch64 2>/dev/null || true
+if [ ! -x "$ROOT/usr/bin/python3" ]; then
+  echo "== debootstrap arm64 into $ROOT"
+  debootstrap --arch=arm64 --variant=minbase --include=python3,python3-venv,python3-pip,ca-certificates \
+    bookworm "$ROOT" http://deb.debian.org/debian >/dev/null
+fi
+cp /etc/resolv.conf "$ROOT/etc/resolv.conf"
+for f in /etc/pip.conf /etc/ssl/certs/ca-certificates.crt; do [ -f "$f" ] && install -D -m 644 "$f" "$ROOT$f"; done
+[ -d /etc/xdg/pip ] && mkdir -p "$ROOT/etc/xdg" && cp -r /etc/xdg/pip "$ROOT/etc/xdg/"
+[ -f ~/.config/pip/pip.conf ] && install -D -m 644 ~/.config/pip/pip.conf "$ROOT/root/.config/pip/pip.conf"
+mountpoint -q "$ROOT/proc" || mount -t proc proc "$ROOT/proc"
+mountpoint -q "$ROOT/dev" || mount --bind /dev "$ROOT/dev"
+trap 'umount "$ROOT/proc" "$ROOT/dev" 2>/dev/null || true' EXIT
+
+# 2. the runtime at the host's versions, edgeinfer from this checkout
+pins=$("$PYTHON" -c 'import numpy, onnxruntime, PIL, click, importlib.metadata as m
+print(f"numpy=={numpy.__version__} onnxruntime=={onnxruntime.__version__} pillow=={PIL.__version__} click=={m.version(\"click\")}")')
+rm -rf "$ROOT/opt/edgeinfer" && mkdir -p "$ROOT/opt/edgeinfer"
+"$PYTHON" -m pip wheel -q --no-deps -w "$ROOT/opt/edgeinfer/wheels" . 2>/dev/null
+cp -r scripts examples "$ROOT/opt/edgeinfer/"
+chroot_run() {  # chroot_run [QEMU_CPU=name] command...
+  local vars=(PATH=/usr/bin:/bin HOME=/root)
+  while IFS= read -r v; do vars+=("$v"); done < <(env | grep '^PIP_' || true)
+  if [[ "$1" == QEMU_CPU=* ]]; then vars+=("$1"); shift; fi
+  env -i "${vars[@]}" chroot "$ROOT" "$@"
+}
+if [ ! -x "$ROOT/opt/venv/bin/python" ]; then
+  chroot_run python3 -m venv /opt/venv
+fi
+echo "== pip install in the arm64 root: $pins"
+chroot_run /opt/venv/bin/pip install -q $pins
+chroot_run /opt/venv/bin/pip install -q --no-deps --force-reinstall /opt/edgeinfer/wheels/edgeinfer-*.whl
+
+# 3. reports and comparisons (the checkout's scripts, the installed edgeinfer)
+"$PYTHON" scripts/platform_check.py report > "$OUT/host.json"
+status=0
+for cpu in $CPUS; do
+  echo "== aarch64, QEMU_CPU=$cpu"
+  chroot_run "QEMU_CPU=$cpu" /bin/sh -c \
+    "cd /opt/edgeinfer && /opt/venv/bin/python scripts/platform_check.py report" > "$OUT/arm64-$cpu.json"
+  "$PYTHON" scripts/platform_check.py compare "$OUT/host.json" "$OUT/arm64-$cpu.json" | tee "$OUT/compare-$cpu.txt" ||
+    status=1
+done
+exit $status

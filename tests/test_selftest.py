@@ -1,0 +1,169 @@
+"""Model files that test themselves: `edgeinfer verify` / `Model.verify()` against the golden vectors."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgeinfer import Model
+from edgeinfer.errors import MetadataError, ModelError
+from edgeinfer.metadata import METADATA_KEY
+from edgeinfer.model import DEFAULT_MODEL
+from edgeinfer.selftest import SELF_TEST_KEY, generate_image
+from export.self_test import embed_self_test
+from tests.fixtures import gray_model, replace_props, rgb_model
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _verify_cli(model: Path | None = None) -> subprocess.CompletedProcess:
+    args = [sys.executable, "-m", "edgeinfer", "verify"] + ([str(model)] if model else [])
+    return subprocess.run(args, capture_output=True, text=True, cwd=ROOT)
+
+
+def _props(path: Path) -> dict[str, str]:
+    import onnx
+
+    return {p.key: p.value for p in onnx.load(str(path)).metadata_props}
+
+
+def test_the_bundled_model_passes_its_self_test_without_torch():
+    proc = _verify_cli()
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.rstrip().endswith("cases pass")
+    result = Model().verify()
+    assert result.passed and len(result.cases) >= 5
+    assert all(c.preprocessing_exact for c in result.cases)
+
+
+def test_the_bundled_self_test_tolerance_is_a_few_output_quantization_steps():
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(DEFAULT_MODEL))
+    dequantize = next(n for n in model.graph.node if model.graph.output[0].name in n.output)
+    scale = next(t for t in model.graph.initializer if t.name == dequantize.input[1])
+    document = json.loads(_props(DEFAULT_MODEL)[SELF_TEST_KEY])
+    step = float(numpy_helper.to_array(scale))
+    assert step <= document["tolerance"] <= 4 * step
+
+
+def test_edited_preprocessing_fails_with_a_one_line_reason(tmp_path):
+    path = shutil.copy(DEFAULT_MODEL, tmp_path / "edited.onnx")
+    props = _props(path)
+    metadata = json.loads(props[METADATA_KEY])
+    normalize = metadata["preprocessing"]["transforms"][-1]
+    normalize["mean"] = [0.3]  # a plausible edit: another mean
+    replace_props(path, {**props, METADATA_KEY: json.dumps(metadata)})
+    proc = _verify_cli(path)
+    assert proc.returncode == 1
+    error = proc.stderr.strip().splitlines()
+    assert error == [
+        f"Error: {path}: self-test failed: case 'seeded 28x28': the preprocessed tensor differs from the one "
+        "recorded at export"
+    ]
+
+
+def test_altered_weights_fail(tmp_path):
+    import onnx
+    from onnx import numpy_helper
+
+    path = tmp_path / "altered.onnx"
+    model = onnx.load(str(DEFAULT_MODEL))
+    # The first convolution is kept in float: perturb its weights slightly.
+    floats = [t for t in model.graph.initializer if t.data_type == onnx.TensorProto.FLOAT]
+    weight = next(t for t in floats if len(t.dims) == 4)
+    values = numpy_helper.to_array(weight).copy()
+    values *= np.float32(1.3)
+    weight.CopyFrom(numpy_helper.from_array(values, weight.name))
+    onnx.save(model, str(path))
+    proc = _verify_cli(path)
+    assert proc.returncode == 1
+    assert "self-test failed: case" in proc.stderr and "outputs differ by up to" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
+
+
+def test_a_model_without_self_test_says_so(tmp_path):
+    path = shutil.copy(gray_model(), tmp_path / "plain.onnx")
+    proc = _verify_cli(path)
+    assert proc.returncode == 1
+    assert proc.stderr.strip() == (
+        f"Error: {path}: the model carries no self-test (export it with export/to_onnx.py to add one)"
+    )
+    with pytest.raises(ModelError, match="carries no self-test"):
+        Model(path).verify()
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        lambda d: d.update(tolerance=float("nan")),
+        lambda d: d.update(version=True),
+        lambda d: d["cases"][0].update(size=[10**9, 3]),
+        lambda d: d["cases"][0].update(top1=99),
+        lambda d: d.update(cases=[]),
+        lambda d: d["cases"][0].update(output=["x"]),
+        lambda d: d["cases"][0].update(name="\x1b[2Jcleared"),
+        lambda d: d["made_with"].update(machine="x\ny"),
+    ],
+)
+def test_a_malformed_self_test_is_a_metadata_error(tmp_path, edit):
+    path = shutil.copy(DEFAULT_MODEL, tmp_path / "bad.onnx")
+    props = _props(path)
+    document = json.loads(props[SELF_TEST_KEY])
+    edit(document)
+    replace_props(path, {**props, SELF_TEST_KEY: json.dumps(document)})
+    with pytest.raises(MetadataError, match=f"{SELF_TEST_KEY}: "):
+        Model(path).verify()
+    proc = _verify_cli(path)
+    assert proc.returncode == 1 and len(proc.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("fixture", [gray_model, rgb_model])
+def test_an_fp32_export_records_a_tight_tolerance_and_passes(tmp_path, fixture):
+    path = shutil.copy(fixture(), tmp_path / "fp32.onnx")
+    document = embed_self_test(path)
+    assert document["tolerance"] < 1e-3
+    assert document["tolerance_basis"] != "output quantization step"
+    result = Model(path).verify()
+    assert result.passed, result.reason
+
+
+def test_cases_cover_the_sizes_the_preprocessing_accepts():
+    cases = json.loads(_props(DEFAULT_MODEL)[SELF_TEST_KEY])["cases"]
+    resized = {tuple(c["size"]) for c in cases if "size" in c}
+    assert (28, 28) in resized and len(resized) == 5  # Resize + CenterCrop take any size
+    fixed = shutil.copy(gray_model(), Path(gray_model()).with_name("fixed-copy.onnx"))
+    document = embed_self_test(fixed)  # ToTensor + Normalize only: just the network's 28x28
+    assert [c["size"] for c in document["cases"]] == [[28, 28]]
+
+
+def _splitmix64(x: int) -> int:
+    mask = 2**64 - 1
+    z = x & mask
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & mask
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & mask
+    return z ^ (z >> 31)
+
+
+@pytest.mark.parametrize("mode", ["L", "RGB"])
+def test_generated_images_follow_the_documented_integer_recipe(mode):
+    # Recomputed with Python integers, independently of NumPy's uint64 wrap-around.
+    h, w, seed = 5, 7, 12345
+    channels = 1 if mode == "L" else 3
+    expected = np.zeros((h, w, channels), np.uint8)
+    for y in range(h):
+        for x in range(w):
+            for c in range(channels):
+                index = (y * w + x) * channels + c
+                noise = (_splitmix64(index + seed * 0x9E3779B97F4A7C15) >> 59) - 16
+                gradient = (y * 256 // h + x * 512 // w + c * 85) % 256
+                expected[y, x, c] = min(255, max(0, gradient + noise))
+    image = generate_image(seed, h, w, mode)
+    assert np.array_equal(image, expected[:, :, 0] if mode == "L" else expected)
