@@ -371,7 +371,8 @@ def _sweep(model: str | None, *, batch_size: int, runs: int, as_json: bool) -> N
         b1, bn = (f"{v:.3f}" if v is not None else "-" for v in (row.batch_1_ms, row.batch_n_ms))
         spin = "-" if o.engine == "openvino" else ("on" if o.spinning else "off")
         opt = "-" if o.engine == "openvino" else o.optimization
-        click.echo(f"{o.engine:<12}{o.threads:>8}{spin:>6}{opt:>14}{b1:>12}{bn:>14}  {escape(_clip(row.self_test))}")
+        verdict = escape(_clip(row.self_test))
+        click.echo(f"{o.engine:<12}{o.threads:>8}{spin:>6}{opt:>14}{b1:>12}{bn:>14}  {verdict}")
     usable = [row for row in rows if row.eligible]
     if not usable:
         raise click.ClickException("no setting passes the model's self-test")
