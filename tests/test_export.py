@@ -400,10 +400,11 @@ def _vgg_checkpoint(input_size: int) -> dict:
 
     config = {"arch": "vgg16", "num_classes": 10}
     spec = from_torchvision(eval_pipeline()).to_spec()
-    data_config = DataConfig("vgg16", CLASSES, "L", (3, input_size, input_size), spec, {"kind": "fashion-mnist"})
+    size = (3, input_size, input_size)
+    data_config = DataConfig("vgg16", CLASSES, "L", size, spec, {"kind": "fashion-mnist"})
     return {
-        "state_dict": build_model(config).state_dict(), "config": config, "data_config": data_config.to_dict(),
-        "metrics": {},
+        "state_dict": build_model(config).state_dict(), "config": config,
+        "data_config": data_config.to_dict(), "metrics": {},
     }  # fmt: skip
 
 
