@@ -91,17 +91,19 @@ def resolve_config(args: argparse.Namespace) -> dict[str, Any]:
     return config
 
 
-def eval_pipeline(size: int = 28, mean: tuple[float, ...] = MEAN, std: tuple[float, ...] = STD) -> Compose:
-    """The eval preprocessing, declared once: any image array (in the model's mode) → size×size, normalised.
+def eval_pipeline(
+    size: int = 28, mean: tuple[float, ...] = MEAN, std: tuple[float, ...] = STD, arrays: bool = True
+) -> Compose:
+    """The eval preprocessing, declared once: any image (in the model's mode) → size×size, normalised.
 
-    Fashion-MNIST images are already 28×28, so Resize/CenterCrop are the identity on them; they make the
-    exported model accept other sizes.
+    ``arrays``: the images are uint8 arrays (Fashion-MNIST), so the pipeline starts with ToPILImage; folder
+    images arrive as PIL images. Fashion-MNIST images are already 28×28, so Resize/CenterCrop are the
+    identity on them; they make the exported model accept other sizes.
     """
     from torchvision import transforms as T
 
-    return T.Compose(
-        [T.ToPILImage(), T.Resize(size), T.CenterCrop(size), T.ToTensor(), T.Normalize(mean, std)]
-    )
+    steps = [T.Resize(size), T.CenterCrop(size), T.ToTensor(), T.Normalize(mean, std)]
+    return T.Compose([T.ToPILImage(), *steps] if arrays else steps)
 
 
 def train_pipeline(config: dict[str, Any], eval_compose: Compose) -> Compose:
@@ -109,12 +111,12 @@ def train_pipeline(config: dict[str, Any], eval_compose: Compose) -> Compose:
     ToTensor, as torchvision transforms applied image by image."""
     from torchvision import transforms as T
 
-    *decode, to_tensor, normalize = eval_compose.transforms
+    *resize_crop, to_tensor, normalize = eval_compose.transforms
     size = config["image_size"]
     augmentation = [T.RandomHorizontalFlip()] if config["flip"] else []
     if config["shift"]:
         augmentation.append(T.RandomCrop(size, padding=config["shift"]))
-    return T.Compose([*decode, *augmentation, to_tensor, normalize])
+    return T.Compose([*resize_crop, *augmentation, to_tensor, normalize])
 
 
 def training_batches(
@@ -306,7 +308,7 @@ def load_data(
         mean, std = (FOLDER_MEAN,) * len(mode), (FOLDER_STD,) * len(mode)
     config.update(num_classes=len(labels), in_channels=len(mode), image_size=size, image_mode=mode)
     # The eval preprocessing, declared once; the checkpoint stores it as an edgeinfer spec in the data config.
-    pipeline = eval_pipeline(size, mean, std)
+    pipeline = eval_pipeline(size, mean, std, arrays=args.data == "fashion-mnist")
     spec = from_torchvision(pipeline).to_spec()
     return data, pipeline, DataConfig(config["arch"], labels, mode, (len(mode), size, size), spec, dataset)
 

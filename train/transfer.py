@@ -73,7 +73,7 @@ def eval_pipeline() -> Compose:
 
 
 def backbone_pipeline(arch: str, model: nn.Module, image_size: int = 0) -> Compose:
-    """The backbone's own eval preprocessing for RGB image arrays: resize → centre crop → normalise.
+    """The backbone's own eval preprocessing for RGB PIL images: resize → centre crop → normalise.
 
     Sizes, interpolation, mean and std come from the torchvision weights' ``transforms()`` (torchvision
     archs) or a timm-style ``pretrained_cfg`` on the model, else 256 → 224 with ImageNet statistics; applied
@@ -86,8 +86,8 @@ def backbone_pipeline(arch: str, model: nn.Module, image_size: int = 0) -> Compo
     if image_size:
         crop, resize = image_size, round(image_size * resize / crop)
     return T.Compose([
-        T.ToPILImage(), T.Resize(resize, T.InterpolationMode(interpolation)), T.CenterCrop(crop),
-        T.ToTensor(), T.Normalize(mean, std),
+        T.Resize(resize, T.InterpolationMode(interpolation)), T.CenterCrop(crop), T.ToTensor(),
+        T.Normalize(mean, std),
     ])  # fmt: skip
 
 
@@ -95,9 +95,9 @@ def train_pipeline(eval_compose: Compose) -> Compose:
     """Folder training: torchvision's RandomResizedCrop at the eval crop size + flip, then the eval tail."""
     from torchvision import transforms as T
 
-    to_pil, resize, crop, to_tensor, normalize = eval_compose.transforms
+    resize, crop, to_tensor, normalize = eval_compose.transforms
     return T.Compose([
-        to_pil, T.RandomResizedCrop(crop.size, interpolation=resize.interpolation), T.RandomHorizontalFlip(),
+        T.RandomResizedCrop(crop.size, interpolation=resize.interpolation), T.RandomHorizontalFlip(),
         to_tensor, normalize,
     ])  # fmt: skip
 
