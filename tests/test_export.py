@@ -18,6 +18,7 @@ import onnxruntime as ort
 import pytest
 import torch
 
+from edgeinfer.config import DataConfig
 from edgeinfer.errors import MetadataError
 from edgeinfer.metadata import METADATA_KEY, ModelMetadata
 from export import ExportError, checkpoint, conversion, inputs, quantization, to_onnx, verification
@@ -79,7 +80,8 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory, test_set) -> Path:
     accuracy = float(np.mean(predicted == test_labels[:2000]))
     assert accuracy > 0.6, f"the tiny model did not learn ({accuracy:.2%}); these tests need a real model"
     path = tmp_path_factory.mktemp("ckpt") / "model.pt"
-    save_checkpoint(path, network, TINY_CONFIG, spec, CLASSES, (1, 28, 28), {"test_accuracy": accuracy})
+    data_config = DataConfig("cnn", CLASSES, "L", (1, 28, 28), spec, {"kind": "fashion-mnist"})
+    save_checkpoint(path, network, TINY_CONFIG, data_config, {"test_accuracy": accuracy})
     return path
 
 
@@ -199,7 +201,7 @@ def test_metadata_round_trips_through_onnxruntime(fp32: Path, tiny_checkpoint: P
     meta = ModelMetadata.from_props(session.get_modelmeta().custom_metadata_map)
     ckpt = torch.load(tiny_checkpoint, weights_only=True)
     assert meta.labels == CLASSES
-    assert meta.preprocessing == ckpt["preprocessing"]
+    assert meta.preprocessing == ckpt["data_config"]["preprocessing"]
     assert meta.image_mode == "L" and meta.output == "logits"
     assert meta.input.name == "input" and meta.input.shape == (None, 1, 28, 28)
     about = meta.provenance
@@ -385,8 +387,7 @@ def test_cli_checkpoint_without_metadata_keys(tmp_path: Path, capsys) -> None:
     torch.save({"state_dict": build_model(TINY_CONFIG).state_dict()}, bare)
     assert to_onnx.main([str(bare), "--out", str(tmp_path / "m.onnx")]) == 1
     assert capsys.readouterr().err == (
-        f"error: {bare} is not a train/ checkpoint: it lacks config, preprocessing, labels, image_mode, "
-        "input_shape, dataset\n"
+        f"error: {bare} is not a train/ checkpoint: it lacks config, data_config\n"
     )
 
 
@@ -398,11 +399,12 @@ def _vgg_checkpoint(input_size: int) -> dict:
     from train.transfer import eval_pipeline
 
     config = {"arch": "vgg16", "num_classes": 10}
+    spec = from_torchvision(eval_pipeline()).to_spec()
+    size = (3, input_size, input_size)
+    data_config = DataConfig("vgg16", CLASSES, "L", size, spec, {"kind": "fashion-mnist"})
     return {
         "state_dict": build_model(config).state_dict(), "config": config,
-        "preprocessing": from_torchvision(eval_pipeline()).to_spec(), "labels": list(CLASSES),
-        "image_mode": "L", "input_shape": [3, input_size, input_size], "dataset": "fashion-mnist",
-        "metrics": {},
+        "data_config": data_config.to_dict(), "metrics": {},
     }  # fmt: skip
 
 
