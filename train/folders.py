@@ -1,0 +1,198 @@
+"""Folder data sets: the user's own images in torchvision ``ImageFolder`` layout.
+
+Two layouts, one sub-folder per class (class names = sorted folder names, as ``ImageFolder`` finds them):
+
+    DIR/train/<class>/*.jpg, DIR/val/<class>/..., DIR/test/<class>/...   layout "splits"
+    DIR/<class>/*.jpg                                                     layout "single": a seeded,
+                                                                          stratified train/val/test split
+
+A data set is described by a plain dict (stored in the checkpoint's data config), e.g.
+``{"kind": "folder", "root": "/abs/DIR", "layout": "single", "split": [0.8, 0.1, 0.1], "seed": 0}``;
+:func:`folder_samples` turns it into the same ``(path, class index)`` list every time, for training here and
+for verification, calibration and evaluation in export/. Any format Pillow opens is an image; decoding is
+edgeinfer's (``Image.open(f).convert(mode)``, torchvision's loader), so training sees what the runtime sees.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+SPLITS = ("train", "val", "test")
+DEFAULT_SPLIT = (0.8, 0.1, 0.1)
+# Modes whose images carry no colour: a folder of only these trains an "L" model when the mode is "auto".
+GRAY_MODES = frozenset({"1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"})
+
+Sample = tuple[str, int]
+
+
+class DataSetError(ValueError):
+    """A folder that cannot be used as a data set; the message is one line naming the folder."""
+
+
+@functools.cache
+def image_extensions() -> tuple[str, ...]:
+    """File extensions of every format the installed Pillow can open (lower case, with the dot)."""
+    Image.init()
+    return tuple(sorted(ext for ext, fmt in Image.registered_extensions().items() if fmt in Image.OPEN))
+
+
+def describe_folder(
+    root: str | Path, split: Sequence[float] = DEFAULT_SPLIT, seed: int = 0
+) -> dict[str, Any]:
+    """Check ``root`` and describe it as a data-set dict (layout detected), before any training.
+
+    Raises:
+        DataSetError: no such folder, no images, fewer than two classes, a class without training images,
+            split folders whose classes differ, or a split that leaves val or test empty.
+    """
+    path = Path(root)
+    if not path.is_dir():
+        raise DataSetError(f"--data {root}: no such folder")
+    present = [s for s in SPLITS if (path / s).is_dir()]
+    if present:
+        missing = [s for s in SPLITS if s not in present]
+        if missing:
+            raise DataSetError(
+                f"{path} has {'/, '.join(present)}/ but no {'/, '.join(missing)}/: use either "
+                f"{path}/train, {path}/val, {path}/test or one folder per class in {path}"
+            )
+        dataset: dict[str, Any] = {"kind": "folder", "root": str(path.resolve()), "layout": "splits"}
+    else:
+        fractions = [float(f) for f in split]
+        if len(fractions) != 3 or min(fractions) < 0 or abs(sum(fractions) - 1) > 1e-6 or not fractions[0]:
+            raise DataSetError(f"split must be three fractions train,val,test summing to 1, got {split!r}")
+        dataset = {"kind": "folder", "root": str(path.resolve()), "layout": "single", "split": fractions,
+                   "seed": seed}  # fmt: skip
+    classes = folder_classes(dataset)
+    train = folder_samples(dataset, "train")
+    if not train:
+        raise DataSetError(f"no images in the class folders of {_split_root(dataset, 'train')}")
+    counts = np.bincount([target for _, target in train], minlength=len(classes))
+    if not counts.all():
+        empty = [c for c, n in zip(classes, counts, strict=True) if not n]
+        where = path / "train" if dataset["layout"] == "splits" else path
+        raise DataSetError(f"class folder {where / empty[0]} has no images (classes without images: {empty})")
+    for name in SPLITS[1:]:
+        if not folder_samples(dataset, name):
+            total = sum(len(folder_samples(dataset, s)) for s in SPLITS)
+            raise DataSetError(
+                f"no {name} images in {path} ({total} images in all): add images"
+                + (f" or change --split {','.join(map(str, dataset['split']))}" if "split" in dataset else "")
+            )
+    return dataset
+
+
+def folder_classes(dataset: Mapping[str, Any]) -> list[str]:
+    """The class names (sorted sub-folder names, as ``ImageFolder``); at least two, else DataSetError."""
+    from torchvision.datasets.folder import find_classes
+
+    top = _split_root(dataset, "train")
+    try:
+        classes = find_classes(top)[0]
+    except FileNotFoundError:
+        raise DataSetError(f"no images in {top}: expected one sub-folder of images per class") from None
+    if dataset.get("layout") == "splits":
+        for name in SPLITS[1:]:
+            other = _split_root(dataset, name)
+            try:
+                found = find_classes(other)[0]
+            except FileNotFoundError:
+                found = []
+            if found != classes:
+                raise DataSetError(f"{other} has classes {found} but {top} has {classes}: they must match")
+    if len(classes) < 2:
+        raise DataSetError(
+            f"{top} has only one class folder ({classes[0]!r}): a classifier needs at least two classes"
+        )
+    return classes
+
+
+def folder_samples(dataset: Mapping[str, Any], split: str) -> list[Sample]:
+    """The ``(absolute path, class index)`` pairs of one split, in ``ImageFolder`` order; deterministic.
+
+    Layout "single": each class's images are shuffled with ``dataset["seed"]`` and cut at the cumulative
+    fractions of ``dataset["split"]`` (stratified). Unreadable files are listed too: :func:`scan` finds them.
+    """
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    samples = _listing(dataset, split)
+    if dataset.get("layout") == "splits":
+        return samples
+    fractions = dataset.get("split", DEFAULT_SPLIT)
+    rng = np.random.default_rng(dataset.get("seed", 0))
+    chosen: set[str] = set()
+    by_class: dict[int, list[str]] = {}
+    for path, target in samples:
+        by_class.setdefault(target, []).append(path)
+    for target in sorted(by_class):
+        paths = by_class[target]
+        order = rng.permutation(len(paths))
+        cuts = [0, *(int(np.floor(f * len(paths) + 0.5)) for f in np.cumsum(fractions)[:2]), len(paths)]
+        index = SPLITS.index(split)
+        chosen.update(paths[i] for i in order[cuts[index] : cuts[index + 1]])
+    return [(path, target) for path, target in samples if path in chosen]
+
+
+def scan(samples: Iterable[Sample], progress: bool = False) -> tuple[list[Sample], list[str], set[str]]:
+    """Decode every image once: ``(readable samples, one warning line per unreadable file, source modes)``."""
+    from tqdm import tqdm
+
+    from edgeinfer._image import load_image
+    from edgeinfer.errors import ImageError
+
+    good, warnings, modes = [], [], set()
+    for path, target in tqdm(list(samples), desc="checking images", leave=False, disable=not progress):
+        try:
+            load_image(path, "RGB")
+        except ImageError as e:  # its message starts with the path and says what is wrong
+            warnings.append(f"warning: skipping unreadable image {e}")
+            continue
+        with Image.open(path) as img:
+            modes.add(img.mode)
+        good.append((path, target))
+    return good, warnings, modes
+
+
+def image_folder(
+    dataset: Mapping[str, Any], split: str, samples: Iterable[Sample], mode: str, transform: Any
+) -> Any:
+    """torchvision's ``ImageFolder`` over ``samples`` (a subset of the split's files), images in ``mode``."""
+    from torchvision.datasets import ImageFolder
+
+    keep = frozenset(path for path, _ in samples)
+    loader = functools.partial(_load, mode=mode)
+    root = _split_root(dataset, split)
+    return ImageFolder(root, transform, loader=loader, is_valid_file=keep.__contains__, allow_empty=True)
+
+
+def warn(lines: Iterable[str]) -> None:
+    for line in lines:
+        print(line, file=sys.stderr, flush=True)
+
+
+def _load(path: str, mode: str) -> np.ndarray:
+    from edgeinfer._image import load_image
+
+    return load_image(path, mode)
+
+
+def _split_root(dataset: Mapping[str, Any], split: str) -> str:
+    root = str(dataset["root"])
+    return os.path.join(root, split) if dataset.get("layout") == "splits" else root
+
+
+def _listing(dataset: Mapping[str, Any], split: str) -> list[Sample]:
+    from torchvision.datasets.folder import make_dataset
+
+    classes = folder_classes(dataset)
+    directory = _split_root(dataset, "train" if dataset.get("layout") != "splits" else split)
+    class_to_idx = {name: i for i, name in enumerate(classes)}
+    return make_dataset(directory, class_to_idx, extensions=image_extensions(), allow_empty=True)
