@@ -63,15 +63,15 @@ def load_split(dataset: Mapping[str, Any], split: str, labels: Sequence[str]) ->
         images, labels = load_fashion_mnist(dataset.get("root") or DEFAULT_DATA_DIR, split)
         found = ImageSet(images, labels, f"fashion-mnist {split}")
     elif kind == "folder":
-        from torchvision.datasets.folder import find_classes
+        from train.folders import folder_classes, folder_samples, scan, warn
 
-        from train.data import folder_samples
-
-        root = Path(dataset["root"])
-        classes, _ = find_classes(str(root / "train" if dataset.get("layout") == "splits" else root))
+        classes = folder_classes(dataset)
         if classes != list(labels):
-            raise ValueError(f"{root}: class folders {classes} are not the model's labels {list(labels)}")
-        samples = folder_samples(dataset, split)
+            raise ValueError(
+                f"{dataset['root']}: class folders {classes} are not the model's labels {list(labels)}"
+            )
+        samples, warnings, _ = scan(folder_samples(dataset, split))
+        warn(warnings)  # unreadable files are skipped, one line each, as in training
         found = ImageSet(
             [path for path, _ in samples], np.array([i for _, i in samples], np.int64),
             f"{dataset['root']} ({split})",
@@ -86,23 +86,17 @@ def load_split(dataset: Mapping[str, Any], split: str, labels: Sequence[str]) ->
 
 
 def data_set(data: str, current: Mapping[str, Any]) -> dict[str, Any]:
-    """The data set that ``--data`` names: "fashion-mnist", or an image folder (keeping the checkpoint's
-    layout, split fractions and seed when it was trained on a folder too)."""
+    """The data set that ``--data`` names: "fashion-mnist", or an image folder (split like the checkpoint's
+    folder when it was trained on one; see train.folders.describe_folder).
+
+    Raises:
+        train.folders.DataSetError (a ValueError): the folder cannot be used as a data set.
+    """
+    from train.folders import DEFAULT_SPLIT, describe_folder
+
     if data == "fashion-mnist":
         return {"kind": "fashion-mnist", "root": current.get("root") if current.get("kind") == data else None}
-    root = Path(data)
-    if not root.is_dir():
-        raise FileNotFoundError(f"--data {data}: no such directory")
-    if current.get("kind") == "folder":
-        return {**current, "root": str(root.resolve())}
-    layout = "splits" if (root / "train").is_dir() else "single"
-    return {
-        "kind": "folder",
-        "root": str(root.resolve()),
-        "layout": layout,
-        "split": [0.8, 0.1, 0.1],
-        "seed": 0,
-    }
+    return describe_folder(data, current.get("split", DEFAULT_SPLIT), current.get("seed", 0))
 
 
 def from_source(source: str | Path | Sequence[Any], labels: Sequence[str], what: str) -> ImageSet:
