@@ -22,6 +22,7 @@ from torchvision.datasets.folder import pil_loader  # noqa: E402
 
 from edgeinfer import Model  # noqa: E402
 from export import export_model  # noqa: E402
+from tests.fixtures import qualifies  # noqa: E402
 
 CLASSES = ("cat", "dog", "fox")
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -112,17 +113,6 @@ def test_export_model_records_the_data_contract(squeezenet, photo_folder: Path) 
     assert json.loads(out.with_suffix(".json").read_text())["metadata"] == meta.to_dict()
 
 
-def _qualifies(row: dict, fp32: dict) -> bool:
-    """The issue's bar, written out again: agreement >= 99 %, accuracy drop <= 0.5 points, not slower."""
-    return (
-        row["agreement_with_fp32"] >= 0.99
-        and row["accuracy"] is not None
-        and fp32["accuracy"] - row["accuracy"] <= 0.005
-        and row["latency"]["batch_1_ms"] <= fp32["latency"]["batch_1_ms"]
-        and row["latency"]["batch_64_ms"] <= fp32["latency"]["batch_64_ms"]
-    )
-
-
 def test_auto_keeps_fp32_where_int8_does_not_pay(photo_folder: Path, tmp_path: Path) -> None:
     """A narrow network: 4 and 8 channels on a 1×1-conv-heavy 32×32 RGB input. Q/DQ passes cost more than
     such small convolutions save, and a random network's near-tied logits flip under INT8 rounding."""
@@ -145,7 +135,7 @@ def test_auto_keeps_fp32_where_int8_does_not_pay(photo_folder: Path, tmp_path: P
     assert {"int8", "int8-fc4"} <= set(table), "static INT8 candidates were measured"
     for name, row in table.items():
         if name != "fp32":
-            assert not _qualifies(row, table["fp32"]), f"{name} met the bar yet FP32 was kept: {row}"
+            assert not qualifies(row, table["fp32"]), f"{name} met the bar yet FP32 was kept: {row}"
             assert row["failed"] and not row["qualifies"]
     assert "no quantized variant qualifies" in auto["reason"]
     ops = {n.op_type for n in onnx.load(str(out)).graph.node}
