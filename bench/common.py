@@ -34,6 +34,7 @@ def fixture_checkpoint(path: Path) -> Path:
     """train/'s "improved" CNN with seeded random weights, as a train/ checkpoint at ``path``."""
     import torch
 
+    from edgeinfer.config import DataConfig
     from edgeinfer.transforms import from_torchvision
     from train.checkpoint import save_checkpoint
     from train.data import CLASSES
@@ -44,7 +45,8 @@ def fixture_checkpoint(path: Path) -> Path:
     config = {**COMMON, **PRESETS["improved"]}
     network = build_model(config).eval()
     spec = from_torchvision(eval_pipeline()).to_spec()
-    save_checkpoint(path, network, config, spec, CLASSES, (1, 28, 28), {"test_accuracy": None})
+    data_config = DataConfig("cnn", CLASSES, "L", (1, 28, 28), spec, {"kind": "fashion-mnist"})
+    save_checkpoint(path, network, config, data_config, {"test_accuracy": None})
     return path
 
 

@@ -17,21 +17,22 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch
 from PIL import Image
 
-from export.checkpoint import build_network, load_checkpoint
+from export.checkpoint import build_network, data_config, load_checkpoint
 from export.inputs import reference_transform
 
 
 def main(checkpoint_path: str, images: list[str]) -> None:
     ckpt = load_checkpoint(checkpoint_path)
     network = build_network(ckpt)
-    transform = reference_transform(ckpt["preprocessing"])
+    config = data_config(ckpt)
+    transform = reference_transform(config.preprocessing)
     with torch.inference_mode():
         for path in images:
             with open(path, "rb") as f:
-                img = Image.open(f).convert(ckpt["image_mode"])
+                img = Image.open(f).convert(config.image_mode)
             x = transform(img)
             score, index = torch.softmax(network(x[None]), dim=1)[0].max(dim=0)
-            print(f"{path}\t{ckpt['labels'][int(index)]}\t{float(score):.4f}")
+            print(f"{path}\t{config.labels[int(index)]}\t{float(score):.4f}")
 
 
 if __name__ == "__main__":

@@ -214,7 +214,7 @@ def export_model(
     from edgeinfer.metadata import InputSpec
     from edgeinfer.pipeline import preprocess
     from edgeinfer.transforms import from_torchvision
-    from export import inputs
+    from export import checkpoint, inputs
     from export import report as reports
 
     spec = from_torchvision(transform).to_spec()
@@ -236,7 +236,7 @@ def export_model(
         architecture=architecture or type(module).__name__, labels=tuple(labels), image_mode=image_mode,
         input_size=input_size, preprocessing=spec, dataset={"kind": "images", "root": verify_set.source},
     )  # fmt: skip
-    metadata = config.to_metadata(provenance(config, module, opset))
+    metadata = config.to_metadata(checkpoint.provenance(config, module, opset))
     summary = export_network(
         module, path, metadata, verify=verify_set.sample(VERIFY_IMAGES, seed), select_on=verify_set,
         report_on=verify_set, calibration=calibration_set, reference=inputs.pil_callable(transform),
@@ -246,32 +246,6 @@ def export_model(
     reports.write_report(summary, report_path)
     progress(f"wrote {path} and {report_path}")
     return summary
-
-
-def provenance(config: Any, network: torch.nn.Module, opset: int, **extra: Any) -> dict[str, Any]:
-    """What an exported model records about where it came from (``config``: its ``DataConfig``)."""
-    import PIL
-    import torch
-    import torchvision
-
-    import edgeinfer
-    from export.checkpoint import export_date
-
-    return {
-        "architecture": config.architecture,
-        "dataset": config.dataset,
-        **extra,
-        "quantization": {"mode": "none"},
-        "export_date": export_date(),
-        "parameters": sum(p.numel() for p in network.parameters()),
-        "opset": opset,
-        "versions": {
-            "torch": torch.__version__,
-            "torchvision": torchvision.__version__,
-            "pillow": PIL.__version__,
-            "edgeinfer": edgeinfer.__version__,
-        },
-    }
 
 
 def _print_table(rows: dict[str, dict[str, Any]], progress: Callable[[str], None]) -> None:

@@ -8,13 +8,14 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from edgeinfer.metadata import InputSpec, ModelMetadata
+from edgeinfer.config import DataConfig
+from edgeinfer.errors import MetadataError
+from edgeinfer.metadata import ModelMetadata
 
 if TYPE_CHECKING:
     import torch
 
-REQUIRED_KEYS = ("state_dict", "config", "preprocessing", "labels", "image_mode", "input_shape", "dataset")
-INPUT_NAME = "input"
+REQUIRED_KEYS = ("state_dict", "config", "data_config")
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -22,7 +23,7 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
 
     Raises:
         FileNotFoundError: the file does not exist.
-        ValueError: the file is not a checkpoint in the train/ format.
+        ValueError: the file is not a checkpoint in the train/ format, or its data config is invalid.
     """
     import torch
 
@@ -43,7 +44,20 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         raise ValueError(f"{path} is not a train/ checkpoint: it lacks {', '.join(missing)}")
     if "arch" not in checkpoint["config"]:
         raise ValueError(f"{path}: checkpoint config has no 'arch'")
+    try:
+        data_config(checkpoint)
+    except MetadataError as e:
+        raise ValueError(f"{path}: {e}") from None
     return checkpoint
+
+
+def data_config(checkpoint: dict[str, Any]) -> DataConfig:
+    """The model's data config (labels, image mode, input size, eval preprocessing, data set).
+
+    Raises:
+        MetadataError: the stored data config is invalid.
+    """
+    return DataConfig.from_dict(checkpoint["data_config"])
 
 
 def build_network(checkpoint: dict[str, Any]) -> torch.nn.Module:
@@ -88,6 +102,16 @@ def build_metadata(
     checkpoint: dict[str, Any], network: torch.nn.Module, checkpoint_sha256: str, opset: int
 ) -> ModelMetadata:
     """The FP32 model's edgeinfer metadata (quantization: none; export.quantization records its own)."""
+    data = data_config(checkpoint)
+    test_accuracy = checkpoint.get("metrics", {}).get("test_accuracy")
+    return data.to_metadata(
+        provenance(data, network, opset, test_accuracy=test_accuracy, checkpoint_sha256=checkpoint_sha256)
+    )
+
+
+def provenance(data: DataConfig, network: torch.nn.Module, opset: int, **extra: Any) -> dict[str, Any]:
+    """Where an exported model comes from: architecture, data set kind, ``extra`` (e.g. test accuracy and
+    checkpoint SHA-256), parameter count, opset, export date and library versions."""
     import PIL
     import torch
     import torchvision
@@ -95,14 +119,12 @@ def build_metadata(
     import edgeinfer
     from train.models import count_parameters
 
-    config = checkpoint["config"]
-    provenance = {
-        "architecture": config["arch"],
-        "dataset": checkpoint["dataset"],
-        "test_accuracy": checkpoint.get("metrics", {}).get("test_accuracy"),
+    return {
+        "architecture": data.architecture,
+        "dataset": data.dataset.get("kind", "unknown"),
+        **extra,
         "quantization": {"mode": "none"},
         "export_date": export_date(),
-        "checkpoint_sha256": checkpoint_sha256,
         "parameters": count_parameters(network),
         "opset": opset,
         "versions": {
@@ -112,11 +134,3 @@ def build_metadata(
             "edgeinfer": edgeinfer.__version__,
         },
     }
-    return ModelMetadata(
-        labels=tuple(checkpoint["labels"]),
-        preprocessing=checkpoint["preprocessing"],
-        image_mode=checkpoint["image_mode"],
-        input=InputSpec(name=INPUT_NAME, shape=(None, *checkpoint["input_shape"])),
-        output="logits",
-        provenance=provenance,
-    )

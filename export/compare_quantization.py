@@ -52,7 +52,6 @@ CALIBRATION_SEED = 0
 
 
 def compare(checkpoint_path: str, data: str | None, repeats: int, threads: int) -> dict:
-    from edgeinfer.config import DataConfig
     from export import checkpoint, conversion, inputs, quantization, report
 
     # 1. the FP32 model, exported once; its images from the data set its data config names (or --data)
@@ -60,7 +59,7 @@ def compare(checkpoint_path: str, data: str | None, repeats: int, threads: int) 
     network = checkpoint.build_network(ckpt)
     sha256 = checkpoint.file_sha256(checkpoint_path)
     metadata = checkpoint.build_metadata(ckpt, network, sha256, conversion.DEFAULT_OPSET)
-    config = DataConfig.from_dict(ckpt["data_config"])
+    config = checkpoint.data_config(ckpt)
     dataset = inputs.data_set(data, config.dataset) if data else config.dataset
     train = inputs.load_split(dataset, "train", config.labels)
     test = inputs.load_split(dataset, "test", config.labels)

@@ -54,7 +54,6 @@ from export.quantization import CALIBRATION_METHODS, EXCLUDABLE, StaticOptions
 
 def export(args: argparse.Namespace) -> dict:
     """Run steps 1-6; returns the report. Raises ExportError, ValueError or FileNotFoundError."""
-    from edgeinfer.config import DataConfig
     from export import checkpoint, inputs, report
     from export.api import export_network
 
@@ -62,7 +61,7 @@ def export(args: argparse.Namespace) -> dict:
     ckpt = checkpoint.load_checkpoint(args.checkpoint)
     network = checkpoint.build_network(ckpt)
     metadata = checkpoint.build_metadata(ckpt, network, checkpoint.file_sha256(args.checkpoint), args.opset)
-    config = DataConfig.from_dict(ckpt["data_config"])
+    config = checkpoint.data_config(ckpt)
     dataset = inputs.data_set(args.data, config.dataset) if args.data else config.dataset
     about = metadata.provenance
     print(f"      {about['architecture']}, {about['parameters']:,} parameters, {len(config.labels)} classes, "

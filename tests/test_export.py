@@ -221,7 +221,7 @@ def test_metadata_round_trips_through_onnxruntime(fp32: Path, tiny_checkpoint: P
     assert meta.image_mode == "L" and meta.output == "logits"
     assert meta.input.name == "input" and meta.input.shape == (None, 1, 28, 28)
     about = meta.provenance
-    assert about["architecture"] == "cnn" and about["dataset"] == ckpt["data_config"]["dataset"]
+    assert about["architecture"] == "cnn" and about["dataset"] == "fashion-mnist"
     assert about["test_accuracy"] == ckpt["metrics"]["test_accuracy"]
     assert about["quantization"] == {"mode": "none"}
     assert about["checkpoint_sha256"] == hashlib.sha256(tiny_checkpoint.read_bytes()).hexdigest()
@@ -404,8 +404,7 @@ def test_cli_checkpoint_without_metadata_keys(tmp_path: Path, capsys) -> None:
     torch.save({"state_dict": build_model(TINY_CONFIG).state_dict()}, bare)
     assert to_onnx.main([str(bare), "--out", str(tmp_path / "m.onnx")]) == 1
     assert capsys.readouterr().err == (
-        f"error: {bare} is not a train/ checkpoint: it lacks config, preprocessing, labels, image_mode, "
-        "input_shape, dataset\n"
+        f"error: {bare} is not a train/ checkpoint: it lacks config, data_config\n"
     )
 
 

@@ -15,6 +15,7 @@ import pytest
 torch = pytest.importorskip("torch", reason="train/ needs the [train] extra (torch)")
 pytest.importorskip("torchvision", reason="train/ needs the [train] extra (torchvision)")
 
+from edgeinfer.config import DataConfig  # noqa: E402
 from train import augment, engine  # noqa: E402
 from train.checkpoint import save_checkpoint  # noqa: E402
 from train.data import CLASSES, DEFAULT_DATA_DIR, VAL_SIZE, load_fashion_mnist  # noqa: E402
@@ -176,13 +177,13 @@ def test_checkpoint_round_trip(tmp_path):
     model.train()(torch.randn(8, 1, 28, 28))  # move the batch-norm statistics away from their init
     model.eval()
     spec = {"type": "Compose", "transforms": [{"type": "ToTensor"}]}
-    save_checkpoint(tmp_path / "model.pt", model, config, spec, CLASSES, (1, 28, 28), {"test_accuracy": 0.5})
+    data_config = DataConfig("cnn", CLASSES, "L", (1, 28, 28), spec, {"kind": "fashion-mnist"})
+    save_checkpoint(tmp_path / "model.pt", model, config, data_config, {"test_accuracy": 0.5})
     checkpoint = torch.load(tmp_path / "model.pt", weights_only=True)
-    assert set(checkpoint) == {"state_dict", "config", "preprocessing", "labels", "image_mode", "input_shape",
-                               "dataset", "metrics"}
+    assert set(checkpoint) == {"state_dict", "config", "data_config", "metrics"}
     assert json.loads(json.dumps(checkpoint["config"])) == config
-    assert checkpoint["labels"] == list(CLASSES) and checkpoint["input_shape"] == [1, 28, 28]
-    assert checkpoint["image_mode"] == "L" and checkpoint["dataset"] == "fashion-mnist"
+    assert json.loads(json.dumps(checkpoint["data_config"])) == checkpoint["data_config"]
+    assert DataConfig.from_dict(checkpoint["data_config"]) == data_config
     rebuilt = build_model(checkpoint["config"])
     rebuilt.load_state_dict(checkpoint["state_dict"])
     x = torch.randn(4, 1, 28, 28)
@@ -224,7 +225,10 @@ def test_checkpoint_reproduces_reported_accuracy_through_edgeinfer_preprocessing
     checkpoint = torch.load(out / "model.pt", weights_only=True)
     model = build_model(checkpoint["config"])
     model.load_state_dict(checkpoint["state_dict"])
-    preprocess = from_spec(checkpoint["preprocessing"])
+    data_config = checkpoint["data_config"]
+    assert data_config["labels"] == list(CLASSES) and data_config["input_size"] == [1, 28, 28]
+    assert data_config["image_mode"] == "L" and data_config["dataset"]["kind"] == "fashion-mnist"
+    preprocess = from_spec(data_config["preprocessing"])
     images, labels = load_fashion_mnist(DEFAULT_DATA_DIR, "test")
     images, labels = images[:1000], labels[:1000]
     with torch.inference_mode():

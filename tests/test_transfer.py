@@ -106,8 +106,10 @@ def test_transfer_run_from_a_weights_file_keeps_frozen_weights(tmp_path):
                      "--out", str(out)]))
 
     checkpoint = torch.load(out / "model.pt", weights_only=True)
-    assert checkpoint["input_shape"] == [3, 224, 224] and checkpoint["image_mode"] == "L"
-    steps = [t["type"] for t in checkpoint["preprocessing"]["transforms"]]
+    data_config = checkpoint["data_config"]
+    assert data_config["input_size"] == [3, 224, 224] and data_config["image_mode"] == "L"
+    assert data_config["architecture"] == "mobilenet_v3_small" and len(data_config["labels"]) == 10
+    steps = [t["type"] for t in data_config["preprocessing"]["transforms"]]
     assert steps == ["ToPILImage", "Grayscale", "Resize", "CenterCrop", "ToTensor", "Normalize"]
     model = build_model(checkpoint["config"])
     model.load_state_dict(checkpoint["state_dict"])

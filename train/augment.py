@@ -26,4 +26,3 @@ def random_shift(images: torch.Tensor, shift: int, generator: torch.Generator) -
     cols = left + torch.arange(width).view(1, 1, 1, width)
     samples = torch.arange(n).view(n, 1, 1, 1)
     return padded[samples, torch.arange(channels).view(1, channels, 1, 1), rows, cols]
-

@@ -1,8 +1,9 @@
 """The checkpoint format shared with export/: one ``torch.save``d dict of tensors and plain data.
 
-Keys: ``state_dict``, ``config`` (JSON-able; ``train.models.build_model(config)`` rebuilds the network),
-``preprocessing`` (edgeinfer transforms spec of the eval pipeline), ``labels``, ``image_mode``,
-``input_shape`` ([C, H, W]), ``dataset``, ``metrics``. Loadable with ``torch.load(path, weights_only=True)``.
+Keys: ``state_dict``; ``config`` (JSON-able training config: ``train.models.build_model(config)``
+rebuilds the network, whatever its ``arch``); ``data_config`` (``edgeinfer.config.DataConfig.to_dict()``:
+labels, image mode, input size, eval preprocessing spec, data set); ``metrics``. Loadable with
+``torch.load(path, weights_only=True)``.
 """
 
 from __future__ import annotations
@@ -13,17 +14,15 @@ from typing import Any
 import torch
 from torch import nn
 
+from edgeinfer.config import DataConfig
+
 
 def save_checkpoint(
     path: str | Path,
     model: nn.Module,
     config: dict[str, Any],
-    preprocessing: dict[str, Any],
-    labels: tuple[str, ...],
-    input_shape: tuple[int, int, int],
+    data_config: DataConfig,
     metrics: dict[str, Any],
-    image_mode: str = "L",
-    dataset: str = "fashion-mnist",
 ) -> None:
     """Write the checkpoint of ``model`` (unwrapped from DDP, tensors moved to CPU and made contiguous)."""
     model = model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
@@ -31,11 +30,7 @@ def save_checkpoint(
     checkpoint = {
         "state_dict": state_dict,
         "config": config,
-        "preprocessing": preprocessing,
-        "labels": list(labels),
-        "image_mode": image_mode,
-        "input_shape": list(input_shape),
-        "dataset": dataset,
+        "data_config": data_config.to_dict(),
         "metrics": metrics,
     }
     torch.save(checkpoint, path)

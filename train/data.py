@@ -8,7 +8,9 @@ only for the final report.
 from __future__ import annotations
 
 import gzip
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -57,6 +59,27 @@ def load_fashion_mnist(data_dir: str | Path, split: str) -> tuple[np.ndarray, np
     if split == "val":
         return images[-VAL_SIZE:], labels[-VAL_SIZE:]
     return images, labels
+
+
+class ArrayDataset:
+    """Images held in memory (uint8 N×H×W) with their labels, as a map-style data set for a DataLoader.
+
+    An item is ``(transform(image), label)``, like an ``ImageFolder`` item.
+    """
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray, transform: Callable[[Any], Any]) -> None:
+        self.images, self.labels, self.transform = images, labels, transform
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int) -> tuple[Any, int]:
+        return self.transform(self.images[index]), int(self.labels[index])
+
+
+def dataset_description(data_dir: str | Path) -> dict[str, Any]:
+    """The data-set dict of a model trained on Fashion-MNIST (stored in its data config)."""
+    return {"kind": "fashion-mnist", "root": str(Path(data_dir).resolve())}
 
 
 def load_splits(data_dir: str | Path, limit: int | None = None) -> dict[str, tuple[np.ndarray, np.ndarray]]:

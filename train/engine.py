@@ -115,8 +115,13 @@ def train_epoch(
         ):
             module.eval()
     loss_sum, correct, seen = 0.0, 0, 0
-    progress = tqdm(batches, desc=description, total=total, leave=False,
-                    disable=not (dist.is_main and sys.stderr.isatty()))
+    progress = tqdm(
+        batches,
+        desc=description,
+        total=total,
+        leave=False,
+        disable=not (dist.is_main and sys.stderr.isatty()),
+    )
     for x, y in progress:
         x = x.to(dist.device, memory_format=torch.channels_last)
         y = y.to(dist.device)
@@ -143,13 +148,13 @@ def fit(
     optimizer: torch.optim.Optimizer,
     scheduler: torch.optim.lr_scheduler.LRScheduler | None,
     loss_fn: nn.Module,
-    val: tuple[np.ndarray, np.ndarray],
-    pipeline: Callable[[Any], torch.Tensor],
+    val: torch.utils.data.Dataset,
     dist: Dist,
     on_epoch: Callable[[int, dict[str, float]], None] | None = None,
     precision: str = "fp32",
+    workers: int = 0,
 ) -> list[dict[str, float]]:
-    """Train for ``epochs`` (``batches(epoch)`` yields this rank's batches), validating after each.
+    """Train for ``epochs`` (``batches(epoch)`` yields this rank's batches), validating on ``val`` after each.
 
     Returns one record per epoch; ``on_epoch(epoch, record)`` runs after each (e.g. Optuna pruning).
     """
@@ -158,11 +163,18 @@ def fit(
     for epoch in range(epochs):
         start = time.perf_counter()
         train_loss, train_accuracy = train_epoch(
-            model, batches(epoch), optimizer, scheduler, loss_fn, dist, f"epoch {epoch + 1}/{epochs}",
-            steps_per_epoch, precision,
+            model,
+            batches(epoch),
+            optimizer,
+            scheduler,
+            loss_fn,
+            dist,
+            f"epoch {epoch + 1}/{epochs}",
+            steps_per_epoch,
+            precision,
         )
         _average_buffers(plain, dist)
-        result = evaluate(plain, *val, pipeline, dist.device)
+        result = evaluate(plain, val, dist.device, workers=workers)
         record = {
             "epoch": epoch + 1, "train_loss": train_loss, "train_accuracy": train_accuracy,
             "val_loss": result["loss"], "val_accuracy": result["accuracy"],
@@ -170,9 +182,11 @@ def fit(
         }  # fmt: skip
         history.append(record)
         if dist.is_main:
-            print(f"epoch {epoch + 1:3d}/{epochs}  train loss {train_loss:.4f} acc {train_accuracy:.4f}"
-                  f"  val loss {result['loss']:.4f} acc {result['accuracy']:.4f}  {record['seconds']:.1f}s",
-                  flush=True)
+            print(
+                f"epoch {epoch + 1:3d}/{epochs}  train loss {train_loss:.4f} acc {train_accuracy:.4f}"
+                f"  val loss {result['loss']:.4f} acc {result['accuracy']:.4f}  {record['seconds']:.1f}s",
+                flush=True,
+            )
         if on_epoch is not None:
             on_epoch(epoch, record)
     return history
@@ -192,38 +206,30 @@ def _average_buffers(model: nn.Module, dist: Dist) -> None:
 
 
 @torch.inference_mode()
-def predict(
-    model: nn.Module,
-    images: np.ndarray,
-    transform: Callable[[Any], torch.Tensor],
-    device: torch.device,
-    batch_size: int = 500,
-) -> torch.Tensor:
-    """Logits for ``images`` (uint8 N×H×W), each put through ``transform`` (the declared eval pipeline)."""
-    model.eval()
-    outputs = []
-    for start in range(0, len(images), batch_size):
-        x = torch.stack([transform(image) for image in images[start : start + batch_size]])
-        outputs.append(model(x.to(device, memory_format=torch.channels_last)).float().cpu())
-    return torch.cat(outputs)
-
-
 def evaluate(
     model: nn.Module,
-    images: np.ndarray,
-    labels: np.ndarray,
-    transform: Callable[[Any], torch.Tensor],
+    dataset: torch.utils.data.Dataset,
     device: torch.device,
     batch_size: int = 500,
+    workers: int = 0,
 ) -> dict[str, Any]:
-    """Loss, accuracy and predictions of ``model`` on ``images`` through the eval pipeline."""
-    logits = predict(model, images, transform, device, batch_size)
-    targets = torch.from_numpy(labels)
+    """Loss, accuracy, predictions and labels of ``model`` on ``dataset`` (items: eval tensor, label).
+
+    Batches are collated in order, so the predictions line up with the data set's samples.
+    """
+    model.eval()
+    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, num_workers=workers)
+    logits, targets = [], []
+    for x, y in loader:
+        logits.append(model(x.to(device, memory_format=torch.channels_last)).float().cpu())
+        targets.append(y)
+    logits, labels = torch.cat(logits), torch.cat(targets)
     predictions = logits.argmax(1)
     return {
-        "loss": nn.functional.cross_entropy(logits, targets).item(),
-        "accuracy": (predictions == targets).float().mean().item(),
+        "loss": nn.functional.cross_entropy(logits, labels).item(),
+        "accuracy": (predictions == labels).float().mean().item(),
         "predictions": predictions.numpy(),
+        "labels": labels.numpy(),
     }
 
 

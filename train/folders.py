@@ -18,9 +18,10 @@ from __future__ import annotations
 import functools
 import os
 import sys
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PIL import Image
@@ -29,6 +30,9 @@ SPLITS = ("train", "val", "test")
 DEFAULT_SPLIT = (0.8, 0.1, 0.1)
 # Modes whose images carry no colour: a folder of only these trains an "L" model when the mode is "auto".
 GRAY_MODES = frozenset({"1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"})
+
+if TYPE_CHECKING:
+    from train.engine import Batch, Dist
 
 Sample = tuple[str, int]
 
@@ -42,6 +46,21 @@ def image_extensions() -> tuple[str, ...]:
     """File extensions of every format the installed Pillow can open (lower case, with the dot)."""
     Image.init()
     return tuple(sorted(ext for ext, fmt in Image.registered_extensions().items() if fmt in Image.OPEN))
+
+
+def parse_split(text: str) -> tuple[float, float, float]:
+    """``"0.8,0.1,0.1"`` → fractions (an argparse type: ValueError on anything else)."""
+    import argparse
+
+    try:
+        fractions = tuple(float(part) for part in text.split(","))
+    except ValueError:
+        fractions = ()
+    if not _valid_split(fractions):
+        raise argparse.ArgumentTypeError(
+            f"expected three fractions train,val,test summing to 1 (e.g. 0.8,0.1,0.1), got {text!r}"
+        )
+    return fractions  # type: ignore[return-value]
 
 
 def describe_folder(
@@ -67,7 +86,7 @@ def describe_folder(
         dataset: dict[str, Any] = {"kind": "folder", "root": str(path.resolve()), "layout": "splits"}
     else:
         fractions = [float(f) for f in split]
-        if len(fractions) != 3 or min(fractions) < 0 or abs(sum(fractions) - 1) > 1e-6 or not fractions[0]:
+        if not _valid_split(fractions):
             raise DataSetError(f"split must be three fractions train,val,test summing to 1, got {split!r}")
         dataset = {"kind": "folder", "root": str(path.resolve()), "layout": "single", "split": fractions,
                    "seed": seed}  # fmt: skip
@@ -88,6 +107,76 @@ def describe_folder(
                 + (f" or change --split {','.join(map(str, dataset['split']))}" if "split" in dataset else "")
             )
     return dataset
+
+
+@dataclass(frozen=True)
+class FolderData:
+    """A checked folder data set: its description, classes, readable samples per split, what was skipped."""
+
+    dataset: dict[str, Any]
+    classes: list[str]
+    samples: dict[str, list[Sample]]
+    skipped: list[str]
+    modes: frozenset[str]
+
+    @property
+    def grayscale(self) -> bool:
+        """True when no image has colour: an "auto" image mode then means "L"."""
+        return self.modes <= GRAY_MODES
+
+
+def load_folder(
+    root: str | Path, split: Sequence[float] = DEFAULT_SPLIT, seed: int = 0, progress: bool = False
+) -> FolderData:
+    """Describe ``root`` and decode every image once, warning (one line each) about unreadable files.
+
+    Raises:
+        DataSetError: as :func:`describe_folder`, or when a class has no readable training image.
+    """
+    dataset = describe_folder(root, split, seed)
+    classes = folder_classes(dataset)
+    samples, skipped, modes = {}, [], set()
+    for name in SPLITS:
+        samples[name], warnings, found = scan(folder_samples(dataset, name), progress)
+        warn(warnings)
+        skipped += warnings
+        modes |= found
+    counts = np.bincount([target for _, target in samples["train"]], minlength=len(classes))
+    if not counts.all():
+        empty = [c for c, n in zip(classes, counts, strict=True) if not n]
+        raise DataSetError(f"no readable training image in {root} for the classes {empty}")
+    return FolderData(dataset, classes, samples, skipped, frozenset(modes))
+
+
+def training_batches(
+    data: FolderData,
+    mode: str,
+    transform: Callable[[Any], Any],
+    batch_size: int,
+    dist: Dist,
+    seed: int,
+    workers: int,
+) -> tuple[Callable[[int], Iterator[Batch]], int]:
+    """``(batches(epoch), steps per epoch)``: this rank's shuffled, augmented training batches.
+
+    ``batch_size`` is the global batch (each rank takes its share); the last incomplete batch is dropped.
+    """
+    import torch
+
+    images = image_folder(data.dataset, "train", data.samples["train"], mode, transform)
+    sampler = torch.utils.data.DistributedSampler(
+        images, num_replicas=dist.world_size, rank=dist.rank, shuffle=True, seed=seed
+    )
+    per_rank = min(max(1, batch_size // dist.world_size), len(sampler))
+    generator = torch.Generator().manual_seed(seed * 1000 + dist.rank)
+    loader = torch.utils.data.DataLoader(images, batch_size=per_rank, sampler=sampler, num_workers=workers,
+                                         drop_last=True, generator=generator)  # fmt: skip
+
+    def batches(epoch: int) -> Iterator[Batch]:
+        sampler.set_epoch(epoch)
+        return iter(loader)
+
+    return batches, len(loader)
 
 
 def folder_classes(dataset: Mapping[str, Any]) -> list[str]:
@@ -171,6 +260,10 @@ def image_folder(
     loader = functools.partial(_load, mode=mode)
     root = _split_root(dataset, split)
     return ImageFolder(root, transform, loader=loader, is_valid_file=keep.__contains__, allow_empty=True)
+
+
+def _valid_split(fractions: Sequence[float]) -> bool:
+    return len(fractions) == 3 and min(fractions) >= 0 and fractions[0] > 0 and abs(sum(fractions) - 1) < 1e-6
 
 
 def warn(lines: Iterable[str]) -> None:

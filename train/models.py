@@ -1,13 +1,16 @@
 """Model builders. A checkpoint's ``config`` is all :func:`build_model` needs to rebuild its network.
 
 Architectures: ``"cnn"`` (conv blocks → pool → conv blocks → pool → fully connected, the classic layout),
-``"mlp"`` (fully connected, for the CNN-vs-ANN comparison) and any torchvision classification model by name
-(``"vgg16"``, ``"resnet18"``, ``"mobilenet_v3_small"``, ...) with its last linear layer replaced by an
+``"mlp"`` (fully connected, for the CNN-vs-ANN comparison), any torchvision classification model by name
+(``"vgg16"``, ``"resnet18"``, ``"mobilenet_v3_small"``, ...) and any network a user brings as
+``"package.module:factory"`` (a callable returning an ``nn.Module``, e.g.
+``"timm.models.efficientnet:tf_efficientnet_lite0"``); backbones get their last linear layer replaced by an
 N-class head.
 """
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 from torch import nn
@@ -17,18 +20,50 @@ def build_model(config: dict[str, Any]) -> nn.Module:
     """Build the untrained network described by ``config`` (keys as in a checkpoint's ``config``).
 
     Raises:
-        ValueError: ``config["arch"]`` is neither ``"cnn"``, ``"mlp"`` nor a torchvision model name.
+        ValueError: ``config["arch"]`` is neither ``"cnn"``, ``"mlp"``, a torchvision model name nor a
+            ``module:factory`` that returns an ``nn.Module``.
     """
     arch = config["arch"]
     if arch == "cnn":
         return _cnn(config)
     if arch == "mlp":
         return _mlp(config)
-    import torchvision
+    return replace_head(backbone(arch), config["num_classes"])
 
-    if arch not in torchvision.models.list_models(torchvision.models):
-        raise ValueError(f"unknown arch {arch!r}: expected 'cnn', 'mlp' or a torchvision classifier's name")
-    return replace_head(torchvision.models.get_model(arch, weights=None), config["num_classes"])
+
+def backbone(arch: str) -> nn.Module:
+    """A randomly initialised torchvision model by name, or what ``package.module:factory`` returns.
+
+    Raises:
+        ValueError: unknown torchvision name, a module or factory that cannot be found, or a factory that
+            fails or does not return an ``nn.Module`` (one line, naming ``arch``).
+    """
+    if ":" not in arch:
+        import torchvision
+
+        if arch not in torchvision.models.list_models(torchvision.models):
+            raise ValueError(
+                f"unknown arch {arch!r}: expected 'cnn', 'mlp', a torchvision classifier's name or "
+                "package.module:factory"
+            )
+        return torchvision.models.get_model(arch, weights=None)
+    module_name, _, factory_name = arch.partition(":")
+    try:
+        factory = getattr(importlib.import_module(module_name), factory_name)
+    except ImportError as e:
+        raise ValueError(f"arch {arch!r}: cannot import {module_name} ({e})") from None
+    except AttributeError:
+        raise ValueError(f"arch {arch!r}: module {module_name} has no {factory_name!r}") from None
+    if not callable(factory):
+        raise ValueError(f"arch {arch!r}: {factory_name} is a {type(factory).__name__}, not a callable")
+    try:
+        model = factory()
+    except Exception as e:  # a user's factory can raise anything; report it on one line
+        raise ValueError(f"arch {arch!r}: {factory_name}() failed: {_first_line(e)}") from None
+    if not isinstance(model, nn.Module):
+        kind = type(model).__name__
+        raise ValueError(f"arch {arch!r}: {factory_name}() returned a {kind}, not an nn.Module")
+    return model
 
 
 def count_parameters(model: nn.Module) -> int:
@@ -84,6 +119,11 @@ def _head(model: nn.Module) -> tuple[str, nn.Linear]:
     return linears[-1]
 
 
+def _first_line(error: Exception) -> str:
+    text = str(error).strip()
+    return f"{type(error).__name__}: {text.splitlines()[0]}" if text else type(error).__name__
+
+
 def _cnn(config: dict[str, Any]) -> nn.Sequential:
     """conv block → max-pool → conv block → max-pool → FC → FC; a block is ``convs_per_block`` 3×3 convs."""
     batch_norm = config.get("batch_norm", False)
@@ -107,8 +147,10 @@ def _cnn(config: dict[str, Any]) -> nn.Sequential:
 def _mlp(config: dict[str, Any]) -> nn.Sequential:
     """Flatten → hidden fully connected layers → N-class output."""
     in_features = config.get("in_channels", 1) * config["image_size"] ** 2
-    layers = [nn.Flatten(), *_dense(in_features, config["hidden"], config.get("batch_norm", False),
-                                    config.get("dropout", 0.0))]
+    layers = [
+        nn.Flatten(),
+        *_dense(in_features, config["hidden"], config.get("batch_norm", False), config.get("dropout", 0.0)),
+    ]
     layers.append(nn.Linear(config["hidden"][-1], config["num_classes"]))
     return nn.Sequential(*layers)
 
@@ -126,4 +168,3 @@ def _dense(in_features: int, hidden: list[int], batch_norm: bool, dropout: float
     if dropout:
         layers.append(nn.Dropout(dropout))
     return layers
-

@@ -9,8 +9,8 @@ from typing import Any
 import numpy as np
 from torch import nn
 
+from edgeinfer.config import DataConfig
 from train.checkpoint import save_checkpoint
-from train.data import CLASSES
 from train.models import count_parameters
 
 
@@ -34,29 +34,40 @@ def save_run(
     out: Path,
     model: nn.Module,
     config: dict[str, Any],
-    preprocessing: dict[str, Any],
-    input_shape: tuple[int, int, int],
+    data_config: DataConfig,
     metrics: dict[str, Any],
     test_labels: np.ndarray,
     test_predictions: np.ndarray,
 ) -> None:
     """Write model.pt, metrics.json, learning_curves.png, confusion_matrix.png to ``out``; print a summary."""
-    save_checkpoint(out / "model.pt", model, config, preprocessing, CLASSES, input_shape, metrics)
-    matrix = confusion_matrix(test_labels, test_predictions, len(CLASSES))
+    save_checkpoint(out / "model.pt", model, config, data_config, metrics)
+    matrix = confusion_matrix(test_labels, test_predictions, data_config.num_classes)
     write_metrics(out / "metrics.json", {**metrics, "test_confusion_matrix": matrix.tolist()})
     title = f"{config['arch']} ({config.get('preset', 'transfer')}), {metrics['parameters']:,} parameters"
     plot_learning_curves(metrics["history"], out / "learning_curves.png", title)
-    plot_confusion_matrix(matrix, CLASSES, out / "confusion_matrix.png",
-                          f"{title}\ntest accuracy {metrics['test_accuracy']:.2%}")
-    print(f"\n{title}\n"
-          f"  accuracy  train {metrics['train_accuracy']:.4f}  val {metrics['val_accuracy']:.4f}"
-          f"  test {metrics['test_accuracy']:.4f}  (images: {metrics['images']})\n"
-          f"  time      training {metrics['train_seconds'] / 60:.1f} min,"
-          f" total {metrics['wall_seconds'] / 60:.1f} min"
-          f" on {metrics['world_size']} process(es) × {metrics['threads']} thread(s)"
-          f" (CPU time of rank 0: {metrics['cpu_seconds'] / 60:.1f} min)\n"
-          f"  saved     {out / 'model.pt'}, metrics.json, learning_curves.png, confusion_matrix.png",
-          flush=True)
+    plot_confusion_matrix(
+        matrix,
+        data_config.labels,
+        out / "confusion_matrix.png",
+        f"{title}\ntest accuracy {metrics['test_accuracy']:.2%}",
+    )
+    print(
+        f"\n{title}\n"
+        f"  accuracy  train {metrics['train_accuracy']:.4f}  val {metrics['val_accuracy']:.4f}"
+        f"  test {metrics['test_accuracy']:.4f}  (images: {metrics['images']}"
+        f"{_skipped(metrics.get('skipped_files'))})\n"
+        f"  time      training {metrics['train_seconds'] / 60:.1f} min,"
+        f" total {metrics['wall_seconds'] / 60:.1f} min"
+        f" on {metrics['world_size']} process(es) × {metrics['threads']} thread(s)"
+        f" (CPU time of rank 0: {metrics['cpu_seconds'] / 60:.1f} min)\n"
+        f"  saved     {out / 'model.pt'}, metrics.json, learning_curves.png, confusion_matrix.png",
+        flush=True,
+    )
+
+
+def _skipped(count: int | None) -> str:
+    """The summary's count of unreadable files a folder run skipped (nothing for in-memory data sets)."""
+    return "" if count is None else f"; skipped {count} unreadable file{'s' if count != 1 else ''}"
 
 
 def confusion_matrix(labels: np.ndarray, predictions: np.ndarray, num_classes: int) -> np.ndarray:
@@ -96,8 +107,15 @@ def plot_confusion_matrix(matrix: np.ndarray, classes: tuple[str, ...], path: st
     ax.set_ylabel("true")
     threshold = matrix.max() / 2
     for (i, j), count in np.ndenumerate(matrix):
-        ax.text(j, i, str(count), ha="center", va="center", fontsize=8,
-                color="white" if count > threshold else "black")
+        ax.text(
+            j,
+            i,
+            str(count),
+            ha="center",
+            va="center",
+            fontsize=8,
+            color="white" if count > threshold else "black",
+        )
     ax.set_title(title)
     fig.tight_layout()
     fig.savefig(path, dpi=100)

@@ -1,4 +1,5 @@
-"""Train a Fashion-MNIST CNN (or, with --mlp, a fully connected network of about the same size).
+"""Train a small CNN (or, with --mlp, a fully connected network of about the same size) on Fashion-MNIST
+or on a folder of your own images.
 
     python train/train_cnn.py --preset improved --out runs/cnn-improved        # the model export/ ships
     python train/train_cnn.py --preset baseline --out runs/cnn-baseline        # no regularisation: over-fits
@@ -6,15 +7,23 @@
     python train/train_cnn.py --optuna-trials 20 --epochs 8 --out runs/cnn-optuna  # tune; resumes if re-run
     python train/train_cnn.py --limit 2000 --epochs 2 --out /tmp/quick         # smoke run on a subset
     torchrun --nproc_per_node 2 train/train_cnn.py --preset improved --out runs/cnn-ddp
+    python train/train_cnn.py --data photos/ --image-size 32 --out runs/photos  # your own images
+
+--data DIR reads a folder in torchvision's ImageFolder layout: DIR/<class>/*.png, split --split 0.8,0.1,0.1
+(stratified, seeded), or DIR/train|val|test/<class>/ (see train/folders.py). Unreadable files are skipped
+with a warning each and counted in the summary. --image-mode auto trains a grayscale ("L") model when no
+image has colour, else RGB; images are resized and centre-cropped to --image-size (default 28).
 
 Every knob of a run is in PRESETS below; the resolved config is saved whole in the checkpoint. The run
 writes OUT/model.pt (checkpoint, see train/checkpoint.py), OUT/metrics.json, OUT/learning_curves.png and
 OUT/confusion_matrix.png, and prints a summary. Seeded: the same command (and --threads) gives the same model.
 
-Validation is the last 5k of the 60k training images; the 10k test images are only used at the very end.
-The eval preprocessing is declared once (step 3) as a torchvision pipeline; its edgeinfer spec goes into
-the checkpoint, and every accuracy reported goes through exactly that pipeline. Training feeds whole uint8
-batches through the same Normalize (bit-identical to ToTensor + Normalize per image) plus augmentation.
+Fashion-MNIST validation is the last 5k of the 60k training images; test images are only used at the very
+end. The eval preprocessing is declared once (step 3) as a torchvision pipeline; the model's data config
+(labels, image mode, input size, that pipeline's edgeinfer spec) goes into the checkpoint, and every accuracy
+reported goes through exactly that pipeline. On Fashion-MNIST, training feeds whole uint8 batches through the
+same Normalize (bit-identical to ToTensor + Normalize per image) plus augmentation; on a folder, torchvision's
+DataLoader applies the same augmentation (flip, padded random crop) image by image.
 """
 
 from __future__ import annotations
@@ -33,15 +42,18 @@ import numpy as np
 import torch
 from torch import nn
 
-from train import augment, engine, report
-from train.data import CLASSES, DEFAULT_DATA_DIR, MEAN, STD, load_splits
+from edgeinfer.config import DataConfig
+from train import augment, engine, folders, report
+from train.data import CLASSES, DEFAULT_DATA_DIR, MEAN, STD, ArrayDataset, dataset_description, load_splits
 from train.models import build_model
 
 if TYPE_CHECKING:
     from torchvision.transforms import Compose
 
+Data = dict[str, tuple[np.ndarray, np.ndarray]] | folders.FolderData
+
 # --- defaults: one dict per preset; "improved" is the shipped model (≤ 500k parameters) ---
-COMMON = {"num_classes": len(CLASSES), "in_channels": 1, "image_size": 28}
+COMMON = {"num_classes": len(CLASSES), "in_channels": 1, "image_size": 28, "image_mode": "L"}
 PRESETS: dict[str, dict[str, Any]] = {
     # The classic layout with nothing against over-fitting: train accuracy runs away from validation.
     "baseline": {
@@ -63,6 +75,8 @@ PRESETS: dict[str, dict[str, Any]] = {
 }  # fmt: skip
 # --mlp swaps the network for this one (≈ the improved CNN's parameter count) and keeps the recipe.
 MLP = {"arch": "mlp", "hidden": [512, 128]}
+# Folder data sets have no measured statistics: normalise [0, 1] to [-1, 1] per channel.
+FOLDER_MEAN, FOLDER_STD = 0.5, 0.5
 
 
 def resolve_config(args: argparse.Namespace) -> dict[str, Any]:
@@ -77,20 +91,40 @@ def resolve_config(args: argparse.Namespace) -> dict[str, Any]:
     return config
 
 
-def eval_pipeline() -> Compose:
-    """The eval preprocessing, declared once: any image → 28×28 grayscale tensor, normalised.
+def eval_pipeline(size: int = 28, mean: tuple[float, ...] = MEAN, std: tuple[float, ...] = STD) -> Compose:
+    """The eval preprocessing, declared once: any image array (in the model's mode) → size×size, normalised.
 
     Fashion-MNIST images are already 28×28, so Resize/CenterCrop are the identity on them; they make the
     exported model accept other sizes.
     """
     from torchvision import transforms as T
 
-    return T.Compose([T.ToPILImage(), T.Resize(28), T.CenterCrop(28), T.ToTensor(), T.Normalize(MEAN, STD)])
+    return T.Compose(
+        [T.ToPILImage(), T.Resize(size), T.CenterCrop(size), T.ToTensor(), T.Normalize(mean, std)]
+    )
+
+
+def train_pipeline(config: dict[str, Any], eval_compose: Compose) -> Compose:
+    """Folder training: the eval pipeline with the preset's flip and shift (a padded random crop) before
+    ToTensor, as torchvision transforms applied image by image."""
+    from torchvision import transforms as T
+
+    *decode, to_tensor, normalize = eval_compose.transforms
+    size = config["image_size"]
+    augmentation = [T.RandomHorizontalFlip()] if config["flip"] else []
+    if config["shift"]:
+        augmentation.append(T.RandomCrop(size, padding=config["shift"]))
+    return T.Compose([*decode, *augmentation, to_tensor, normalize])
 
 
 def training_batches(
-    images: torch.Tensor, labels: torch.Tensor, config: dict[str, Any], normalize: nn.Module,
-    dist: engine.Dist, epoch: int, generator: torch.Generator,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    config: dict[str, Any],
+    normalize: nn.Module,
+    dist: engine.Dist,
+    epoch: int,
+    generator: torch.Generator,
 ) -> Iterator[engine.Batch]:
     """This rank's augmented, normalised batches for one epoch."""
     for idx in engine.index_batches(len(images), config["batch_size"], dist, config["seed"], epoch):
@@ -104,25 +138,39 @@ def training_batches(
 
 
 def train(
-    config: dict[str, Any], data: dict[str, tuple[np.ndarray, np.ndarray]], pipeline: Compose,
-    dist: engine.Dist, trial: Any = None,
+    config: dict[str, Any],
+    data: Data,
+    pipeline: Compose,
+    dist: engine.Dist,
+    trial: Any = None,
+    workers: int = 0,
 ) -> tuple[nn.Module, list[dict[str, float]]]:
     """Train from scratch as ``config`` says; validate each epoch. Returns the (wrapped) model and history.
 
-    With an Optuna ``trial``, reports validation accuracy each epoch and raises ``optuna.TrialPruned``
-    when the pruner says so.
+    ``data``: Fashion-MNIST ``{split: (images, labels)}`` arrays, or a checked folder data set. With an
+    Optuna ``trial``, reports validation accuracy each epoch and raises ``optuna.TrialPruned`` when the
+    pruner says so.
     """
     torch.manual_seed(config["seed"])
     model = engine.wrap(build_model(config), dist)
-    images, labels = (torch.from_numpy(a) for a in data["train"])
-    normalize = next(t for t in pipeline.transforms if type(t).__name__ == "Normalize")
-    steps_per_epoch = engine.steps_per_epoch(len(images), config["batch_size"], dist)
-    optimizer, scheduler = _optimizer(model, config, steps_per_epoch)
-    # Each rank augments its shard differently, reproducibly.
-    generator = torch.Generator().manual_seed(config["seed"] * 1000 + dist.rank)
+    if isinstance(data, folders.FolderData):
+        batches, steps_per_epoch = folders.training_batches(
+            data, config["image_mode"], train_pipeline(config, pipeline), config["batch_size"], dist,
+            config["seed"], workers,
+        )  # fmt: skip
+        val = evaluation_set(data, "val", config["image_mode"], pipeline)
+    else:
+        images, labels = (torch.from_numpy(a) for a in data["train"])
+        normalize = next(t for t in pipeline.transforms if type(t).__name__ == "Normalize")
+        steps_per_epoch = engine.steps_per_epoch(len(images), config["batch_size"], dist)
+        # Each rank augments its shard differently, reproducibly.
+        generator = torch.Generator().manual_seed(config["seed"] * 1000 + dist.rank)
 
-    def batches(epoch: int) -> Iterator[engine.Batch]:
-        return training_batches(images, labels, config, normalize, dist, epoch, generator)
+        def batches(epoch: int) -> Iterator[engine.Batch]:
+            return training_batches(images, labels, config, normalize, dist, epoch, generator)
+
+        val = evaluation_set(data, "val", config["image_mode"], pipeline)
+    optimizer, scheduler = _optimizer(model, config, steps_per_epoch)
 
     def report_to_optuna(epoch: int, record: dict[str, float]) -> None:
         import optuna
@@ -132,22 +180,44 @@ def train(
             raise optuna.TrialPruned()
 
     history = engine.fit(
-        model, batches, steps_per_epoch, config["epochs"], optimizer, scheduler,
-        nn.CrossEntropyLoss(label_smoothing=config["label_smoothing"]), data["val"], pipeline, dist,
-        on_epoch=report_to_optuna if trial is not None else None, precision=config["precision"],
+        model,
+        batches,
+        steps_per_epoch,
+        config["epochs"],
+        optimizer,
+        scheduler,
+        nn.CrossEntropyLoss(label_smoothing=config["label_smoothing"]),
+        val,
+        dist,
+        on_epoch=report_to_optuna if trial is not None else None,
+        precision=config["precision"],
+        workers=workers,
     )
     return model, history
+
+
+def evaluation_set(data: Data, split: str, image_mode: str, pipeline: Compose) -> Any:
+    """One split as a map-style data set of (eval-pipeline tensor, label) items."""
+    if isinstance(data, folders.FolderData):
+        return folders.image_folder(data.dataset, split, data.samples[split], image_mode, pipeline)
+    return ArrayDataset(*data[split], pipeline)
 
 
 def _optimizer(
     model: nn.Module, config: dict[str, Any], steps_per_epoch: int
 ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler | None]:
     if config["optimizer"] == "sgd":
-        optimizer = torch.optim.SGD(model.parameters(), lr=config["lr"], momentum=0.9, nesterov=True,
-                                    weight_decay=config["weight_decay"])
+        optimizer = torch.optim.SGD(
+            model.parameters(),
+            lr=config["lr"],
+            momentum=0.9,
+            nesterov=True,
+            weight_decay=config["weight_decay"],
+        )
     else:
-        optimizer = torch.optim.AdamW(model.parameters(), lr=config["lr"],
-                                      weight_decay=config["weight_decay"])
+        optimizer = torch.optim.AdamW(
+            model.parameters(), lr=config["lr"], weight_decay=config["weight_decay"]
+        )
     if config["schedule"] == "onecycle":
         total = config["epochs"] * steps_per_epoch
         return optimizer, torch.optim.lr_scheduler.OneCycleLR(optimizer, config["lr"], total_steps=total)
@@ -155,8 +225,13 @@ def _optimizer(
 
 
 def tune(
-    config: dict[str, Any], trials: int, data: dict[str, tuple[np.ndarray, np.ndarray]], pipeline: Compose,
-    dist: engine.Dist, out: Path,
+    config: dict[str, Any],
+    trials: int,
+    data: Data,
+    pipeline: Compose,
+    dist: engine.Dist,
+    out: Path,
+    workers: int = 0,
 ) -> dict[str, Any]:
     """Run an Optuna study (stored in OUT/optuna.db, so a re-run resumes it) and return the best config.
 
@@ -166,8 +241,11 @@ def tune(
     import optuna
 
     study = optuna.create_study(
-        study_name="train_cnn", storage=f"sqlite:///{out / 'optuna.db'}", load_if_exists=True,
-        direction="maximize", sampler=optuna.samplers.TPESampler(seed=config["seed"]),
+        study_name="train_cnn",
+        storage=f"sqlite:///{out / 'optuna.db'}",
+        load_if_exists=True,
+        direction="maximize",
+        sampler=optuna.samplers.TPESampler(seed=config["seed"]),
         pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1),
     )
     lr_range = (1e-2, 0.3) if config["optimizer"] == "sgd" else (1e-4, 1e-2)
@@ -185,7 +263,7 @@ def tune(
         return {**config, **suggested}
 
     def objective(trial: optuna.Trial) -> float:
-        return train(suggest(trial), data, pipeline, dist, trial)[1][-1]["val_accuracy"]
+        return train(suggest(trial), data, pipeline, dist, trial, workers)[1][-1]["val_accuracy"]
 
     finished = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
     done = [t for t in study.trials if t.state in finished]
@@ -193,8 +271,44 @@ def tune(
         study.optimize(objective, n_trials=trials - len(done))
     best = study.best_trial
     print(f"optuna: best of {len(study.trials)} trials: val accuracy {best.value:.4f} with {best.params}")
-    return {**suggest(optuna.trial.FixedTrial(best.params)), "optuna": {
-        "trials": len(study.trials), "best_value": best.value, "best_params": best.params}}
+    return {
+        **suggest(optuna.trial.FixedTrial(best.params)),
+        "optuna": {"trials": len(study.trials), "best_value": best.value, "best_params": best.params},
+    }
+
+
+def load_data(
+    args: argparse.Namespace, config: dict[str, Any], progress: bool
+) -> tuple[Data, Compose, DataConfig]:
+    """The data, the eval pipeline and the model's data config; completes ``config`` (classes, channels,
+    size, image mode).
+
+    Raises:
+        FileNotFoundError: Fashion-MNIST is not installed.
+        ValueError: the folder is not a usable data set (``folders.DataSetError``), or options that do not
+            apply to the data.
+    """
+    from edgeinfer.transforms import from_torchvision
+
+    size = args.image_size or config["image_size"]
+    if args.data == "fashion-mnist":
+        if size != config["image_size"]:
+            raise ValueError(f"--image-size is for folders: Fashion-MNIST trains at {config['image_size']}")
+        data: Data = load_splits(args.data_dir, args.limit)
+        labels, mode, mean, std = CLASSES, "L", MEAN, STD
+        dataset = dataset_description(args.data_dir)
+    else:
+        if args.limit:
+            raise ValueError("--limit is for Fashion-MNIST; for a folder, use a smaller folder")
+        data = folders.load_folder(args.data, args.split, args.seed, progress)
+        labels, dataset = tuple(data.classes), data.dataset
+        mode = "L" if args.image_mode == "L" or (args.image_mode == "auto" and data.grayscale) else "RGB"
+        mean, std = (FOLDER_MEAN,) * len(mode), (FOLDER_STD,) * len(mode)
+    config.update(num_classes=len(labels), in_channels=len(mode), image_size=size, image_mode=mode)
+    # The eval preprocessing, declared once; the checkpoint stores it as an edgeinfer spec in the data config.
+    pipeline = eval_pipeline(size, mean, std)
+    spec = from_torchvision(pipeline).to_spec()
+    return data, pipeline, DataConfig(config["arch"], labels, mode, (len(mode), size, size), spec, dataset)
 
 
 def main(args: argparse.Namespace) -> None:
@@ -213,41 +327,56 @@ def main(args: argparse.Namespace) -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
 
-    # 2. data: train / val (last 5k of the training file) / test
+    # 2. data: Fashion-MNIST (validation: last 5k of the training file) or a checked folder;
+    # 3. the eval pipeline and the data config built from it
     try:
-        data = load_splits(args.data_dir, args.limit)
-    except FileNotFoundError as e:
+        data, pipeline, data_config = load_data(args, config, progress=dist.is_main and sys.stderr.isatty())
+    except (FileNotFoundError, ValueError) as e:
         raise SystemExit(f"train_cnn.py: error: {e}") from None
-
-    # 3. eval preprocessing, declared once; the checkpoint stores it as an edgeinfer spec
-    from edgeinfer.transforms import from_torchvision
-
-    pipeline = eval_pipeline()
-    preprocessing = from_torchvision(pipeline).to_spec()
 
     # 4. optionally tune with Optuna, then 5. train (the best trial's config, retrained from scratch)
     if args.optuna_trials:
-        config = tune(config, args.optuna_trials, data, pipeline, dist, out)
+        config = tune(config, args.optuna_trials, data, pipeline, dist, out, args.workers)
     train_start = time.perf_counter()
-    model, history = train(config, data, pipeline, dist)
+    model, history = train(config, data, pipeline, dist, workers=args.workers)
     train_seconds = time.perf_counter() - train_start
 
     # 6. final evaluation through the declared pipeline; the test set is used here only
     plain = model.module if dist.world_size > 1 else model
-    results = {split: engine.evaluate(plain, *data[split], pipeline, dist.device) for split in data}
+    sets = {split: evaluation_set(data, split, config["image_mode"], pipeline) for split in folders.SPLITS}
+    results = {
+        split: engine.evaluate(plain, sets[split], dist.device, workers=args.workers) for split in sets
+    }
+    skipped = {"skipped_files": len(data.skipped)} if isinstance(data, folders.FolderData) else {}
     metrics = report.collect_metrics(
-        config, plain, results, history, preset=config["preset"], train_seconds=train_seconds,
-        wall_seconds=time.perf_counter() - wall, cpu_seconds=time.process_time(),
-        world_size=dist.world_size, threads=torch.get_num_threads(),
-        epochs=config["epochs"], images={split: len(x) for split, (x, _) in data.items()},
+        config,
+        plain,
+        results,
+        history,
+        preset=config["preset"],
+        train_seconds=train_seconds,
+        wall_seconds=time.perf_counter() - wall,
+        cpu_seconds=time.process_time(),
+        world_size=dist.world_size,
+        threads=torch.get_num_threads(),
+        epochs=config["epochs"],
+        images={split: len(d) for split, d in sets.items()},
+        **skipped,
     )
 
     # 7. rank 0 saves checkpoint, metrics and plots (every rank shows its weights: DDP keeps them identical)
     if dist.world_size > 1:
         print(f"rank {dist.rank}: weights sha256 {engine.state_dict_digest(plain)}", flush=True)
     if dist.is_main:
-        report.save_run(out, plain, config, preprocessing, (1, 28, 28), metrics, data["test"][1],
-                        results["test"]["predictions"])
+        report.save_run(
+            out,
+            plain,
+            config,
+            data_config,
+            metrics,
+            results["test"]["labels"],
+            results["test"]["predictions"],
+        )
     engine.teardown_distributed(dist)
 
 
@@ -255,13 +384,47 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--preset", choices=sorted(PRESETS), default="improved")
     parser.add_argument("--mlp", action="store_true", help="a fully connected network instead of the CNN")
-    parser.add_argument("--optuna-trials", type=int, default=0, metavar="N",
-                        help="tune with N Optuna trials first (study in OUT/optuna.db; a re-run resumes)")
+    parser.add_argument(
+        "--optuna-trials",
+        type=int,
+        default=0,
+        metavar="N",
+        help="tune with N Optuna trials first (study in OUT/optuna.db; a re-run resumes)",
+    )
     parser.add_argument("--epochs", type=int, help="override the preset's epochs")
     parser.add_argument("--batch-size", type=int, help="override the preset's (global) batch size")
     parser.add_argument("--lr", type=float, help="override the preset's (peak) learning rate")
-    parser.add_argument("--limit", type=int, default=0, metavar="N", help="at most N images per split")
-    parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
+    parser.add_argument(
+        "--data",
+        default="fashion-mnist",
+        metavar="DIR",
+        help="fashion-mnist (default) or a folder of images, one sub-folder per class",
+    )
+    parser.add_argument(
+        "--split",
+        type=folders.parse_split,
+        default=folders.DEFAULT_SPLIT,
+        metavar="T,V,T",
+        help="train,val,test fractions for a folder without train/val/test (default 0.8,0.1,0.1)",
+    )
+    parser.add_argument(
+        "--image-size",
+        type=int,
+        default=0,
+        metavar="PX",
+        help="network input size (default 28); images are resized and centre-cropped to it",
+    )
+    parser.add_argument(
+        "--image-mode",
+        choices=("auto", "L", "RGB"),
+        default="auto",
+        help="folder images: L (grayscale), RGB, or auto: L when no image has colour",
+    )
+    parser.add_argument("--workers", type=int, default=0, help="DataLoader worker processes (0: in-process)")
+    parser.add_argument(
+        "--limit", type=int, default=0, metavar="N", help="Fashion-MNIST: at most N images per split"
+    )
+    parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR, help="where Fashion-MNIST is")
     parser.add_argument("--out", type=Path, default=Path("runs/cnn"))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
