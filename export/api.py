@@ -252,6 +252,11 @@ def _print_table(rows: dict[str, dict[str, Any]], progress: Callable[[str], None
     progress(f"      {'model':9} {'accuracy':>9} {'agree':>8} {'size':>12} {'ratio':>6} {'b1 ms':>8} "
              f"{'b64 ms':>8}  kept/why not")  # fmt: skip
     for name, m in rows.items():
+        if "latency" not in m:  # a candidate that could not be built
+            progress(
+                f"      {name:9} {'':>9} {'':>8} {'':>12} {'':>6} {'':>8} {'':>8}  {'; '.join(m['failed'])}"
+            )
+            continue
         accuracy = "n/a" if m["accuracy"] is None else f"{m['accuracy']:.2%}"
         verdict = "" if "qualifies" not in m else "qualifies" if m["qualifies"] else "; ".join(m["failed"])
         b1, b64 = m["latency"]["batch_1_ms"], m["latency"]["batch_64_ms"]

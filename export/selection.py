@@ -94,16 +94,30 @@ def select(
     paths: dict[str, Path] = {"fp32": Path(fp32_path)}
     metas = {"fp32": metadata}
     descriptions = {"fp32": "FP32 (no quantization)"}
+    broken: dict[str, dict[str, Any]] = {}
     for candidate in candidates(fp32_path, len(calibration)):
         progress(f"      quantizing: {candidate.name} ({candidate.description})")
-        paths[candidate.name] = workdir / f"{candidate.name}.onnx"
-        metas[candidate.name] = quantization.quantize(
-            fp32_path, paths[candidate.name], metadata, candidate.mode, candidate.options, calibration
-        )
+        path = workdir / f"{candidate.name}.onnx"
+        try:
+            metas[candidate.name] = quantization.quantize(
+                fp32_path, path, metadata, candidate.mode, candidate.options, calibration
+            )
+        except Exception as e:  # onnxruntime.quantization raises anything (e.g. numpy's on flat histograms)
+            first_line = (str(e).strip() or type(e).__name__).splitlines()[0]
+            reason = f"quantization failed: {first_line}"
+            progress(f"      {candidate.name}: {reason}")
+            broken[candidate.name] = {
+                "description": candidate.description,
+                "failed": [reason],
+                "qualifies": False,
+            }
+            continue
+        paths[candidate.name] = path
         descriptions[candidate.name] = candidate.description
     progress(f"      measuring {len(paths)} models on {len(images)} images (latency: median of {repeats})")
     measured = report.build_report(paths, images, labels, repeats=repeats, threads=threads)
     table = {name: {"description": descriptions[name], **row} for name, row in measured["models"].items()}
+    table.update(broken)
     chosen, reason = decide(table)
     return Selection(chosen, reason, table, measured["measured_on"]), paths, metas
 
@@ -113,7 +127,7 @@ def decide(table: dict[str, dict[str, Any]]) -> tuple[str, str]:
     fp32 = table["fp32"]
     fp32["qualifies"], fp32["failed"] = True, []
     for name, row in table.items():
-        if name == "fp32":
+        if name == "fp32" or "latency" not in row:  # not measured: it could not be built
             continue
         row["failed"] = failures(row, fp32)
         row["qualifies"] = not row["failed"]

@@ -50,6 +50,7 @@ from export.api import (
 )
 from export.conversion import DEFAULT_OPSET
 from export.quantization import CALIBRATION_METHODS, EXCLUDABLE, StaticOptions
+from export.verification import BATCH_SIZES
 
 
 def export(args: argparse.Namespace) -> dict:
@@ -69,17 +70,19 @@ def export(args: argparse.Namespace) -> dict:
           f"checkpoint test accuracy {about['test_accuracy']}, data {dataset}")  # fmt: skip
 
     test = inputs.load_split(dataset, "test", config.labels)
-    calibration = None
-    if args.quantize in ("int8", "auto"):
-        train = inputs.load_split(dataset, "train", config.labels)
-        calibration = train.sample(args.calibration_size, args.seed)
+    train = inputs.load_split(dataset, "train", config.labels)
+    # Batches of 1, 2 and 7 need 10 images; a small folder's test split can have fewer.
+    verify = test if len(test) >= sum(BATCH_SIZES) else train
+    calibration = (
+        train.sample(args.calibration_size, args.seed) if args.quantize in ("int8", "auto") else None
+    )
     options = StaticOptions(
         calibration_method=args.calibration_method, calibration_size=args.calibration_size,
         exclude=tuple(args.keep_float), fc_bits=args.fc_bits,
     )  # fmt: skip
     summary = export_network(
         network, args.out, metadata,
-        verify=test.sample(args.verify_images, args.seed),
+        verify=verify.sample(args.verify_images, args.seed),
         select_on=inputs.load_split(dataset, "val", config.labels).sample(args.eval_size, args.seed)
         if args.quantize == "auto" else None,
         report_on=test.sample(args.eval_size, args.seed), calibration=calibration, quantize=args.quantize,
