@@ -62,7 +62,7 @@ def backbone(arch: str) -> nn.Module:
         raise ValueError(f"arch {arch!r}: {factory_name}() failed: {_first_line(e)}") from None
     if not isinstance(model, nn.Module):
         kind = type(model).__name__
-        raise ValueError(f"arch {arch!r}: {factory_name}() returned a {kind}, not an nn.Module")
+        raise ValueError(f"arch {arch!r}: {factory_name}() must return an nn.Module, got {kind}")
     return model
 
 
