@@ -157,3 +157,18 @@ def qualifies(row: dict, fp32: dict) -> bool:
         and row["latency"]["batch_1_ms"] <= fp32["latency"]["batch_1_ms"]
         and row["latency"]["batch_64_ms"] <= fp32["latency"]["batch_64_ms"]
     )
+
+
+def write_photo_folder(root: Path, classes: tuple[str, ...], per_class: int, make_image: Any) -> Path:
+    """An ImageFolder of photo-like images (``make_image``: conftest's ``image_factory``): JPEG and PNG files,
+    RGB, RGBA and grayscale, mixed sizes and aspect ratios."""
+    from PIL import Image
+
+    kinds = [("RGB", "jpg"), ("RGBA", "png"), ("L", "jpg"), ("RGB", "png")]
+    for c, name in enumerate(classes):
+        (root / name).mkdir(parents=True)
+        for i in range(per_class):
+            mode, ext = kinds[i % len(kinds)]
+            array = make_image(48 + 5 * i, 80 - 3 * i, mode, seed=1000 * c + i)
+            Image.fromarray(array).save(root / name / f"{name}_{i}.{ext}")
+    return root

@@ -32,18 +32,10 @@ def _run(*command: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def photos(tmp_path_factory: pytest.TempPathFactory, image_factory) -> Path:
-    """36 photo-like images in three class folders: JPEG and PNG, RGB, RGBA and grayscale, mixed sizes."""
-    from PIL import Image
+    """36 photo-like images in three class folders."""
+    from tests.fixtures import write_photo_folder
 
-    root = tmp_path_factory.mktemp("photos")
-    kinds = [("RGB", "jpg"), ("RGBA", "png"), ("L", "jpg"), ("RGB", "png")]
-    for c, name in enumerate(CLASSES):
-        (root / name).mkdir()
-        for i in range(12):
-            mode, ext = kinds[i % len(kinds)]
-            array = image_factory(48 + 5 * i, 80 - 3 * i, mode, seed=1000 * c + i)
-            Image.fromarray(array).save(root / name / f"{name}_{i}.{ext}")
-    return root
+    return write_photo_folder(tmp_path_factory.mktemp("data") / "photos", CLASSES, 12, image_factory)
 
 
 @pytest.fixture(scope="module")

@@ -22,30 +22,16 @@ from torchvision.datasets.folder import pil_loader  # noqa: E402
 
 from edgeinfer import Model  # noqa: E402
 from export import export_model  # noqa: E402
-from tests.fixtures import qualifies  # noqa: E402
+from tests.fixtures import qualifies, write_photo_folder  # noqa: E402
 
 CLASSES = ("cat", "dog", "fox")
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
-def _save(array: np.ndarray, path: Path) -> None:
-    from PIL import Image
-
-    Image.fromarray(array).save(path)
-
-
 @pytest.fixture(scope="module")
 def photo_folder(tmp_path_factory: pytest.TempPathFactory, image_factory) -> Path:
-    """An ImageFolder of photo-like images: mixed sizes, JPEG/PNG, RGB, RGBA and grayscale files."""
-    root = tmp_path_factory.mktemp("photos")
-    kinds = [("RGB", "jpg"), ("RGBA", "png"), ("L", "png"), ("RGB", "png")]
-    for c, name in enumerate(CLASSES):
-        (root / name).mkdir()
-        for i in range(8):
-            mode, ext = kinds[i % len(kinds)]
-            h, w = 40 + 7 * i, 90 - 5 * i
-            _save(image_factory(h, w, mode, seed=100 * c + i), root / name / f"{i}.{ext}")
-    return root
+    """24 photo-like images in three class folders."""
+    return write_photo_folder(tmp_path_factory.mktemp("data") / "photos", CLASSES, 8, image_factory)
 
 
 def _files(folder: Path) -> list[str]:
