@@ -106,7 +106,17 @@ def network(tiny_checkpoint: Path) -> torch.nn.Module:
 @pytest.fixture(scope="module")
 def fp32(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("fp32") / "model.onnx"
-    argv = [str(tiny_checkpoint), "--out", str(out), "--eval-size", "500", "--repeats", "2"]
+    argv = [
+        str(tiny_checkpoint),
+        "--out",
+        str(out),
+        "--quantize",
+        "none",
+        "--eval-size",
+        "500",
+        "--repeats",
+        "2",
+    ]
     assert to_onnx.main(argv) == 0
     return out
 

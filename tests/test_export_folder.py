@@ -105,3 +105,19 @@ def test_edgeinfer_predict_gives_torchs_classes(exported, photos: Path) -> None:
     predicted = [json.loads(line) for line in result.stdout.splitlines()]
     assert [p["file"] for p in predicted] == files
     assert [p["label"] for p in predicted] == [CLASSES[i] for i in logits.argmax(1)]
+
+
+def test_data_folder_with_other_classes_is_one_line_error(exported, tmp_path: Path, image_factory) -> None:
+    from tests.fixtures import write_photo_folder
+
+    ckpt, _, _ = exported
+    other = write_photo_folder(tmp_path / "other", ("apple", "bird", "cloud"), 10, image_factory)
+    command = [sys.executable, "export/to_onnx.py", str(ckpt), "--out", str(tmp_path / "m.onnx"),
+               "--data", str(other)]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert result.returncode == 1
+    assert result.stderr == (
+        f"error: {other}: class folders ['apple', 'bird', 'cloud'] are not the model's labels "
+        "['apple', 'boat', 'cloud']\n"
+    )
+    assert not (tmp_path / "m.onnx").exists()
