@@ -470,29 +470,29 @@ def test_vgg16_at_another_input_size_fails_clearly(tmp_path: Path) -> None:
 
 
 def test_auto_quantizes_the_bundled_cnn_architecture(tmp_path: Path, capsys) -> None:
-    """The improved preset's network (468k parameters, what edgeinfer ships), trained briefly: auto must
-    find what export/README.md's study found by hand — static INT8 with 4-bit fully connected weights."""
+    """The improved preset's network (468k parameters, what edgeinfer ships), trained briefly: static INT8
+    wins there (export/README.md), so auto must keep a quantized model — the smallest that meets the bar."""
     from tests.fixtures import qualifies
     from train.train_cnn import COMMON, PRESETS
 
-    ckpt = train_briefly({**COMMON, **PRESETS["improved"]}, 200, tmp_path / "cnn.pt")
+    ckpt = train_briefly({**COMMON, **PRESETS["improved"]}, 150, tmp_path / "cnn.pt")
     out = tmp_path / "cnn.onnx"
-    argv = [str(ckpt), "--out", str(out), "--quantize", "auto", "--calibration-size", "256",
-            "--eval-size", "1000", "--repeats", "20"]  # fmt: skip
-    assert to_onnx.main(argv) == 0
+    argv = [str(ckpt), "--out", str(out), "--calibration-size", "256", "--eval-size", "1000",
+            "--repeats", "20"]  # fmt: skip
+    assert to_onnx.main(argv) == 0  # --quantize auto is the default
     printed = capsys.readouterr().out
     report = json.loads(out.with_suffix(".json").read_text())
     auto = report["quantization"]["auto"]
     table = auto["candidates"]
     assert set(table) == {"fp32", "int8", "int8-fc4", "dynamic"}  # its fully connected layers hold 86 %
-    assert auto["chosen"] == "int8-fc4", auto["reason"]  # the bundled model's recipe, chosen by measurement
-    assert qualifies(table["int8-fc4"], table["fp32"])
-    smaller = [n for n, row in table.items() if row["size_bytes"] < table["int8-fc4"]["size_bytes"]]
-    assert smaller == [], f"a smaller model was measured: {smaller}"
+    chosen = auto["chosen"]
+    assert chosen in ("int8", "int8-fc4"), auto["reason"]
+    assert qualifies(table[chosen], table["fp32"])
+    smaller = [n for n, row in table.items() if row["size_bytes"] < table[chosen]["size_bytes"]]
+    assert not any(qualifies(table[n], table["fp32"]) for n in smaller), "a smaller model met the bar"
     assert f"kept: {auto['reason']}" in printed
-    ops = {n.op_type for n in onnx.load(str(out)).graph.node}
-    assert {"QuantizeLinear", "MatMulNBits"} <= ops
+    assert "QuantizeLinear" in {n.op_type for n in onnx.load(str(out)).graph.node}
     recorded = conversion.load_metadata(out).provenance["quantization"]
-    assert recorded["fc_bits"] == 4 and recorded["auto"]["candidates"] == table
+    assert recorded["mode"] == "int8" and recorded["auto"]["candidates"] == table
     # the kept model is re-verified against torch at batch sizes 1, 2, 7 and reported on the test split
-    assert report["models"]["int8-fc4"]["images"] == 1000 and "int8-fc4 vs torch FP32" in printed
+    assert report["models"][chosen]["images"] == 1000 and f"{chosen} vs torch FP32" in printed
