@@ -167,10 +167,10 @@ def test_transfer_on_a_folder_stores_the_data_config_and_reproduces_its_accuracy
     assert data_config["dataset"] == {"kind": "folder", "root": str(rgb_folder.resolve()), "layout": "single",
                                       "split": [0.5, 0.2, 0.3], "seed": 0}  # fmt: skip
     steps = data_config["preprocessing"]["transforms"]
-    assert [t["type"] for t in steps] == ["ToPILImage", "Resize", "CenterCrop", "ToTensor", "Normalize"]
+    assert [t["type"] for t in steps] == ["Resize", "CenterCrop", "ToTensor", "Normalize"]
     # mobilenet_v3_small's weights resize 256 → crop 224 (bilinear, ImageNet statistics), scaled to 32.
-    assert steps[1]["size"] == round(32 * 256 / 224) and steps[1]["interpolation"] == "bilinear"
-    assert steps[4]["mean"] == [0.485, 0.456, 0.406] and steps[4]["std"] == [0.229, 0.224, 0.225]
+    assert steps[0]["size"] == round(32 * 256 / 224) and steps[0]["interpolation"] == "bilinear"
+    assert steps[3]["mean"] == [0.485, 0.456, 0.406] and steps[3]["std"] == [0.229, 0.224, 0.225]
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["skipped_files"] == 1 and sum(metrics["images"].values()) == 30
     assert accuracy == pytest.approx(checkpoint["metrics"]["test_accuracy"], abs=1e-6)
@@ -189,7 +189,7 @@ def test_train_cnn_on_a_grayscale_folder(gray_folder, tmp_path):
     assert data_config["image_mode"] == "L" and data_config["input_size"] == [1, 16, 16]
     assert data_config["architecture"] == "cnn" and checkpoint["config"]["in_channels"] == 1
     assert [t["type"] for t in data_config["preprocessing"]["transforms"]] == [
-        "ToPILImage", "Resize", "CenterCrop", "ToTensor", "Normalize"
+        "Resize", "CenterCrop", "ToTensor", "Normalize"
     ]  # fmt: skip
     assert checkpoint["metrics"]["skipped_files"] == 1
     assert accuracy == pytest.approx(checkpoint["metrics"]["test_accuracy"], abs=1e-6)
@@ -307,7 +307,7 @@ def test_packaged_imagenet_weights_classify_a_real_photo():
         if weights is not None:
             model.load_state_dict(weights, strict=True)
         pipeline = backbone_pipeline(ARCH, model)
-        x = pipeline(np.asarray(Image.open(photo).convert("RGB")))[None]
+        x = pipeline(Image.open(photo).convert("RGB"))[None]
         with torch.inference_mode():
             top5[name] = set(model.eval()(x)[0].topk(5).indices.tolist())
     assert uniform in top5["pretrained"] and uniform not in top5["random"]

@@ -119,8 +119,9 @@ def test_fast_training_normalisation_equals_the_declared_pipeline():
     pipeline = eval_pipeline()
     normalize = pipeline.transforms[-1]
     config = {**PRESETS["improved"], "flip": False, "shift": 0, "batch_size": 256, "seed": 0}
-    batches = training_batches(torch.from_numpy(images), torch.from_numpy(labels), config, normalize, CPU, 0,
-                               torch.Generator())
+    batches = training_batches(
+        torch.from_numpy(images), torch.from_numpy(labels), config, normalize, CPU, 0, torch.Generator()
+    )
     x, y = next(batches)
     idx = next(engine.index_batches(len(images), 256, CPU, 0, 0))
     assert torch.equal(y, torch.from_numpy(labels[idx]))
@@ -198,8 +199,9 @@ def short_run(tmp_path_factory):
     if not HAVE_DATA:
         pytest.skip(NO_DATA)
     out = tmp_path_factory.mktemp("short_run")
-    result = _run("train_cnn.py", "--preset", "improved", "--limit", "1000", "--epochs", "3",
-                  "--out", str(out))
+    result = _run(
+        "train_cnn.py", "--preset", "improved", "--limit", "1000", "--epochs", "3", "--out", str(out)
+    )
     assert result.returncode == 0, result.stderr
     return out, result
 
@@ -242,10 +244,13 @@ def test_training_is_seeded(tmp_path):
     from train.train_cnn import eval_pipeline, parse_args, resolve_config, train
 
     args = parse_args(["--preset", "improved", "--epochs", "1", "--limit", "256", "--batch-size", "64"])
-    data = {split: tuple(a[:256] for a in load_fashion_mnist(DEFAULT_DATA_DIR, split))
-            for split in ("train", "val")}
-    digests = [engine.state_dict_digest(train(resolve_config(args), data, eval_pipeline(), CPU)[0])
-               for _ in range(2)]
+    data = {
+        split: tuple(a[:256] for a in load_fashion_mnist(DEFAULT_DATA_DIR, split))
+        for split in ("train", "val")
+    }
+    digests = [
+        engine.state_dict_digest(train(resolve_config(args), data, eval_pipeline(), CPU)[0]) for _ in range(2)
+    ]
     assert digests[0] == digests[1]
     other = train({**resolve_config(args), "seed": 1}, data, eval_pipeline(), CPU)[0]
     assert engine.state_dict_digest(other) != digests[0]
@@ -273,9 +278,27 @@ def test_optuna_study_is_stored_and_resumed(tmp_path):
 @needs_data
 def test_torchrun_ranks_end_with_identical_weights(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-               str(ROOT / "train" / "train_cnn.py"), "--preset", "improved", "--limit", "512",
-               "--epochs", "1", "--batch-size", "64", "--device", "cpu", "--out", str(tmp_path)]
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        str(ROOT / "train" / "train_cnn.py"),
+        "--preset",
+        "improved",
+        "--limit",
+        "512",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "64",
+        "--device",
+        "cpu",
+        "--out",
+        str(tmp_path),
+    ]
     result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, env=env, timeout=300)
     assert result.returncode == 0, result.stderr
     digests = dict(re.findall(r"rank (\d): weights sha256 ([0-9a-f]{64})", result.stdout))

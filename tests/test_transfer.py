@@ -101,9 +101,26 @@ def test_transfer_run_from_a_weights_file_keeps_frozen_weights(tmp_path):
     backbone = torchvision.models.get_model("mobilenet_v3_small", weights=None)
     torch.save(backbone.state_dict(), tmp_path / "backbone.pt")
     out = tmp_path / "run"
-    main(parse_args(["--arch", "mobilenet_v3_small", "--weights", str(tmp_path / "backbone.pt"),
-                     "--unfreeze", "1", "--limit", "16", "--epochs", "1", "--batch-size", "8",
-                     "--out", str(out)]))
+    main(
+        parse_args(
+            [
+                "--arch",
+                "mobilenet_v3_small",
+                "--weights",
+                str(tmp_path / "backbone.pt"),
+                "--unfreeze",
+                "1",
+                "--limit",
+                "16",
+                "--epochs",
+                "1",
+                "--batch-size",
+                "8",
+                "--out",
+                str(out),
+            ]
+        )
+    )
 
     checkpoint = torch.load(out / "model.pt", weights_only=True)
     data_config = checkpoint["data_config"]

@@ -1,18 +1,22 @@
-"""Fashion-MNIST from Debian's ``dataset-fashion-mnist`` IDX files, split into train/val/test.
+"""The training scripts' data: Fashion-MNIST (the default) or a folder of images (train/folders.py).
 
-The last ``VAL_SIZE`` of the 60k training images are the validation set (the file is already shuffled,
-so this is a fixed, class-balanced-enough split that needs no seed); the 10k test images are used
-only for the final report.
+Fashion-MNIST comes from Debian's ``dataset-fashion-mnist`` IDX files. The last ``VAL_SIZE`` of the 60k
+training images are the validation set (the file is already shuffled, so this is a fixed,
+class-balanced-enough split that needs no seed); the 10k test images are used only for the final report.
 """
 
 from __future__ import annotations
 
+import argparse
 import gzip
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from train.folders import FolderData
 
 DEFAULT_DATA_DIR = Path("/usr/share/datasets/fashion-mnist")
 CLASSES = (
@@ -80,6 +84,49 @@ class ArrayDataset:
 def dataset_description(data_dir: str | Path) -> dict[str, Any]:
     """The data-set dict of a model trained on Fashion-MNIST (stored in its data config)."""
     return {"kind": "fashion-mnist", "root": str(Path(data_dir).resolve())}
+
+
+def add_data_arguments(parser: argparse.ArgumentParser) -> None:
+    """The data options both training scripts take: --data, --split, --workers, --limit, --data-dir."""
+    from train import folders
+
+    parser.add_argument(
+        "--data",
+        default="fashion-mnist",
+        metavar="DIR",
+        help="a folder of images, one sub-folder per class; or fashion-mnist (default)",
+    )
+    parser.add_argument(
+        "--split",
+        type=folders.parse_split,
+        default=folders.DEFAULT_SPLIT,
+        metavar="T,V,T",
+        help="train,val,test fractions of a folder without train/ val/ test/ (0.8,0.1,0.1)",
+    )
+    parser.add_argument("--workers", type=int, default=0, help="DataLoader worker processes (0: in-process)")
+    parser.add_argument(
+        "--limit", type=int, default=0, metavar="N", help="Fashion-MNIST: at most N images per split"
+    )
+    parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR, help="where Fashion-MNIST is")
+
+
+def load_data_set(
+    args: argparse.Namespace, progress: bool = False
+) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]] | FolderData, tuple[str, ...], dict[str, Any]]:
+    """``(data, labels, data-set dict)`` as the options say: Fashion-MNIST arrays or a checked folder.
+
+    Raises:
+        FileNotFoundError: Fashion-MNIST is not installed.
+        ValueError: a folder that is not a usable data set (``folders.DataSetError``), or --limit with one.
+    """
+    from train import folders
+
+    if args.data == "fashion-mnist":
+        return load_splits(args.data_dir, args.limit), CLASSES, dataset_description(args.data_dir)
+    if args.limit:
+        raise ValueError("--limit is for Fashion-MNIST; for a folder, use a smaller folder")
+    folder = folders.load_folder(args.data, args.split, args.seed, progress)
+    return folder, tuple(folder.classes), folder.dataset
 
 
 def load_splits(data_dir: str | Path, limit: int | None = None) -> dict[str, tuple[np.ndarray, np.ndarray]]:

@@ -271,10 +271,11 @@ def warn(lines: Iterable[str]) -> None:
         print(line, file=sys.stderr, flush=True)
 
 
-def _load(path: str, mode: str) -> np.ndarray:
+def _load(path: str, mode: str) -> Image.Image:
+    """torchvision's ``pil_loader`` with the mode as a parameter, through edgeinfer's decoder."""
     from edgeinfer._image import load_image
 
-    return load_image(path, mode)
+    return Image.fromarray(load_image(path, mode))
 
 
 def _split_root(dataset: Mapping[str, Any], split: str) -> str:

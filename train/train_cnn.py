@@ -44,7 +44,7 @@ from torch import nn
 
 from edgeinfer.config import DataConfig
 from train import augment, engine, folders, report
-from train.data import CLASSES, DEFAULT_DATA_DIR, MEAN, STD, ArrayDataset, dataset_description, load_splits
+from train.data import CLASSES, MEAN, STD, ArrayDataset, add_data_arguments, load_data_set
 from train.models import build_model
 
 if TYPE_CHECKING:
@@ -91,17 +91,19 @@ def resolve_config(args: argparse.Namespace) -> dict[str, Any]:
     return config
 
 
-def eval_pipeline(size: int = 28, mean: tuple[float, ...] = MEAN, std: tuple[float, ...] = STD) -> Compose:
-    """The eval preprocessing, declared once: any image array (in the model's mode) → size×size, normalised.
+def eval_pipeline(
+    size: int = 28, mean: tuple[float, ...] = MEAN, std: tuple[float, ...] = STD, arrays: bool = True
+) -> Compose:
+    """The eval preprocessing, declared once: any image (in the model's mode) → size×size, normalised.
 
-    Fashion-MNIST images are already 28×28, so Resize/CenterCrop are the identity on them; they make the
-    exported model accept other sizes.
+    ``arrays``: the images are uint8 arrays (Fashion-MNIST), so the pipeline starts with ToPILImage; folder
+    images arrive as PIL images. Fashion-MNIST images are already 28×28, so Resize/CenterCrop are the
+    identity on them; they make the exported model accept other sizes.
     """
     from torchvision import transforms as T
 
-    return T.Compose(
-        [T.ToPILImage(), T.Resize(size), T.CenterCrop(size), T.ToTensor(), T.Normalize(mean, std)]
-    )
+    steps = [T.Resize(size), T.CenterCrop(size), T.ToTensor(), T.Normalize(mean, std)]
+    return T.Compose([T.ToPILImage(), *steps] if arrays else steps)
 
 
 def train_pipeline(config: dict[str, Any], eval_compose: Compose) -> Compose:
@@ -109,12 +111,12 @@ def train_pipeline(config: dict[str, Any], eval_compose: Compose) -> Compose:
     ToTensor, as torchvision transforms applied image by image."""
     from torchvision import transforms as T
 
-    *decode, to_tensor, normalize = eval_compose.transforms
+    *resize_crop, to_tensor, normalize = eval_compose.transforms
     size = config["image_size"]
     augmentation = [T.RandomHorizontalFlip()] if config["flip"] else []
     if config["shift"]:
         augmentation.append(T.RandomCrop(size, padding=config["shift"]))
-    return T.Compose([*decode, *augmentation, to_tensor, normalize])
+    return T.Compose([*resize_crop, *augmentation, to_tensor, normalize])
 
 
 def training_batches(
@@ -291,22 +293,17 @@ def load_data(
     from edgeinfer.transforms import from_torchvision
 
     size = args.image_size or config["image_size"]
-    if args.data == "fashion-mnist":
-        if size != config["image_size"]:
-            raise ValueError(f"--image-size is for folders: Fashion-MNIST trains at {config['image_size']}")
-        data: Data = load_splits(args.data_dir, args.limit)
-        labels, mode, mean, std = CLASSES, "L", MEAN, STD
-        dataset = dataset_description(args.data_dir)
-    else:
-        if args.limit:
-            raise ValueError("--limit is for Fashion-MNIST; for a folder, use a smaller folder")
-        data = folders.load_folder(args.data, args.split, args.seed, progress)
-        labels, dataset = tuple(data.classes), data.dataset
+    if args.data == "fashion-mnist" and size != config["image_size"]:
+        raise ValueError(f"--image-size is for folders: Fashion-MNIST trains at {config['image_size']}")
+    data, labels, dataset = load_data_set(args, progress)
+    if isinstance(data, folders.FolderData):
         mode = "L" if args.image_mode == "L" or (args.image_mode == "auto" and data.grayscale) else "RGB"
         mean, std = (FOLDER_MEAN,) * len(mode), (FOLDER_STD,) * len(mode)
+    else:
+        mode, mean, std = "L", MEAN, STD
     config.update(num_classes=len(labels), in_channels=len(mode), image_size=size, image_mode=mode)
     # The eval preprocessing, declared once; the checkpoint stores it as an edgeinfer spec in the data config.
-    pipeline = eval_pipeline(size, mean, std)
+    pipeline = eval_pipeline(size, mean, std, arrays=args.data == "fashion-mnist")
     spec = from_torchvision(pipeline).to_spec()
     return data, pipeline, DataConfig(config["arch"], labels, mode, (len(mode), size, size), spec, dataset)
 
@@ -395,19 +392,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int, help="override the preset's (global) batch size")
     parser.add_argument("--lr", type=float, help="override the preset's (peak) learning rate")
     parser.add_argument(
-        "--data",
-        default="fashion-mnist",
-        metavar="DIR",
-        help="fashion-mnist (default) or a folder of images, one sub-folder per class",
-    )
-    parser.add_argument(
-        "--split",
-        type=folders.parse_split,
-        default=folders.DEFAULT_SPLIT,
-        metavar="T,V,T",
-        help="train,val,test fractions for a folder without train/val/test (default 0.8,0.1,0.1)",
-    )
-    parser.add_argument(
         "--image-size",
         type=int,
         default=0,
@@ -420,11 +404,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default="auto",
         help="folder images: L (grayscale), RGB, or auto: L when no image has colour",
     )
-    parser.add_argument("--workers", type=int, default=0, help="DataLoader worker processes (0: in-process)")
-    parser.add_argument(
-        "--limit", type=int, default=0, metavar="N", help="Fashion-MNIST: at most N images per split"
-    )
-    parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR, help="where Fashion-MNIST is")
+    add_data_arguments(parser)
     parser.add_argument("--out", type=Path, default=Path("runs/cnn"))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")

@@ -48,7 +48,7 @@ from torch import nn
 
 from edgeinfer.config import DataConfig
 from train import augment, engine, folders, report
-from train.data import CLASSES, DEFAULT_DATA_DIR, ArrayDataset, dataset_description, load_splits
+from train.data import ArrayDataset, add_data_arguments, load_data_set
 from train.models import backbone, count_parameters, freeze, replace_head
 
 if TYPE_CHECKING:
@@ -73,7 +73,7 @@ def eval_pipeline() -> Compose:
 
 
 def backbone_pipeline(arch: str, model: nn.Module, image_size: int = 0) -> Compose:
-    """The backbone's own eval preprocessing for RGB image arrays: resize → centre crop → normalise.
+    """The backbone's own eval preprocessing for RGB PIL images: resize → centre crop → normalise.
 
     Sizes, interpolation, mean and std come from the torchvision weights' ``transforms()`` (torchvision
     archs) or a timm-style ``pretrained_cfg`` on the model, else 256 → 224 with ImageNet statistics; applied
@@ -86,8 +86,8 @@ def backbone_pipeline(arch: str, model: nn.Module, image_size: int = 0) -> Compo
     if image_size:
         crop, resize = image_size, round(image_size * resize / crop)
     return T.Compose([
-        T.ToPILImage(), T.Resize(resize, T.InterpolationMode(interpolation)), T.CenterCrop(crop),
-        T.ToTensor(), T.Normalize(mean, std),
+        T.Resize(resize, T.InterpolationMode(interpolation)), T.CenterCrop(crop), T.ToTensor(),
+        T.Normalize(mean, std),
     ])  # fmt: skip
 
 
@@ -95,9 +95,9 @@ def train_pipeline(eval_compose: Compose) -> Compose:
     """Folder training: torchvision's RandomResizedCrop at the eval crop size + flip, then the eval tail."""
     from torchvision import transforms as T
 
-    to_pil, resize, crop, to_tensor, normalize = eval_compose.transforms
+    resize, crop, to_tensor, normalize = eval_compose.transforms
     return T.Compose([
-        to_pil, T.RandomResizedCrop(crop.size, interpolation=resize.interpolation), T.RandomHorizontalFlip(),
+        T.RandomResizedCrop(crop.size, interpolation=resize.interpolation), T.RandomHorizontalFlip(),
         to_tensor, normalize,
     ])  # fmt: skip
 
@@ -196,15 +196,9 @@ def main(args: argparse.Namespace) -> None:
 
     # 2. data: Fashion-MNIST or a checked folder (every image decoded once, unreadable ones skipped)
     try:
-        if args.data == "fashion-mnist":
-            data: Any = load_splits(args.data_dir, args.limit)
-            labels, image_mode, dataset = CLASSES, "L", dataset_description(args.data_dir)
-        elif args.limit:
-            raise ValueError("--limit is for Fashion-MNIST; for a folder, use a smaller folder")
-        else:
-            data = folders.load_folder(args.data, args.split, args.seed, dist.is_main and sys.stderr.isatty())
-            labels, image_mode, dataset = tuple(data.classes), "RGB", data.dataset
+        data, labels, dataset = load_data_set(args, dist.is_main and sys.stderr.isatty())
         on_folder = isinstance(data, folders.FolderData)
+        image_mode = "RGB" if on_folder else "L"
         if args.image_size and not on_folder:
             raise ValueError("--image-size is for folders: on Fashion-MNIST the pipeline is eval_pipeline()")
     except (FileNotFoundError, ValueError) as e:
@@ -288,19 +282,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )  # fmt: skip
     parser.add_argument(
-        "--data",
-        default="fashion-mnist",
-        metavar="DIR",
-        help="a folder of images, one sub-folder per class; or fashion-mnist (default)",
-    )
-    parser.add_argument(
-        "--split",
-        type=folders.parse_split,
-        default=folders.DEFAULT_SPLIT,
-        metavar="T,V,T",
-        help="train,val,test fractions of a folder without train/ val/ test/",
-    )
-    parser.add_argument(
         "--arch",
         default=DEFAULTS["arch"],
         help="torchvision model (vgg16, resnet18, ...) or package.module:factory",
@@ -317,11 +298,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--epochs", type=int)
     parser.add_argument("--batch-size", type=int)
     parser.add_argument("--lr", type=float)
-    parser.add_argument("--workers", type=int, default=0, help="DataLoader worker processes (0: in-process)")
-    parser.add_argument(
-        "--limit", type=int, default=0, metavar="N", help="Fashion-MNIST: at most N images per split"
-    )
-    parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR, help="where Fashion-MNIST is")
+    add_data_arguments(parser)
     parser.add_argument("--out", type=Path, default=Path("runs/transfer"))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
