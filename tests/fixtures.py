@@ -148,9 +148,10 @@ def bare_model() -> Path:
 
 def qualifies(row: dict, fp32: dict) -> bool:
     """``--quantize auto``'s bar for a measured row, written out independently of export/selection.py:
-    top-1 agreement >= 99 %, accuracy drop <= 0.5 points, not slower than FP32 at batch 1 nor 64."""
+    top-1 agreement >= 99 %, accuracy drop <= 0.5 points, not slower than FP32 at batch 1 nor 64, smaller."""
     return (
         "latency" in row  # measured at all: a candidate that could not be built has no numbers
+        and row["size_bytes"] < fp32["size_bytes"]
         and row["agreement_with_fp32"] >= 0.99
         and row["accuracy"] is not None
         and fp32["accuracy"] - row["accuracy"] <= 0.005
