@@ -121,3 +121,18 @@ def test_data_folder_with_other_classes_is_one_line_error(exported, tmp_path: Pa
         "['apple', 'boat', 'cloud']\n"
     )
     assert not (tmp_path / "m.onnx").exists()
+
+
+def test_exported_model_matches_torch_logits_on_every_file(exported, photos: Path) -> None:
+    """Every image of the folder (not only the verification sample) through the runtime vs torch."""
+    from edgeinfer import Model
+
+    ckpt, out, _ = exported
+    files, expected = _torch_predictions(ckpt, photos)
+    model = Model(out)
+    logits = model.run(np.stack([model.preprocess(f) for f in files]))
+    assert (logits.argmax(1) == expected.argmax(1)).all()
+    if model.metadata.provenance["quantization"]["mode"] == "none":  # FP32 kept
+        diff = float(np.abs(logits - expected).max())
+        print(f"FP32 max |logit difference| over {len(files)} files: {diff:.3g}")
+        assert diff <= 1e-3
