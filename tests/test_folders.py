@@ -311,3 +311,34 @@ def test_packaged_imagenet_weights_classify_a_real_photo():
         with torch.inference_mode():
             top5[name] = set(model.eval()(x)[0].topk(5).indices.tolist())
     assert uniform in top5["pretrained"] and uniform not in top5["random"]
+
+
+def test_split_folders_must_hold_the_same_classes(tmp_path, image_factory):
+    for split in folders.SPLITS:
+        _write_folder(tmp_path / "d" / split, image_factory, ("RGB",), per_class=2)
+    (tmp_path / "d" / "val" / "extra").mkdir()
+    val, train = (tmp_path / "d" / "val").resolve(), (tmp_path / "d" / "train").resolve()
+    expected = f"{val} has classes {[*CLASSES, 'extra']} but {train} has {list(CLASSES)}: they must match"
+    with pytest.raises(folders.DataSetError) as info:
+        folders.describe_folder(tmp_path / "d")
+    assert str(info.value) == expected
+    (tmp_path / "d" / "val" / "extra").rmdir()
+    for f in (tmp_path / "d" / "test").rglob("*.*"):
+        f.unlink()
+    with pytest.raises(
+        folders.DataSetError, match=r"^no test images in .* \(12 images in all\): add images$"
+    ):
+        folders.describe_folder(tmp_path / "d")
+
+
+def test_imagenet_weights_for_a_factory_arch_ask_for_a_file():
+    from train.transfer import load_backbone
+
+    with pytest.raises(
+        ValueError, match=r"^--weights imagenet is for torchvision models; for torch.nn:Identity"
+    ):
+        load_backbone("torch.nn:Identity", "imagenet")
+    with pytest.raises(ValueError, match=r"^arch 'torch.nn:Nope': module torch.nn has no 'Nope'$"):
+        load_backbone("torch.nn:Nope", "none")
+    with pytest.raises(ValueError, match=r"^arch 'no_such_package.x:f': cannot import no_such_package.x"):
+        load_backbone("no_such_package.x:f", "none")
