@@ -137,3 +137,31 @@ def test_auto_keeps_fp32_where_int8_does_not_pay(photo_folder: Path, tmp_path: P
     assert recorded["mode"] == "none" and recorded["auto"]["candidates"] == table
     expected = _torch_logits(module, transform, _files(photo_folder))
     assert [p.index for p in Model(out).predict_batch(_files(photo_folder))] == expected.argmax(1).tolist()
+
+
+def _row(size: int, b1: float, b64: float, agreement: float = 1.0, accuracy: float = 0.9) -> dict:
+    return {"size_bytes": size, "size_ratio_to_fp32": size / 1000, "agreement_with_fp32": agreement,
+            "accuracy": accuracy, "latency": {"batch_1_ms": b1, "batch_64_ms": b64}}  # fmt: skip
+
+
+def test_decide_keeps_the_smallest_qualifying_candidate_and_says_why_the_others_lost() -> None:
+    from export.selection import decide
+
+    table = {
+        "fp32": _row(1000, 1.0, 10.0),
+        "big": _row(600, 0.5, 5.0),
+        "small": _row(300, 0.9, 9.0),
+        "smallest-but-slow": _row(200, 1.1, 4.0),
+        "smallest-but-wrong": _row(200, 0.5, 4.0, agreement=0.985),
+        "smallest-but-worse": _row(200, 0.5, 4.0, accuracy=0.894),
+        "larger": _row(1000, 0.5, 4.0),
+    }
+    chosen, reason = decide(table)
+    assert chosen == "small" and reason.startswith("small qualifies")
+    assert [n for n, row in table.items() if row["qualifies"]] == ["fp32", "big", "small"]
+    assert table["smallest-but-slow"]["failed"] == ["slower at batch 1: 1.1 ms vs FP32 1 ms"]
+    assert table["smallest-but-wrong"]["failed"] == ["top-1 agreement 98.50% < 99%"]
+    assert table["smallest-but-worse"]["failed"] == ["accuracy 89.40% vs FP32 90.00%"]
+    assert table["larger"]["failed"] == ["not smaller: 1,000 bytes vs FP32 1,000"]
+    for row in table.values():
+        assert row["qualifies"] == qualifies(row, table["fp32"]) or row is table["fp32"]
