@@ -17,8 +17,7 @@ export SOURCE_DATE_EPOCH
 
 default-model: $(RUN)/model.pt
 	$(PYTHON) export/to_onnx.py $(RUN)/model.pt --out $(MODEL) --report $(MODEL:.onnx=.json) \
-		--quantize int8 --fc-bits 4 --keep-float first_conv --calibration-method percentile --calibration-size 1000 \
-		--data-dir $(DATA_DIR)
+		--quantize int8 --fc-bits 4 --keep-float first_conv --calibration-method percentile --calibration-size 1000
 
 $(RUN)/model.pt:
 	$(PYTHON) train/train_cnn.py --preset improved --out $(RUN) --data-dir $(DATA_DIR)

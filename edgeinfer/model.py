@@ -18,9 +18,12 @@ import numpy as np
 
 from edgeinfer._engines import EngineOptions, available_engines, engine_error, open_session
 from edgeinfer._files import describe_open_error, open_regular
-from edgeinfer._image import DEFAULT_MAX_PIXELS, load_image
+from edgeinfer._image import DEFAULT_MAX_PIXELS
 from edgeinfer.errors import ImageError, MetadataError, ModelError, describe
 from edgeinfer.metadata import METADATA_KEY, InputSpec, ModelMetadata, check_labels
+from edgeinfer.pipeline import image_name, preprocess
+from edgeinfer.pipeline import shape_fits as _shape_fits
+from edgeinfer.pipeline import shape_str as _shape_str
 from edgeinfer.selftest import SelfTestResult, read_self_test, verify
 from edgeinfer.transforms import from_spec
 
@@ -151,20 +154,7 @@ class Model:
             ImageError: the image cannot be decoded, or its tensor does not fit the model's input
                 (possible when the preprocessing does not fix the size, e.g. ToTensor alone).
         """
-        decoded = load_image(image, self._metadata.image_mode, max_pixels=self.max_pixels)
-        name = _name(image)
-        try:
-            tensor = self._transform(decoded)
-        except (TypeError, ValueError) as e:
-            # A spec that does not fix the size can fail on some images only (e.g. Pad before a crop).
-            raise ImageError(f"{name}: preprocessing failed: {e}") from None
-        expected = self._metadata.input.shape[1:]
-        if not _shape_fits(tensor.shape, expected):
-            raise ImageError(
-                f"{name}: preprocessing gives a tensor of shape {_shape_str(tensor.shape)}, "
-                f"the model needs {_shape_str(expected)}"
-            )
-        return tensor
+        return preprocess(image, self._metadata, max_pixels=self.max_pixels, transform=self._transform)
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         """The model's raw output (e.g. logits) for a preprocessed float32 N×C×H×W batch.
@@ -257,7 +247,7 @@ class Model:
                     if errors == "raise":
                         raise
                     results.append(
-                        e if isinstance(e, ImageError) else ImageError(f"{_name(image)}: {describe(e)}")
+                        e if isinstance(e, ImageError) else ImageError(f"{image_name(image)}: {describe(e)}")
                     )
                 else:
                     groups.setdefault(tensor.shape, []).append((len(results), tensor))
@@ -272,7 +262,7 @@ class Model:
                 ):
                     if not ok:
                         e = ImageError(
-                            f"{_name(results[slot])}: the model's output for this image is not finite "
+                            f"{image_name(results[slot])}: the model's output for this image is not finite "
                             f"(NaN or infinite scores), no prediction"
                         )
                         if errors == "raise":
@@ -463,19 +453,3 @@ def _check_positive_int(name: str, value: Any) -> None:
         raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
     if value < 1:
         raise ValueError(f"{name} must be >= 1, got {value}")
-
-
-def _shape_fits(shape: Sequence[int | None], declared: Sequence[int | None]) -> bool:
-    """Same rank, and equal wherever both sides give a size (None is a dynamic axis)."""
-    return len(shape) == len(declared) and all(
-        a is None or b is None or a == b for a, b in zip(shape, declared, strict=True)
-    )
-
-
-def _shape_str(shape: Sequence[int | None]) -> str:
-    return "[" + ", ".join("?" if d is None else str(d) for d in shape) + "]"
-
-
-def _name(image: Any) -> str:
-    """How an error names an image: its path, or its type."""
-    return os.fspath(image) if isinstance(image, (str, os.PathLike)) else f"{type(image).__name__} image"

@@ -624,6 +624,10 @@ class Normalize(Transform):
 class ToPILImage(Transform):
     """C×H×W (or H×W) tensor → image array, like ``torchvision.transforms.ToPILImage`` on a tensor.
 
+    As the first step of a Compose it receives the decoded image, an H×W[×C] array, and reads it as
+    torchvision's ToPILImage reads an ndarray (channels last): e.g. a pipeline declared for ImageFolder-style
+    array loaders, ``[ToPILImage(), Resize(...), ...]``.
+
     Floats (unless ``mode="F"``) become ``(x * 255).astype(uint8)``: truncated, not clamped. The mode
     is inferred as torchvision does: 1 channel by dtype (uint8 L, int16 I;16, int32 I, float32 F only
     with mode="F"), 2 channels LA, 3 RGB, 4 RGBA. Modes edgeinfer has no array for (CMYK, RGBX, YCbCr,
@@ -639,10 +643,18 @@ class ToPILImage(Transform):
         self.mode = mode
 
     def _apply(self, x: np.ndarray) -> np.ndarray:
-        mode = self.mode
         if x.ndim not in (2, 3):
             raise ValueError(f"ToPILImage expects a C×H×W or H×W tensor, got shape {x.shape}")
-        pic = x[:, :, None] if x.ndim == 2 else x.transpose(1, 2, 0)
+        return self._from_channels_last(x[:, :, None] if x.ndim == 2 else x.transpose(1, 2, 0), x)
+
+    def _apply_image(self, x: np.ndarray) -> np.ndarray:
+        """torchvision's ndarray input: H×W or H×W×C, channels last."""
+        if x.ndim not in (2, 3):
+            raise ValueError(f"ToPILImage expects an H×W×C or H×W image array, got shape {x.shape}")
+        return self._from_channels_last(x[:, :, None] if x.ndim == 2 else x, x)
+
+    def _from_channels_last(self, pic: np.ndarray, x: np.ndarray) -> np.ndarray:
+        mode = self.mode
         channels = pic.shape[2]
         if channels > 4:
             raise ValueError(f"ToPILImage expects at most 4 channels, got shape {x.shape}")
@@ -769,6 +781,8 @@ def _plan(flat: Sequence[Transform]) -> list[Callable[[np.ndarray], np.ndarray]]
             else:
                 steps.extend([_replicate3, t._apply])
                 gray3 = False
+        elif isinstance(t, ToPILImage) and i == 0:  # fed the decoded image array, not a tensor
+            steps.append(t._apply_image)
         elif isinstance(t, ToTensor):
             norm = nxt if isinstance(nxt, Normalize) else None
             steps.append(_ToTensorNormalize(norm, 3 if gray3 else None))

@@ -102,6 +102,16 @@ def build_metadata(
     checkpoint: dict[str, Any], network: torch.nn.Module, checkpoint_sha256: str, opset: int
 ) -> ModelMetadata:
     """The FP32 model's edgeinfer metadata (quantization: none; export.quantization records its own)."""
+    data = data_config(checkpoint)
+    test_accuracy = checkpoint.get("metrics", {}).get("test_accuracy")
+    return data.to_metadata(
+        provenance(data, network, opset, test_accuracy=test_accuracy, checkpoint_sha256=checkpoint_sha256)
+    )
+
+
+def provenance(data: DataConfig, network: torch.nn.Module, opset: int, **extra: Any) -> dict[str, Any]:
+    """Where an exported model comes from: architecture, data set kind, ``extra`` (e.g. test accuracy and
+    checkpoint SHA-256), parameter count, opset, export date and library versions."""
     import PIL
     import torch
     import torchvision
@@ -109,14 +119,12 @@ def build_metadata(
     import edgeinfer
     from train.models import count_parameters
 
-    data = data_config(checkpoint)
-    provenance = {
+    return {
         "architecture": data.architecture,
         "dataset": data.dataset.get("kind", "unknown"),
-        "test_accuracy": checkpoint.get("metrics", {}).get("test_accuracy"),
+        **extra,
         "quantization": {"mode": "none"},
         "export_date": export_date(),
-        "checkpoint_sha256": checkpoint_sha256,
         "parameters": count_parameters(network),
         "opset": opset,
         "versions": {
@@ -126,4 +134,3 @@ def build_metadata(
             "edgeinfer": edgeinfer.__version__,
         },
     }
-    return data.to_metadata(provenance)

@@ -5,10 +5,10 @@ Usage:
 
 Exports the checkpoint to FP32 once, then quantizes it every way listed in VARIANTS (QDQ vs QOperator,
 per-channel or per-tensor weights, uint8 or int8 activations, reduce_range, calibration methods, float first
-conv / last fully connected layer, 4-bit fully connected weights, dynamic), and measures each on the 10k test
-images through edgeinfer: accuracy, top-1 agreement with FP32, file size, latency at batch 1 and 64 (median,
-all models taking turns). Prints a table with the targets (accuracy within 0.3 points of FP32, file <= 25 %,
-batch-64 latency no slower than FP32) and writes it all as JSON.
+conv / last fully connected layer, 4-bit fully connected weights, dynamic), and measures each on the test
+images of its data set through edgeinfer: accuracy, top-1 agreement with FP32, file size, latency at
+batch 1 and 64 (median, all models taking turns). Prints a table with the targets (accuracy within 0.3
+points of FP32, file <= 25 %, batch-64 latency no slower than FP32) and writes it all as JSON.
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ import json
 import tempfile
 
 from export.quantization import StaticOptions
-from train.data import DEFAULT_DATA_DIR
 
 # -- the options measured; "dynamic" is quantize_dynamic, everything else static INT8 -----------------------
 # The baseline: QDQ, per-channel int8 weights, uint8 activations, minmax calibration, nothing left in float.
@@ -52,17 +51,18 @@ SIZE_RATIO = 0.25
 CALIBRATION_SEED = 0
 
 
-def compare(checkpoint_path: str, data_dir: str, repeats: int, threads: int) -> dict:
+def compare(checkpoint_path: str, data: str | None, repeats: int, threads: int) -> dict:
     from export import checkpoint, conversion, inputs, quantization, report
-    from train.data import load_fashion_mnist
 
-    # 1. the FP32 model, exported once
+    # 1. the FP32 model, exported once; its images from the data set its data config names (or --data)
     ckpt = checkpoint.load_checkpoint(checkpoint_path)
     network = checkpoint.build_network(ckpt)
     sha256 = checkpoint.file_sha256(checkpoint_path)
     metadata = checkpoint.build_metadata(ckpt, network, sha256, conversion.DEFAULT_OPSET)
-    train_images, train_labels = load_fashion_mnist(data_dir, "train")
-    test_images, test_labels = load_fashion_mnist(data_dir, "test")
+    config = checkpoint.data_config(ckpt)
+    dataset = inputs.data_set(data, config.dataset) if data else config.dataset
+    train = inputs.load_split(dataset, "train", config.labels)
+    test = inputs.load_split(dataset, "test", config.labels)
     with tempfile.TemporaryDirectory() as tmp:
         paths = {"fp32": Path(tmp) / "fp32.onnx"}
         conversion.export_onnx(network, paths["fp32"], metadata)
@@ -74,14 +74,12 @@ def compare(checkpoint_path: str, data_dir: str, repeats: int, threads: int) -> 
             if options == "dynamic":
                 quantization.quantize(paths["fp32"], paths[name], metadata, "dynamic")
             else:
-                calibration, _ = inputs.sample(
-                    train_images, train_labels, options.calibration_size, CALIBRATION_SEED
-                )
+                calibration = train.sample(options.calibration_size, CALIBRATION_SEED).images
                 quantization.quantize(paths["fp32"], paths[name], metadata, "int8", options, calibration)
 
         # 3. all measured in one run
-        print(f"measuring {len(paths)} models on {len(test_images)} test images", flush=True)
-        result = report.build_report(paths, test_images, test_labels, repeats=repeats, threads=threads)
+        print(f"measuring {len(paths)} models on {len(test)} images of {test.source}", flush=True)
+        result = report.build_report(paths, test.images, test.labels, repeats=repeats, threads=threads)
     fp32 = result["models"]["fp32"]
     for name, m in result["models"].items():
         options = VARIANTS.get(name, "none")
@@ -113,11 +111,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("checkpoint")
     parser.add_argument("--out", required=True, help="the JSON file to write")
-    parser.add_argument("--data-dir", default=DEFAULT_DATA_DIR)
+    parser.add_argument(
+        "--data", help="fashion-mnist or an image folder (default: the checkpoint's data set)"
+    )
     parser.add_argument("--repeats", type=int, default=50)
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
-    result = compare(args.checkpoint, args.data_dir, args.repeats, args.threads)
+    result = compare(args.checkpoint, args.data, args.repeats, args.threads)
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
     print_table(result)
     print(f"wrote {args.out}")

@@ -1,8 +1,9 @@
-"""INT8 models with onnxruntime.quantization, calibrated on training images through edgeinfer's transforms.
+"""INT8 models with onnxruntime.quantization, calibrated on training images through edgeinfer's image path.
 
 Static INT8 (:func:`quantize_static_int8`): ``quant_pre_process`` (shape inference, graph optimisation), then
 ``quantize_static`` with ranges collected by onnxruntime's calibrator from :class:`CalibrationReader`, whose
-batches come from ``edgeinfer.transforms.from_spec(metadata.preprocessing)`` — the very code the runtime runs.
+batches come from ``edgeinfer.pipeline`` (decode → image mode → the model's spec) — the very code the runtime
+runs.
 Dynamic INT8 (:func:`quantize_dynamic_int8`) quantizes MatMul/Gemm weights only, for fully connected heads.
 """
 
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -73,12 +74,12 @@ class StaticOptions:
 class CalibrationReader(CalibrationDataReader):
     """onnxruntime's calibration input: ``{input_name: batch}`` per ``get_next()``, then ``None``.
 
-    Each batch is uint8 images preprocessed by edgeinfer from the model's own metadata. All batches have
-    the same size (the largest divisor of the image count up to ``max_batch``): onnxruntime's histogram
-    calibrators (entropy, percentile) stack the batches and fail on a shorter last one.
+    Each batch is images (paths or arrays) preprocessed by edgeinfer from the model's own metadata. All
+    batches have the same size (the largest divisor of the image count up to ``max_batch``): onnxruntime's
+    histogram calibrators (entropy, percentile) stack the batches and fail on a shorter last one.
     """
 
-    def __init__(self, images: np.ndarray, metadata: ModelMetadata, max_batch: int = 64) -> None:
+    def __init__(self, images: Sequence[Any], metadata: ModelMetadata, max_batch: int = 64) -> None:
         self._images = images
         self._metadata = metadata
         self._batch_size = max(d for d in range(1, min(max_batch, len(images)) + 1) if len(images) % d == 0)
@@ -87,7 +88,7 @@ class CalibrationReader(CalibrationDataReader):
     def _generate(self) -> Iterator[dict[str, np.ndarray]]:
         for start in range(0, len(self._images), self._batch_size):
             chunk = self._images[start : start + self._batch_size]
-            yield {self._metadata.input.name: preprocess(self._metadata.preprocessing, chunk)}
+            yield {self._metadata.input.name: preprocess(self._metadata, chunk)}
 
     def get_next(self) -> dict[str, np.ndarray] | None:
         return next(self._batches, None)
@@ -99,7 +100,7 @@ def quantize(
     metadata: ModelMetadata,
     mode: str,
     options: StaticOptions | None = None,
-    calibration_images: np.ndarray | None = None,
+    calibration_images: Sequence[Any] | None = None,
 ) -> ModelMetadata:
     """Write the ``mode`` ("int8" static or "dynamic") model of ``fp32_path`` to ``out_path``, with metadata.
 

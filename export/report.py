@@ -1,4 +1,7 @@
-"""FP32 vs quantized: accuracy on the test set, file size and latency, measured through edgeinfer.Model."""
+"""FP32 vs quantized: accuracy, top-1 agreement, file size and latency, measured through edgeinfer.Model.
+
+Every model sees the same tensors, made once by edgeinfer's image path from the first model's metadata.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +10,7 @@ import os
 import platform
 import statistics
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -15,51 +19,55 @@ import numpy as np
 from export.inputs import preprocess
 
 LATENCY_BATCHES = (1, 64)
+EVAL_CHUNK = 256  # images preprocessed at a time: bounds memory for large inputs
 
 
 def evaluate(
-    model_paths: dict[str, Path], images: np.ndarray, labels: np.ndarray
+    model_paths: dict[str, Path], images: Sequence[Any], labels: np.ndarray | None
 ) -> dict[str, dict[str, Any]]:
-    """Top-1 accuracy of each model on ``images``, and each one's top-1 agreement with the first model."""
+    """Top-1 accuracy of each model on ``images`` (None without labels), and each one's top-1 agreement
+    with the first model."""
     from edgeinfer import Model
 
-    predictions = {}
-    for name, path in model_paths.items():
-        model = Model(path)
-        inputs = preprocess(model.metadata.preprocessing, images)
-        predictions[name] = np.concatenate(
-            [model.run(inputs[i : i + 500]).argmax(1) for i in range(0, len(inputs), 500)]
-        )
-    reference = next(iter(predictions.values()))
+    models = {name: Model(path) for name, path in model_paths.items()}
+    metadata = next(iter(models.values())).metadata
+    predictions: dict[str, list[np.ndarray]] = {name: [] for name in models}
+    for start in range(0, len(images), EVAL_CHUNK):
+        batch = preprocess(metadata, images[start : start + EVAL_CHUNK])
+        for name, model in models.items():
+            predictions[name].append(model.run(batch).argmax(1))
+    predicted = {name: np.concatenate(chunks) for name, chunks in predictions.items()}
+    reference = next(iter(predicted.values()))
     return {
         name: {
-            "accuracy": float(np.mean(pred == labels)),
+            "accuracy": None if labels is None else float(np.mean(pred == labels)),
             "agreement_with_fp32": float(np.mean(pred == reference)),
             "images": len(images),
         }
-        for name, pred in predictions.items()
+        for name, pred in predicted.items()
     }
 
 
 def measure_latency(
     model_paths: dict[str, Path],
-    images: np.ndarray,
+    images: Sequence[Any],
     *,
     batch_sizes: tuple[int, ...] = LATENCY_BATCHES,
     repeats: int = 50,
     threads: int = 1,
 ) -> dict[str, dict[str, float]]:
-    """Median milliseconds per ``Model.run`` call of each model at each batch size.
+    """Median milliseconds per ``Model.run`` call of each model at each batch size (``images`` repeated to
+    fill the batch).
 
     The models take turns run by run, so background load on a shared machine hits them alike.
     """
     from edgeinfer import Model
 
     models = {name: Model(path, threads=threads) for name, path in model_paths.items()}
-    spec = next(iter(models.values())).metadata.preprocessing
+    tensors = preprocess(next(iter(models.values())).metadata, images[: max(batch_sizes)])
     result: dict[str, dict[str, float]] = {name: {} for name in models}
     for size in batch_sizes:
-        batch = preprocess(spec, np.resize(images, (size, *images.shape[1:])))
+        batch = np.resize(tensors, (size, *tensors.shape[1:]))
         times: dict[str, list[float]] = {name: [] for name in models}
         for model in models.values():  # warm-up: first runs allocate and pack weights
             for _ in range(3):
@@ -84,7 +92,12 @@ def file_sizes(model_paths: dict[str, Path]) -> dict[str, int]:
 
 
 def build_report(
-    model_paths: dict[str, Path], images: np.ndarray, labels: np.ndarray, *, repeats: int, threads: int
+    model_paths: dict[str, Path],
+    images: Sequence[Any],
+    labels: np.ndarray | None,
+    *,
+    repeats: int,
+    threads: int,
 ) -> dict[str, Any]:
     """The comparison as one JSON-able dict: per model accuracy, agreement, size (and ratio), latency."""
     accuracy = evaluate(model_paths, images, labels)

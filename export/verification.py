@@ -1,24 +1,27 @@
 """Does the ONNX file compute what the torch network computes? Checked on real images, at several batch sizes.
 
-torch gets its inputs from torchvision's PIL path and onnxruntime from edgeinfer's transforms, both built from
-the model's own preprocessing spec; the two tensors must be identical before the logits are compared.
+torch gets its inputs from torchvision's PIL path (the user's own Compose, or the twin pipeline rebuilt from
+the model's spec) and onnxruntime from edgeinfer's one image path; the two tensors must be identical before
+the logits are compared.
 Batches of 1, 2 and 7 catch graphs that silently froze the batch size seen at export time.
 """
 
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from edgeinfer.metadata import ModelMetadata
 from export import ExportError
-from export.inputs import preprocess, reference_preprocess
+from export.inputs import preprocess, reference_preprocess, reference_transform
 
 if TYPE_CHECKING:
+    import PIL.Image
     import torch
 
 BATCH_SIZES = (1, 2, 7)
@@ -38,12 +41,12 @@ class Verification:
         if not self.max_abs_diff <= atol:
             raise ExportError(
                 f"{what}: onnxruntime and torch logits differ by up to {self.max_abs_diff:.3g} "
-                f"(threshold {atol:g}) on {self.images} test images"
+                f"(threshold {atol:g}) on {self.images} images"
             )
         if self.top1_agreement < min_agreement:
             raise ExportError(
                 f"{what}: onnxruntime and torch agree on the top-1 class of only {self.top1_agreement:.2%} "
-                f"of {self.images} test images (threshold {min_agreement:.2%})"
+                f"of {self.images} images (threshold {min_agreement:.2%})"
             )
 
 
@@ -51,10 +54,15 @@ def verify(
     network: torch.nn.Module,
     onnx_path: str | Path,
     metadata: ModelMetadata,
-    images: np.ndarray,
+    images: Sequence[Any],
+    *,
+    reference: Callable[[PIL.Image.Image], torch.Tensor] | None = None,
     batch_sizes: tuple[int, ...] = BATCH_SIZES,
 ) -> Verification:
-    """Run ``images`` (uint8 N×H×W) through both, in consecutive batches cycling through ``batch_sizes``.
+    """Run ``images`` (paths or arrays) through both, in consecutive batches cycling through ``batch_sizes``.
+
+    ``reference`` is torchvision's transform of a PIL image for the torch side: the caller's own pipeline,
+    by default the one rebuilt from ``metadata.preprocessing``.
 
     Raises:
         ExportError: the two preprocessing paths disagree, or onnxruntime fails on a batch or returns the
@@ -63,10 +71,12 @@ def verify(
     import onnxruntime as ort
     import torch
 
-    reference = reference_preprocess(metadata.preprocessing, images)
-    inputs = preprocess(metadata.preprocessing, images)
-    if reference.shape != inputs.shape or not np.array_equal(reference, inputs):
-        diff = np.abs(reference - inputs).max() if reference.shape == inputs.shape else "shape"
+    expected_inputs = reference_preprocess(
+        images, metadata.image_mode, reference or reference_transform(metadata.preprocessing)
+    )
+    inputs = preprocess(metadata, images)
+    if expected_inputs.shape != inputs.shape or not np.array_equal(expected_inputs, inputs):
+        diff = np.abs(expected_inputs - inputs).max() if expected_inputs.shape == inputs.shape else "shape"
         raise ExportError(
             f"edgeinfer's preprocessing differs from torchvision's for the spec {metadata.preprocessing} "
             f"(max difference {diff}): fix edgeinfer.transforms before exporting"
@@ -80,7 +90,7 @@ def verify(
         batch = slice(start, start + size)
         start += size
         with torch.inference_mode():
-            expected.append(network(torch.from_numpy(reference[batch])).numpy())
+            expected.append(network(torch.from_numpy(expected_inputs[batch])).numpy())
         try:
             (logits,) = session.run(None, {metadata.input.name: inputs[batch]})
         except Exception as e:  # onnxruntime's pybind errors, e.g. a batch size frozen into the graph

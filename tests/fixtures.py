@@ -144,3 +144,32 @@ def rgb_model() -> Path:
 def bare_model() -> Path:
     """The grayscale fixture network exported without edgeinfer metadata."""
     return make_model(_session_dir() / "bare.onnx", metadata=False)
+
+
+def qualifies(row: dict, fp32: dict) -> bool:
+    """``--quantize auto``'s bar for a measured row, written out independently of export/selection.py:
+    top-1 agreement >= 99 %, accuracy drop <= 0.5 points, not slower than FP32 at batch 1 nor 64, smaller."""
+    return (
+        "latency" in row  # measured at all: a candidate that could not be built has no numbers
+        and row["size_bytes"] < fp32["size_bytes"]
+        and row["agreement_with_fp32"] >= 0.99
+        and row["accuracy"] is not None
+        and fp32["accuracy"] - row["accuracy"] <= 0.005
+        and row["latency"]["batch_1_ms"] <= fp32["latency"]["batch_1_ms"]
+        and row["latency"]["batch_64_ms"] <= fp32["latency"]["batch_64_ms"]
+    )
+
+
+def write_photo_folder(root: Path, classes: tuple[str, ...], per_class: int, make_image: Any) -> Path:
+    """An ImageFolder of photo-like images (``make_image``: conftest's ``image_factory``): JPEG and PNG files,
+    RGB, RGBA and grayscale, mixed sizes and aspect ratios."""
+    from PIL import Image
+
+    kinds = [("RGB", "jpg"), ("RGBA", "png"), ("L", "jpg"), ("RGB", "png")]
+    for c, name in enumerate(classes):
+        (root / name).mkdir(parents=True)
+        for i in range(per_class):
+            mode, ext = kinds[i % len(kinds)]
+            array = make_image(48 + 5 * i, 80 - 3 * i, mode, seed=1000 * c + i)
+            Image.fromarray(array).save(root / name / f"{name}_{i}.{ext}")
+    return root

@@ -47,25 +47,34 @@ def test_set() -> tuple[np.ndarray, np.ndarray]:
     return load_fashion_mnist(DEFAULT_DATA_DIR, "test")
 
 
-@pytest.fixture(scope="module")
-def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory, test_set) -> Path:
-    """A small CNN trained for 300 steps on 4000 training images, saved as train/ saves checkpoints."""
+def _fashion_mnist_config(architecture: str = "cnn") -> DataConfig:
+    """The data config train_cnn.py writes: its eval pipeline, 1×28×28 "L" images, Fashion-MNIST."""
     from edgeinfer.transforms import from_torchvision
     from train.train_cnn import eval_pipeline
 
-    spec = from_torchvision(eval_pipeline()).to_spec()
+    return DataConfig(
+        architecture=architecture, labels=CLASSES, image_mode="L", input_size=(1, 28, 28),
+        preprocessing=from_torchvision(eval_pipeline()).to_spec(),
+        dataset={"kind": "fashion-mnist", "root": str(DEFAULT_DATA_DIR)},
+    )  # fmt: skip
+
+
+def train_briefly(config: dict, steps: int, path: Path) -> Path:
+    """``config``'s network trained ``steps`` Adam steps on 4000 training images, saved as train/ saves it."""
+    data_config = _fashion_mnist_config(config["arch"])
+    meta = data_config.to_metadata()
     images, labels = load_fashion_mnist(DEFAULT_DATA_DIR, "train")
-    x = torch.from_numpy(inputs.preprocess(spec, images[:4000]))
+    x = torch.from_numpy(inputs.preprocess(meta, images[:4000]))
     y = torch.from_numpy(labels[:4000])
     torch.manual_seed(0)
-    network = build_model(TINY_CONFIG)
+    network = build_model(config)
     optimizer = torch.optim.Adam(network.parameters(), lr=3e-3)
     generator = torch.Generator().manual_seed(0)
     threads = torch.get_num_threads()
     # Ops this small gain nothing from a second thread; on a busy machine its barriers cost 50x (measured).
     torch.set_num_threads(1)
     try:
-        for _ in range(300):
+        for _ in range(steps):
             idx = torch.randint(0, len(x), (64,), generator=generator)
             loss = torch.nn.functional.cross_entropy(network(x[idx]), y[idx])
             optimizer.zero_grad()
@@ -74,15 +83,19 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory, test_set) -> Path:
     finally:
         torch.set_num_threads(threads)
     network.eval()
-    test_images, test_labels = test_set
+    test_images, test_labels = load_fashion_mnist(DEFAULT_DATA_DIR, "test")
     with torch.inference_mode():
-        predicted = network(torch.from_numpy(inputs.preprocess(spec, test_images[:2000]))).argmax(1).numpy()
+        predicted = network(torch.from_numpy(inputs.preprocess(meta, test_images[:2000]))).argmax(1).numpy()
     accuracy = float(np.mean(predicted == test_labels[:2000]))
-    assert accuracy > 0.6, f"the tiny model did not learn ({accuracy:.2%}); these tests need a real model"
-    path = tmp_path_factory.mktemp("ckpt") / "model.pt"
-    data_config = DataConfig("cnn", CLASSES, "L", (1, 28, 28), spec, {"kind": "fashion-mnist"})
-    save_checkpoint(path, network, TINY_CONFIG, data_config, {"test_accuracy": accuracy})
+    assert accuracy > 0.6, f"the model did not learn ({accuracy:.2%}); these tests need a real model"
+    save_checkpoint(path, network, config, data_config, {"test_accuracy": accuracy})
     return path
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory, test_set) -> Path:
+    """A small CNN trained for 300 steps on 4000 training images."""
+    return train_briefly(TINY_CONFIG, 300, tmp_path_factory.mktemp("ckpt") / "model.pt")
 
 
 @pytest.fixture(scope="module")
@@ -93,7 +106,17 @@ def network(tiny_checkpoint: Path) -> torch.nn.Module:
 @pytest.fixture(scope="module")
 def fp32(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("fp32") / "model.onnx"
-    argv = [str(tiny_checkpoint), "--out", str(out), "--eval-size", "500", "--repeats", "2"]
+    argv = [
+        str(tiny_checkpoint),
+        "--out",
+        str(out),
+        "--quantize",
+        "none",
+        "--eval-size",
+        "500",
+        "--repeats",
+        "2",
+    ]
     assert to_onnx.main(argv) == 0
     return out
 
@@ -107,9 +130,12 @@ def int8(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
     return out
 
 
-def _torch_logits(network: torch.nn.Module, images: np.ndarray, spec: dict) -> np.ndarray:
+def _torch_logits(network: torch.nn.Module, images: np.ndarray, meta: ModelMetadata) -> np.ndarray:
+    reference = inputs.reference_transform(meta.preprocessing)
     with torch.inference_mode():
-        return network(torch.from_numpy(inputs.reference_preprocess(spec, images))).numpy()
+        return network(
+            torch.from_numpy(inputs.reference_preprocess(images, meta.image_mode, reference))
+        ).numpy()
 
 
 # -- export and verification ---------------------------------------------------------------------------------
@@ -121,8 +147,8 @@ def test_onnx_matches_torch_at_batch_size(fp32: Path, network, test_set, batch: 
     meta = conversion.load_metadata(fp32)
     images = test_set[0][100 : 100 + batch]
     session = ort.InferenceSession(str(fp32), providers=["CPUExecutionProvider"])
-    (logits,) = session.run(None, {"input": inputs.preprocess(meta.preprocessing, images)})
-    expected = _torch_logits(network, images, meta.preprocessing)
+    (logits,) = session.run(None, {"input": inputs.preprocess(meta, images)})
+    expected = _torch_logits(network, images, meta)
     assert logits.shape == (batch, 10)
     np.testing.assert_allclose(logits, expected, rtol=0, atol=1e-4)
     assert (logits.argmax(1) == expected.argmax(1)).all()
@@ -227,7 +253,7 @@ def test_exported_model_predicts_through_edgeinfer(fp32: Path, network, test_set
     model = Model(fp32)
     images = test_set[0][:20]
     predicted = [p.index for p in model.predict_batch(list(images), batch_size=7)]
-    assert predicted == list(_torch_logits(network, images, model.metadata.preprocessing).argmax(1))
+    assert predicted == list(_torch_logits(network, images, model.metadata).argmax(1))
 
 
 def _with_props(src: Path, dst: Path, edgeinfer_value: str | None) -> Path:
@@ -304,7 +330,7 @@ def test_int8_model_is_static_qdq_per_channel_with_metadata(int8: Path) -> None:
 @pytest.mark.parametrize("batch", [1, 2, 7])
 def test_int8_runs_at_batch_size(int8: Path, fp32: Path, test_set, batch: int) -> None:
     meta = conversion.load_metadata(int8)
-    x = inputs.preprocess(meta.preprocessing, test_set[0][:batch])
+    x = inputs.preprocess(meta, test_set[0][:batch])
     (q,) = ort.InferenceSession(str(int8), providers=["CPUExecutionProvider"]).run(None, {"input": x})
     (f,) = ort.InferenceSession(str(fp32), providers=["CPUExecutionProvider"]).run(None, {"input": x})
     assert q.shape == f.shape == (batch, 10)
@@ -318,7 +344,8 @@ def test_calibration_batches_are_edgeinfer_preprocessed_training_images(fp32: Pa
     batches = list(iter(reader.get_next, None))
     assert len({len(b["input"]) for b in batches}) == 1, "histogram calibrators need equal batches"
     stacked = np.concatenate([b["input"] for b in batches])
-    np.testing.assert_array_equal(stacked, inputs.reference_preprocess(meta.preprocessing, images))
+    reference = inputs.reference_transform(meta.preprocessing)
+    np.testing.assert_array_equal(stacked, inputs.reference_preprocess(images, "L", reference))
 
 
 def test_fc_4bit_option_shrinks_the_model_and_still_agrees(fp32: Path, tmp_path: Path, test_set) -> None:
@@ -395,17 +422,19 @@ def test_cli_checkpoint_without_metadata_keys(tmp_path: Path, capsys) -> None:
 
 
 def _vgg_checkpoint(input_size: int) -> dict:
+    """VGG16 with random weights, its data config saying ``input_size`` (a Resize-less spec would not fit)."""
+    from torchvision import transforms as T
+
     from edgeinfer.transforms import from_torchvision
-    from train.transfer import eval_pipeline
 
     config = {"arch": "vgg16", "num_classes": 10}
-    spec = from_torchvision(eval_pipeline()).to_spec()
-    size = (3, input_size, input_size)
-    data_config = DataConfig("vgg16", CLASSES, "L", size, spec, {"kind": "fashion-mnist"})
-    return {
-        "state_dict": build_model(config).state_dict(), "config": config,
-        "data_config": data_config.to_dict(), "metrics": {},
-    }  # fmt: skip
+    pipeline = T.Compose([T.Grayscale(3), T.Resize(input_size), T.CenterCrop(input_size), T.ToTensor()])
+    data_config = DataConfig(
+        architecture="vgg16", labels=CLASSES, image_mode="L", input_size=(3, input_size, input_size),
+        preprocessing=from_torchvision(pipeline).to_spec(), dataset={"kind": "fashion-mnist"},
+    )  # fmt: skip
+    return {"state_dict": build_model(config).state_dict(), "config": config,
+            "data_config": data_config.to_dict(), "metrics": {}}  # fmt: skip
 
 
 @pytest.mark.slow
@@ -435,3 +464,35 @@ def test_vgg16_at_another_input_size_fails_clearly(tmp_path: Path) -> None:
     with pytest.raises(ExportError, match=expected) as e:
         conversion.export_onnx(net, tmp_path / "vgg64.onnx", meta)
     assert "\n" not in str(e.value) and "224" in str(e.value)
+
+
+# -- quantize auto on the bundled CNN's architecture ---------------------------------------------------------
+
+
+def test_auto_quantizes_the_bundled_cnn_architecture(tmp_path: Path, capsys) -> None:
+    """The improved preset's network (468k parameters, what edgeinfer ships), trained briefly: static INT8
+    wins there (export/README.md), so auto must keep a quantized model — the smallest that meets the bar."""
+    from tests.fixtures import qualifies
+    from train.train_cnn import COMMON, PRESETS
+
+    ckpt = train_briefly({**COMMON, **PRESETS["improved"]}, 150, tmp_path / "cnn.pt")
+    out = tmp_path / "cnn.onnx"
+    argv = [str(ckpt), "--out", str(out), "--calibration-size", "256", "--eval-size", "1000",
+            "--repeats", "20"]  # fmt: skip
+    assert to_onnx.main(argv) == 0  # --quantize auto is the default
+    printed = capsys.readouterr().out
+    report = json.loads(out.with_suffix(".json").read_text())
+    auto = report["quantization"]["auto"]
+    table = auto["candidates"]
+    assert set(table) == {"fp32", "int8", "int8-fc4", "dynamic"}  # its fully connected layers hold 86 %
+    chosen = auto["chosen"]
+    assert chosen in ("int8", "int8-fc4"), auto["reason"]
+    assert qualifies(table[chosen], table["fp32"])
+    smaller = [n for n, row in table.items() if row["size_bytes"] < table[chosen]["size_bytes"]]
+    assert not any(qualifies(table[n], table["fp32"]) for n in smaller), "a smaller model met the bar"
+    assert f"kept: {auto['reason']}" in printed
+    assert "QuantizeLinear" in {n.op_type for n in onnx.load(str(out)).graph.node}
+    recorded = conversion.load_metadata(out).provenance["quantization"]
+    assert recorded["mode"] == "int8" and recorded["auto"]["candidates"] == table
+    # the kept model is re-verified against torch at batch sizes 1, 2, 7 and reported on the test split
+    assert report["models"][chosen]["images"] == 1000 and f"{chosen} vs torch FP32" in printed

@@ -304,6 +304,18 @@ def test_issue_pipeline_on_synthetic_digits(parity, kind, image_factory):
         parity.check(ours(img), theirs(img).numpy(), f"issue pipeline {kind} {seed}")
 
 
+@pytest.mark.parametrize("mode", ["RGB", "L"])  # what the runtime's loader converts every image to
+def test_pipeline_starting_with_to_pil_image_reads_image_arrays_channels_last(parity, mode, image_factory):
+    """An array loader + [ToPILImage, ...] (train/transfer.py's folder pipeline): torchvision reads the
+    ndarray as H×W×C, and so must edgeinfer when the runtime feeds it the decoded image."""
+    mean, std = IMAGENET if mode == "RGB" else ([0.5], [0.25])
+    theirs = T.Compose([T.ToPILImage(), T.Resize(72), T.CenterCrop(64), T.ToTensor(), T.Normalize(mean, std)])
+    ours = E.from_torchvision(theirs)
+    for seed, (h, w) in enumerate([(90, 70), (64, 201), (5, 3)]):
+        img = image_factory(h, w, mode, seed=seed)
+        parity.check(ours(img), theirs(img).numpy(), f"ToPILImage-first {mode} {h}x{w}")
+
+
 PIPELINES = {
     "imagenet": lambda T_: [T_.Resize(256), T_.CenterCrop(224), T_.ToTensor(), T_.Normalize(*IMAGENET)],
     "crop larger": lambda T_: [

@@ -1,0 +1,182 @@
+"""``--quantize auto``: quantize every way that may pay for this network, measure, keep what earns its place.
+
+export/compare_quantization.py showed that the right variant depends on the network: static INT8 was 2.5×
+faster than FP32 on the 468k-parameter Fashion-MNIST CNN and 6× slower on a narrow 27k-parameter one, and
+4-bit fully connected weights only pay where the fully connected layers hold the weights. So no recipe is
+fixed: the candidates below are built, and each is measured against FP32 on the model's own images through
+``edgeinfer.Model`` (report.build_report). A candidate qualifies when its top-1 agreement with FP32 is at
+least :data:`MIN_AGREEMENT`, it loses at most :data:`MAX_ACCURACY_DROP` of accuracy, it is not slower
+than FP32 at batch 1 nor at batch 64, and its file is smaller. The smallest qualifying file wins (ties:
+the faster at batch 64); when none qualifies, FP32 is kept and the reasons are recorded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgeinfer.metadata import ModelMetadata
+from export import quantization, report
+from export.quantization import StaticOptions
+
+MIN_AGREEMENT = 0.99
+MAX_ACCURACY_DROP = 0.005  # 0.5 points
+# "Linear-heavy": dynamic quantization (MatMul/Gemm weights only) is a candidate when fully connected
+# layers hold at least this share of the weights; elsewhere it leaves the compute in float and gains nothing.
+LINEAR_HEAVY = 0.5
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One way to quantize: ``mode`` "int8" (static, with ``options``) or "dynamic"."""
+
+    name: str
+    description: str
+    mode: str
+    options: StaticOptions | None = None
+
+
+@dataclass(frozen=True)
+class Selection:
+    """What ``auto`` kept, why, and the measured table it decided on."""
+
+    chosen: str
+    reason: str
+    table: dict[str, dict[str, Any]]
+    measured_on: dict[str, Any]
+
+    def provenance(self) -> dict[str, Any]:
+        """What the model's metadata records about the decision."""
+        return {"chosen": self.chosen, "reason": self.reason, "criteria": CRITERIA,
+                "measured_on": self.measured_on, "candidates": self.table}  # fmt: skip
+
+
+CRITERIA = {
+    "min_agreement_with_fp32": MIN_AGREEMENT,
+    "max_accuracy_drop": MAX_ACCURACY_DROP,
+    "latency": "no slower than FP32 at batch 1 and 64",
+    "size": "smaller than FP32",
+    "preference": "smallest file, then fastest at batch 64",
+}
+
+
+def candidates(fp32_path: str | Path, calibration_size: int) -> list[Candidate]:
+    """The variants worth measuring for this graph (FP32 is always the baseline, not listed)."""
+    conv, linear = _weight_counts(fp32_path)
+    static = StaticOptions(calibration_size=calibration_size)
+    found = [Candidate("int8", "static QDQ, per-channel int8 weights, first conv in float", "int8", static)]
+    if linear:
+        found.append(Candidate(
+            "int8-fc4", "static QDQ + 4-bit fully connected weights (MatMulNBits)", "int8",
+            StaticOptions(calibration_size=calibration_size, fc_bits=4),
+        ))  # fmt: skip
+    if linear >= LINEAR_HEAVY * (conv + linear):
+        found.append(Candidate("dynamic", "dynamic INT8 (MatMul/Gemm weights)", "dynamic"))
+    return found
+
+
+def select(
+    fp32_path: Path,
+    workdir: Path,
+    metadata: ModelMetadata,
+    calibration: Sequence[Any],
+    images: Sequence[Any],
+    labels: np.ndarray | None,
+    *,
+    repeats: int,
+    threads: int,
+    progress: Callable[[str], None] = print,
+) -> tuple[Selection, dict[str, Path], dict[str, ModelMetadata]]:
+    """Build and measure every candidate; returns the selection, every model's path and its metadata."""
+    paths: dict[str, Path] = {"fp32": Path(fp32_path)}
+    metas = {"fp32": metadata}
+    descriptions = {"fp32": "FP32 (no quantization)"}
+    broken: dict[str, dict[str, Any]] = {}
+    for candidate in candidates(fp32_path, len(calibration)):
+        progress(f"      quantizing: {candidate.name} ({candidate.description})")
+        path = workdir / f"{candidate.name}.onnx"
+        try:
+            metas[candidate.name] = quantization.quantize(
+                fp32_path, path, metadata, candidate.mode, candidate.options, calibration
+            )
+        except Exception as e:  # onnxruntime.quantization raises anything (e.g. numpy's on flat histograms)
+            first_line = (str(e).strip() or type(e).__name__).splitlines()[0]
+            reason = f"quantization failed: {first_line}"
+            progress(f"      {candidate.name}: {reason}")
+            broken[candidate.name] = {
+                "description": candidate.description,
+                "failed": [reason],
+                "qualifies": False,
+            }
+            continue
+        paths[candidate.name] = path
+        descriptions[candidate.name] = candidate.description
+    progress(f"      measuring {len(paths)} models on {len(images)} images (latency: median of {repeats})")
+    measured = report.build_report(paths, images, labels, repeats=repeats, threads=threads)
+    table = {name: {"description": descriptions[name], **row} for name, row in measured["models"].items()}
+    table.update(broken)
+    chosen, reason = decide(table)
+    return Selection(chosen, reason, table, measured["measured_on"]), paths, metas
+
+
+def decide(table: dict[str, dict[str, Any]]) -> tuple[str, str]:
+    """Mark each row ``qualifies``/``failed`` (in place) and return the kept model's name and why."""
+    fp32 = table["fp32"]
+    fp32["qualifies"], fp32["failed"] = True, []
+    for name, row in table.items():
+        if name == "fp32" or "latency" not in row:  # not measured: it could not be built
+            continue
+        row["failed"] = failures(row, fp32)
+        row["qualifies"] = not row["failed"]
+    winners = sorted(
+        (name for name, row in table.items() if name != "fp32" and row["qualifies"]),
+        key=lambda n: (table[n]["size_bytes"], table[n]["latency"]["batch_64_ms"]),
+    )
+    if winners:
+        best = table[winners[0]]
+        return winners[0], (
+            f"{winners[0]} qualifies and is the smallest: {best['size_ratio_to_fp32']:.3f}× the FP32 size, "
+            f"batch 1 {best['latency']['batch_1_ms']:.3g} ms vs {fp32['latency']['batch_1_ms']:.3g}, "
+            f"batch 64 {best['latency']['batch_64_ms']:.3g} ms vs {fp32['latency']['batch_64_ms']:.3g}, "
+            f"top-1 agreement {best['agreement_with_fp32']:.2%}"
+        )
+    why = "; ".join(f"{name}: {', '.join(row['failed'])}" for name, row in table.items() if name != "fp32")
+    return "fp32", f"no quantized variant qualifies, FP32 kept ({why})"
+
+
+def failures(row: dict[str, Any], fp32: dict[str, Any]) -> list[str]:
+    """The criteria ``row`` misses against the ``fp32`` row, each with the measured numbers."""
+    failed = []
+    if row["size_bytes"] >= fp32["size_bytes"]:  # Q/DQ scales outweigh the int8 savings on tiny networks
+        failed.append(f"not smaller: {row['size_bytes']:,} bytes vs FP32 {fp32['size_bytes']:,}")
+    if row["agreement_with_fp32"] < MIN_AGREEMENT:
+        failed.append(f"top-1 agreement {row['agreement_with_fp32']:.2%} < {MIN_AGREEMENT:.0%}")
+    if row["accuracy"] is None:
+        failed.append("accuracy not measurable (unlabelled images)")
+    elif fp32["accuracy"] - row["accuracy"] > MAX_ACCURACY_DROP:
+        failed.append(f"accuracy {row['accuracy']:.2%} vs FP32 {fp32['accuracy']:.2%}")
+    for batch in ("batch_1_ms", "batch_64_ms"):
+        if row["latency"][batch] > fp32["latency"][batch]:
+            failed.append(
+                f"slower at {batch[:-3].replace('_', ' ')}: {row['latency'][batch]:.3g} ms vs "
+                f"FP32 {fp32['latency'][batch]:.3g} ms"
+            )
+    return failed
+
+
+def _weight_counts(path: str | Path) -> tuple[int, int]:
+    """(conv weights, fully connected weights): sizes of the weight initializers of Conv and Gemm/MatMul."""
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    sizes = {t.name: int(np.prod(t.dims)) for t in graph.initializer}
+    counts = {"Conv": 0, "Linear": 0}
+    for node in graph.node:
+        kind = "Conv" if node.op_type == "Conv" else "Linear" if node.op_type in ("Gemm", "MatMul") else None
+        if kind:
+            counts[kind] += sum(sizes.get(name, 0) for name in node.input[1:2])
+    return counts["Conv"], counts["Linear"]
