@@ -67,7 +67,7 @@ def export_network(
         ExportError: conversion, verification or the agreement bar fails.
         ValueError: an unknown ``quantize`` mode, or no calibration images where they are needed.
     """
-    from export import conversion, quantization, report, selection, verification
+    from export import conversion, quantization, report, selection, self_test, verification
 
     if quantize not in QUANTIZE_MODES:
         raise ValueError(f"quantize must be one of {QUANTIZE_MODES}, got {quantize!r}")
@@ -131,6 +131,9 @@ def export_network(
                 options,
                 None if calibration is None else calibration.images,
             )
+        document = self_test.embed_self_test(out, images=self_test.small_images(verify.images))
+        progress(f"      self-test stored: {len(document['cases'])} cases, tolerance "
+                 f"{document['tolerance']:.3g} ({document['tolerance_basis']})")  # fmt: skip
         models = {"fp32": fp32_path}
         if chosen not in ("none", "fp32"):
             check = verification.verify(
@@ -156,6 +159,8 @@ def export_network(
             "fp32_top1_agreement": fp32_check.top1_agreement,
         }
         summary["quantization"] = {"requested": quantize, "kept": chosen}
+        summary["self_test"] = {k: document[k] for k in ("tolerance", "tolerance_basis")}
+        summary["self_test"]["cases"] = len(document["cases"])
         if auto is not None:
             summary["quantization"]["auto"] = {**auto.provenance(), "images": select_on.source}
         summary["metadata"] = conversion.load_metadata(out).to_dict()

@@ -21,6 +21,7 @@ from onnxruntime.quantization import CalibrationDataReader
 
 from edgeinfer.metadata import ModelMetadata
 from export.conversion import rewrite_metadata
+from export.float_output import keep_output_float
 from export.inputs import preprocess
 
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
@@ -43,6 +44,9 @@ class StaticOptions:
     # QuantizeLinear pass over the image and a poorly vectorised kernel for 288 weights (measured slower).
     exclude: tuple[str, ...] = ("first_conv",)  # from EXCLUDABLE
     fc_bits: int = 8  # 4: fully connected weights as 4-bit blocks (MatMulNBits), activations stay float there
+    # No QuantizeLinear on the outputs (export/float_output.py): no ties between classes, and CPUs whose int8
+    # kernels differ agree more closely (README "Platforms"), at no cost in size or speed.
+    float_output: bool = True
 
     def __post_init__(self) -> None:
         if self.calibration_method not in CALIBRATION_METHODS:
@@ -149,6 +153,8 @@ def quantize_static_int8(
             nodes_to_exclude=_resolve_exclusions(prepared, options.exclude),
             calibrate_method=methods[options.calibration_method],
         )
+    if options.float_output:
+        keep_output_float(out_path)
 
 
 def quantize_dynamic_int8(fp32_path: str | Path, out_path: str | Path) -> dict[str, Any]:

@@ -6,9 +6,12 @@ the device will load: the runtime's own image path, the runtime's own session.
 
 from __future__ import annotations
 
+import io
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from edgeinfer.selftest import SELF_TEST_KEY, build_self_test
 
@@ -41,6 +44,28 @@ def embed_self_test(path: str | Path, *, images: Sequence[bytes] = ()) -> dict:
         model.metadata_props.add(key=key, value=value)
     save_model(model, path)
     return document
+
+
+def small_images(images: Sequence[Any], count: int = 2, max_bytes: int = 32_768) -> list[bytes]:
+    """Up to ``count`` of ``images`` as encoded bytes to embed: arrays as PNG, files as they are, skipping
+    any larger than ``max_bytes`` (the self-test should stay a few kilobytes)."""
+    from PIL import Image
+
+    chosen = []
+    for image in images:
+        if isinstance(image, np.ndarray):
+            buffer = io.BytesIO()
+            Image.fromarray(image).save(buffer, format="PNG")
+            data = buffer.getvalue()
+        elif isinstance(image, (str, Path)) and Path(image).stat().st_size <= max_bytes:
+            data = Path(image).read_bytes()
+        else:
+            continue
+        if len(data) <= max_bytes:
+            chosen.append(data)
+        if len(chosen) == count:
+            break
+    return chosen
 
 
 def output_step(model: onnx.ModelProto) -> float | None:
