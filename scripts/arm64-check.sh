@@ -2,7 +2,7 @@
 # edgeinfer on an emulated ARM64 board, compared with this host. Not part of CI (it takes ~20-40 minutes).
 #
 #   bash scripts/arm64-check.sh [ROOT]      # as root; ROOT defaults to /var/tmp/edgeinfer-arm64
-#   CPUS="cortex-a72 max" bash scripts/arm64-check.sh
+#   CPUS="cortex-a72 max" MODELS="other.onnx" bash scripts/arm64-check.sh   # CPU models; more models
 #
 # 1. builds a Debian bookworm arm64 root with debootstrap + qemu-user-static (once; reused afterwards);
 # 2. installs the runtime there from PyPI in a venv, at the host's numpy/onnxruntime/Pillow/click versions,
@@ -40,32 +40,40 @@ mountpoint -q "$ROOT/dev" || mount --bind /dev "$ROOT/dev"
 trap 'umount "$ROOT/proc" "$ROOT/dev" 2>/dev/null || true' EXIT
 
 # 2. the runtime at the host's versions, edgeinfer from this checkout
-pins=$("$PYTHON" -c 'import numpy, onnxruntime, PIL, click, importlib.metadata as m
-print(f"numpy=={numpy.__version__} onnxruntime=={onnxruntime.__version__} pillow=={PIL.__version__} click=={m.version(\"click\")}")')
+pins=$("$PYTHON" -c 'import importlib.metadata as m
+print(" ".join(f"{name}=={m.version(name)}" for name in ("numpy", "onnxruntime", "pillow", "click")))')
 rm -rf "$ROOT/opt/edgeinfer" && mkdir -p "$ROOT/opt/edgeinfer"
-"$PYTHON" -m pip wheel -q --no-deps -w "$ROOT/opt/edgeinfer/wheels" . 2>/dev/null
+"$PYTHON" -m pip wheel -q --no-deps -w "$ROOT/opt/edgeinfer/wheels" . >/dev/null
 cp -r scripts examples "$ROOT/opt/edgeinfer/"
 chroot_run() {  # chroot_run [QEMU_CPU=name] command...
   local vars=(PATH=/usr/bin:/bin HOME=/root)
   while IFS= read -r v; do vars+=("$v"); done < <(env | grep '^PIP_' || true)
   if [[ "$1" == QEMU_CPU=* ]]; then vars+=("$1"); shift; fi
-  env -i "${vars[@]}" chroot "$ROOT" "$@"
+  env -i "${vars[@]}" "$(command -v chroot)" "$ROOT" "$@"
 }
 if [ ! -x "$ROOT/opt/venv/bin/python" ]; then
   chroot_run python3 -m venv /opt/venv
 fi
 echo "== pip install in the arm64 root: $pins"
 chroot_run /opt/venv/bin/pip install -q $pins
-chroot_run /opt/venv/bin/pip install -q --no-deps --force-reinstall /opt/edgeinfer/wheels/edgeinfer-*.whl
+wheel=$(cd "$ROOT/opt/edgeinfer/wheels" && ls edgeinfer-*.whl)
+chroot_run /opt/venv/bin/pip install -q --no-deps --force-reinstall "/opt/edgeinfer/wheels/$wheel"
 
-# 3. reports and comparisons (the checkout's scripts, the installed edgeinfer)
-"$PYTHON" scripts/platform_check.py report > "$OUT/host.json"
+# 3. self-test and reports on each CPU, compared with the host (the checkout's scripts, the installed edgeinfer)
+for model in ${MODELS:-}; do cp "$model" "$ROOT/opt/edgeinfer/"; done
 status=0
-for cpu in $CPUS; do
-  echo "== aarch64, QEMU_CPU=$cpu"
-  chroot_run "QEMU_CPU=$cpu" /bin/sh -c \
-    "cd /opt/edgeinfer && /opt/venv/bin/python scripts/platform_check.py report" > "$OUT/arm64-$cpu.json"
-  "$PYTHON" scripts/platform_check.py compare "$OUT/host.json" "$OUT/arm64-$cpu.json" | tee "$OUT/compare-$cpu.txt" ||
-    status=1
+for model in default ${MODELS:-}; do
+  name=$(basename "$model" .onnx)
+  host_model="" root_model=""  # empty: the bundled model
+  [ "$model" = default ] || { host_model=$model; root_model=/opt/edgeinfer/$name.onnx; }
+  "$PYTHON" scripts/platform_check.py report ${host_model:+--model "$host_model"} > "$OUT/$name-host.json"
+  for cpu in $CPUS; do
+    echo "== $name on aarch64, QEMU_CPU=$cpu"
+    chroot_run "QEMU_CPU=$cpu" /opt/venv/bin/edgeinfer verify $root_model | tail -1 || status=1
+    chroot_run "QEMU_CPU=$cpu" /bin/sh -c "cd /opt/edgeinfer && /opt/venv/bin/python scripts/platform_check.py \
+      report ${root_model:+--model $root_model}" > "$OUT/$name-arm64-$cpu.json"
+    "$PYTHON" scripts/platform_check.py compare "$OUT/$name-host.json" "$OUT/$name-arm64-$cpu.json" |
+      tee "$OUT/$name-compare-$cpu.txt" || status=1
+  done
 done
 exit $status
