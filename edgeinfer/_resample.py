@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import math
 import threading
+from collections import OrderedDict
+from collections.abc import Callable
 from functools import lru_cache
 
 import numpy as np
@@ -41,7 +43,10 @@ _F32_EPS = 2.0**-24  # unit roundoff of float32
 # scheduler time slice, so every product is kept below it.
 _SINGLE_THREAD_MNK = 65536 * 4
 _STRIP_BYTES = 1 << 22  # float32 strip buffers: big enough for few calls, small enough to reuse
+_DIRECT_TAPS = 1024  # filters at least this long take the direct float64 path
 _SCRATCH_KEPT = 1 << 21  # largest work buffer (in float32 elements, 8 MB) kept between calls
+_TABLE_CHUNK = 1 << 20  # coefficients computed per step of a table
+_PLAN_CACHE_BYTES = 32 << 20  # pass plans kept for reuse, in bytes of their arrays
 
 
 def resize(
@@ -157,23 +162,49 @@ def _check_region(region: object, out_h: int, out_w: int) -> tuple[int, int, int
 # --------------------------------------------------------------------------------------------- NEAREST
 
 
-def _nearest_indices(in_size: int, out_size: int) -> np.ndarray:
-    """Source index of each output pixel, as Geometry.c's ImagingScaleAffine computes it.
+def _nearest_indices(in_size: int, out_size: int, lo: int, hi: int) -> np.ndarray:
+    """Source index of outputs [lo, hi), as Geometry.c's ImagingScaleAffine computes it.
 
-    The position starts at scale/2 and grows by repeated double additions of scale (cumsum is sequential,
-    like the C loop); (int) truncates. Indices outside the source mean Pillow's zero fill.
+    The C loop starts at ``scale / 2`` and adds ``scale`` once per output in double; (int) truncates.
+    Within one binade [2**(e-1), 2**e) the rounded sum x + scale moves x by the same multiple of the
+    binade's ulp every time (a tie rounds to an even significand, after which the step is fixed too), so
+    after two additions inside a binade the rest of the binade is an exact arithmetic progression. That
+    reproduces the sequential sums with a few dozen Python additions, whatever ``lo`` is.
     """
-    scale = in_size / out_size
-    steps = np.full(out_size, scale)
-    steps[0] = scale * 0.5
-    return np.cumsum(steps).astype(np.int64)
+    step = _axis_scale(in_size, out_size)
+    x, k = step * 0.5, 0
+    positions = np.empty(hi - lo)
+    while k < hi:
+        top = 2.0 ** math.frexp(x)[1]
+        second = (x + step) + step
+        following = second + step
+        # Steps that stay below the binade's top by more than an ulp cannot round up into the next one.
+        room = top - top * 2.0**-52 - step
+        if x >= top / 2 and following < room and following > second:
+            increment = following - second
+            run = min(int((room - second) // increment), hi - (k + 2))
+            if run > 0:
+                run_lo, run_hi = max(lo, k + 2), k + 2 + run
+                if run_hi > run_lo:
+                    offsets = np.arange(run_lo - k - 2, run_hi - k - 2, dtype=np.float64)
+                    positions[run_lo - lo : run_hi - lo] = second + offsets * increment
+                if lo <= k:
+                    positions[k - lo] = x
+                if lo <= k + 1:
+                    positions[k + 1 - lo] = x + step
+                k, x = k + 2 + run, second + run * increment
+                continue
+        if k >= lo:
+            positions[k - lo] = x
+        k, x = k + 1, x + step
+    return positions.astype(np.int64)
 
 
 def _resize_nearest(
     img: np.ndarray, out_h: int, out_w: int, top: int, left: int, reg_h: int, reg_w: int
 ) -> np.ndarray:
-    rows = _nearest_indices(img.shape[0], out_h)[top : top + reg_h]
-    cols = _nearest_indices(img.shape[1], out_w)[left : left + reg_w]
+    rows = _nearest_indices(img.shape[0], out_h, top, top + reg_h)
+    cols = _nearest_indices(img.shape[1], out_w, left, left + reg_w)
     row_ok, col_ok = rows < img.shape[0], cols < img.shape[1]
     # Gather whole rows, then (column, channel) bytes of the flattened rows: faster than pixel gathers.
     channels = img.shape[2] if img.ndim == 3 else 1
@@ -189,6 +220,49 @@ def _resize_nearest(
 # -------------------------------------------------------------------------------------------- coefficients
 
 
+def _cached_in_bytes(max_bytes: int) -> Callable:
+    """An LRU cache for a function of hashable arguments whose results hold NumPy arrays, bounded by the
+    bytes of those arrays (a few plans for very wide images would otherwise hold hundreds of MB).
+    Results larger than ``max_bytes`` are not kept."""
+
+    def decorate(function: Callable) -> Callable:
+        kept: OrderedDict = OrderedDict()
+        sizes: dict = {}
+        lock = threading.Lock()
+
+        def cached(*args):
+            with lock:
+                if args in kept:
+                    kept.move_to_end(args)
+                    return kept[args]
+            value = function(*args)
+            size = _array_bytes(value)
+            with lock:
+                if size <= max_bytes and args not in kept:
+                    kept[args], sizes[args] = value, size
+                    while sum(sizes.values()) > max_bytes:
+                        oldest, _ = kept.popitem(last=False)
+                        del sizes[oldest]
+            return value
+
+        cached.cache_clear = lambda: (kept.clear(), sizes.clear())
+        cached.cached_bytes = lambda: sum(sizes.values())
+        return cached
+
+    return decorate
+
+
+def _array_bytes(value: object) -> int:
+    """Bytes of the NumPy arrays in ``value``, its items and its attributes (one level deep)."""
+    if isinstance(value, np.ndarray):
+        return value.nbytes
+    if isinstance(value, (tuple, list)):
+        return sum(_array_bytes(v) for v in value)
+    if hasattr(value, "__dict__"):
+        return sum(v.nbytes for v in vars(value).values() if isinstance(v, np.ndarray))
+    return 0
+
+
 def _kernel(filter: int, x: np.ndarray) -> np.ndarray:
     """Resample.c's filter functions, evaluated in double with the same operation order."""
     if filter == BOX:
@@ -200,65 +274,79 @@ def _kernel(filter: int, x: np.ndarray) -> np.ndarray:
         near = ((1.5 * ax - 2.5) * ax) * ax + 1.0
         far = (((ax - 5.0) * ax + 8.0) * ax - 4.0) * -0.5
         return np.where(ax < 1.0, near, np.where(ax < 2.0, far, 0.0))
-    # The sine-based filters use libm (math) like Pillow does, so the tables match to the last bit.
     if filter == HAMMING:
-        values = [_hamming(v) for v in ax.ravel().tolist()]
-    else:
-        values = [_lanczos(v) for v in x.ravel().tolist()]
-    return np.array(values, dtype=np.float64).reshape(x.shape)
+        window = _HAMMING_A + _HAMMING_B * _libm(math.cos, ax * math.pi)
+        return np.where(ax >= 1.0, 0.0, np.where(ax == 0.0, 1.0, _sinc(ax) * window))
+    return np.where((x >= -3.0) & (x < 3.0), _sinc(x) * _sinc(x / 3), 0.0)  # LANCZOS
 
 
-def _hamming(x: float) -> float:
-    if x == 0.0:
-        return 1.0
-    if x >= 1.0:
-        return 0.0
-    x = x * math.pi
-    return math.sin(x) / x * (_HAMMING_A + _HAMMING_B * math.cos(x))
+def _sinc(x: np.ndarray) -> np.ndarray:
+    """sin(pi x) / (pi x), 1 at 0, as Resample.c's sinc_filter."""
+    angle = x * math.pi
+    zero = angle == 0.0
+    return np.where(zero, 1.0, _libm(math.sin, angle) / np.where(zero, 1.0, angle))
 
 
-def _sinc(x: float) -> float:
-    if x == 0.0:
-        return 1.0
-    x = x * math.pi
-    return math.sin(x) / x
+def _libm(function: Callable[[float], float], x: np.ndarray) -> np.ndarray:
+    """The C library's sin/cos (``math``'s), which Pillow calls: NumPy's own when it agrees with them on a
+    probe (it calls libm unless built with SIMD versions, which may differ in the last bit)."""
+    if _numpy_is_libm():
+        return getattr(np, function.__name__)(x)
+    return np.frompyfunc(function, 1, 1)(x).astype(np.float64)
 
 
-def _lanczos(x: float) -> float:
-    if -3.0 <= x < 3.0:
-        return _sinc(x) * _sinc(x / 3)
-    return 0.0
+@lru_cache(maxsize=1)
+def _numpy_is_libm() -> bool:
+    probe = np.random.default_rng(0).uniform(-4 * math.pi, 4 * math.pi, 4096)
+    return all(
+        np.array_equal(getattr(np, f.__name__)(probe), [f(v) for v in probe.tolist()])
+        for f in (math.sin, math.cos)
+    )
 
 
-@lru_cache(maxsize=256)
-def _coefficients(in_size: int, out_size: int, filter: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Resample.c precompute_coeffs: per output, first source index, tap count, normalised double weights."""
-    scale = in_size / out_size
+def _axis_scale(in_size: int, out_size: int) -> float:
+    """Source pixels per output pixel: _imaging.c passes the box edges as C floats, Resample.c divides in
+    double (``(double)(float)(in1 - in0) / outSize``); the float32 rounding matters above 2**24 pixels."""
+    return float(np.float32(in_size)) / out_size
+
+
+def _coefficients(in_size: int, out_size: int, filter: int, lo: int, hi: int) -> tuple[np.ndarray, ...]:
+    """Resample.c precompute_coeffs for outputs [lo, hi) only: first source index, tap count and
+    normalised double weights per output. Each output's table depends on its own index alone, so the
+    cost follows the kept outputs, not the size of the whole resized axis."""
+    scale = _axis_scale(in_size, out_size)
     filterscale = max(scale, 1.0)
     support = _SUPPORTS[filter] * filterscale
-    center = (np.arange(out_size) + 0.5) * scale
+    center = (np.arange(lo, hi) + 0.5) * scale
     # (int) casts truncate toward zero; the clamps follow.
     first = np.maximum(np.trunc(center - support + 0.5), 0).astype(np.int64)
     last = np.minimum(np.trunc(center + support + 0.5), in_size).astype(np.int64)
     count = last - first
     taps = np.arange(int(count.max()))
-    x = ((first[:, None] + taps).astype(np.float64) - center[:, None] + 0.5) * (1.0 / filterscale)
-    used = taps < count[:, None]
-    weights = np.where(used, _kernel(filter, x), 0.0)
-    total = np.zeros(out_size)
-    for j in taps:  # sequential sum, as the C loop (numpy's pairwise sum could differ in the last bit)
-        total = total + weights[:, j]
-    weights = np.where(total[:, None] != 0.0, weights / np.where(total == 0.0, 1.0, total)[:, None], weights)
+    weights = np.empty((hi - lo, len(taps)))
+    rows = max(1, _TABLE_CHUNK // len(taps))  # bounds the temporaries of very long filters
+    for r0 in range(0, hi - lo, rows):
+        part = slice(r0, r0 + rows)
+        x = ((first[part, None] + taps).astype(np.float64) - center[part, None] + 0.5) * (1.0 / filterscale)
+        values = np.where(taps < count[part, None], _kernel(filter, x), 0.0)
+        # cumsum adds in order, as the C loop (numpy's pairwise sum could differ in the last bit).
+        total = np.cumsum(values, axis=1)[:, -1]
+        nonzero = total != 0.0
+        values[nonzero] /= total[nonzero, None]
+        weights[part] = values
     return first, count, weights
 
 
 def _fixed_point(weights: np.ndarray) -> np.ndarray:
-    """normalize_coeffs_8bpc: round half away from zero to 22 fractional bits (as float64 integers)."""
-    scaled = weights * float(1 << _PRECISION_BITS)
-    return np.trunc(np.where(weights < 0, scaled - 0.5, scaled + 0.5))
+    """normalize_coeffs_8bpc, in place: round half away from zero to 22 fractional bits (float64 integers).
+
+    copysign turns -0.0 into -0.5, which truncates to 0 as +0.5 does."""
+    weights *= float(1 << _PRECISION_BITS)
+    weights += np.copysign(0.5, weights)
+    return np.trunc(weights, out=weights)
 
 
-@lru_cache(maxsize=256)
+@_cached_in_bytes(_PLAN_CACHE_BYTES)
 def _plan(
     mode: str, in_size: int, out_size: int, filter: int, lo: int, hi: int, breadth: int
 ) -> tuple[int, int, object]:
@@ -267,14 +355,14 @@ def _plan(
     F and I get per-output tap indices and double weights (applied tap by tap); 8-bit modes get a _Pass8,
     whose blocks suit products over ``breadth`` independent rows or columns.
     """
-    first, count, weights = _coefficients(in_size, out_size, filter)
-    first, count, weights = first[lo:hi], count[lo:hi], weights[lo:hi]
+    first, count, weights = _coefficients(in_size, out_size, filter, lo, hi)
     src_lo, src_hi = int(first.min()), int((first + count).max())
     if mode in ("F", "I"):
         taps = np.arange(weights.shape[1])
         index = np.minimum(first[:, None] + taps, src_hi - 1) - src_lo
         return src_lo, src_hi, (index, weights, taps < count[:, None])
-    return src_lo, src_hi, _Pass8(first - src_lo, count, _fixed_point(weights), in_size / out_size, breadth)
+    scale = _axis_scale(in_size, out_size)
+    return src_lo, src_hi, _Pass8(first - src_lo, count, _fixed_point(weights), scale, breadth)
 
 
 class _Pass8:
@@ -291,7 +379,13 @@ class _Pass8:
         self.size, ntaps = fixed.shape
         self.fixed = fixed
         source = int((first + count).max())
-        block, stride, offset, span = _choose_blocks(first, first + count, scale, breadth)
+        # Filters of thousands of taps (extreme downscales) take one exact float64 product per output:
+        # blocks would multiply mostly zeros, and the float32 error bound would say nothing.
+        self.direct = ntaps >= _DIRECT_TAPS
+        if self.direct:
+            block, stride, offset, span = 1, 1, 0, 1
+        else:
+            block, stride, offset, span = _choose_blocks(first, first + count, scale, breadth)
         self.block, self.stride, self.span = block, stride, span
         self.nblocks = -(-self.size // block)
         self.padded_size = self.nblocks * block
@@ -299,6 +393,10 @@ class _Pass8:
         self.start = offset + self.pad_before
         self.length = max(self.pad_before + source, self.start + (self.nblocks - 1) * stride + span)
         self.pad_after = self.length - self.pad_before - source
+        self.clips = bool(fixed.min() < 0) or _largest_sum(fixed) + 0.5 >= 256.0
+        if self.direct:
+            self.first, self.count = first + self.pad_before, count
+            return
 
         outputs = np.arange(self.size)
         taps = np.arange(ntaps)
@@ -314,16 +412,19 @@ class _Pass8:
         self.stack = stack
         # Source positions of every tap in the padded axis, for the exact recomputation.
         self.index = np.minimum(first[:, None] + taps, source - 1) + self.pad_before
-
         self.margin, self.doubt_bits = _doubt_margins(fixed, self.nblocks, block)
         self.always_exact = not np.any(self.margin)
-        # The test in _round_into needs margins below 1/2, and the clip there needs errors below 1/2. Only
-        # very long filters (over ~8000 taps) get margins this wide; float32 then tells nothing.
-        self.recheck_all = float(np.max(self.margin)) >= 0.25
-        largest = 255.0 * float(np.abs(fixed).sum(axis=1).max()) * 2.0**-_PRECISION_BITS
-        # Without negative weights and with row sums of at most 2**22 (+ rounding slack) no output leaves
-        # [0, 255], so the saturation of clip8 can be skipped.
-        self.clips = bool(fixed.min() < 0) or largest + 0.5 >= 256.0
+
+    def products(self, src: np.ndarray, axis: int) -> np.ndarray:
+        """Direct plans: the exact accumulations (before rounding), outputs along ``axis`` of ``src``.
+
+        Pixels times 22-bit weights are integers below 2**31, so float64 sums are exact in any order.
+        """
+        moved = np.moveaxis(src, axis, 0)
+        acc = np.empty((self.padded_size,) + moved.shape[1:])
+        for i, (lo, n) in enumerate(zip(self.first.tolist(), self.count.tolist(), strict=True)):
+            acc[i] = np.tensordot(self.fixed[i, :n], moved[lo : lo + n].astype(np.float64), axes=1)
+        return acc
 
     def pad(self, values: np.ndarray, axis: int) -> None:
         """Zero the padding of ``values`` along ``axis`` (the source occupies the middle)."""
@@ -347,6 +448,14 @@ class _Pass8:
         )
 
 
+def _largest_sum(fixed: np.ndarray) -> float:
+    """The largest value a pass can produce before clipping: 255 times the largest sum of |weights|.
+
+    Without negative weights and with row sums of at most 2**22 (+ rounding slack) no output leaves
+    [0, 255], so the saturation of clip8 can be skipped."""
+    return 255.0 * float(np.abs(fixed).sum(axis=1).max()) * 2.0**-_PRECISION_BITS
+
+
 def _doubt_margins(fixed: np.ndarray, nblocks: int, block: int) -> tuple[np.ndarray, np.ndarray]:
     """Per output: how close to a rounding edge a float32 result may lie before it is recomputed exactly.
 
@@ -357,8 +466,7 @@ def _doubt_margins(fixed: np.ndarray, nblocks: int, block: int) -> tuple[np.ndar
     gamma(taps + 1) * 255 * sum|w| in any summation order, with or without FMA: 0 * p and s + 0 are
     exact, so each nonzero product meets at most ``taps`` roundings however BLAS blocks the band.
     "+ 1/2" adds half an ulp; outputs whose fraction lies within twice that of 0 or 1 get recomputed
-    exactly in float64. Margins of 1/4 or more (filters of thousands of taps) make _Pass8 recompute every
-    output instead. Returned as a scalar or shaped (outputs, 1), with the uint32 bits of 1 - 2 * margin,
+    exactly in float64. Returned as a scalar or shaped (outputs, 1), with the uint32 bits of 1 - 2 * margin,
     for ``_round_into``.
     """
     ntaps = fixed.shape[1]
@@ -459,9 +567,7 @@ def _round_into(acc: np.ndarray, out: np.ndarray, plan: _Pass8, exact) -> None:
     rounded = out.reshape(values.shape) if direct else _SCRATCH.take("rounded", values.shape)
     np.floor(values, out=rounded, casting="unsafe")
     doubtful = None
-    if plan.recheck_all:
-        doubtful = np.arange(plan.size * values.shape[1])  # the outputs before the padding
-    elif not plan.always_exact:
+    if not plan.always_exact:
         # fraction - margin is negative (sign bit set) or above 1 - 2 * margin exactly when the fraction
         # lies within the margin of 0 or 1; as unsigned integers both compare above 1 - 2 * margin.
         np.subtract(values, rounded, out=values)
@@ -480,8 +586,19 @@ def _round_into(acc: np.ndarray, out: np.ndarray, plan: _Pass8, exact) -> None:
 
 def _exact_8bit(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
     """The int32 accumulation and >> 22 of Resample.c, in float64 (exact), before clipping."""
-    acc = np.einsum("ij,ij->i", values.astype(np.float64), weights)
+    return _shift_8bit(np.einsum("ij,ij->i", values.astype(np.float64), weights))
+
+
+def _shift_8bit(acc: np.ndarray) -> np.ndarray:
+    """(acc + 2**21) >> 22 on exact float64 accumulations."""
     return np.floor((acc + 2.0 ** (_PRECISION_BITS - 1)) * 2.0**-_PRECISION_BITS)
+
+
+def _direct_pass(src: np.ndarray, plan: _Pass8, axis: int, out: np.ndarray) -> None:
+    """A direct plan's pass: ``src`` holds the source along ``axis`` -> ``out`` (padded_size, ...)."""
+    rounded = _shift_8bit(plan.products(src, axis))
+    np.clip(rounded, 0.0, 255.0, out=rounded)
+    np.copyto(out, rounded.reshape(out.shape), casting="unsafe")
 
 
 class _Scratch(threading.local):
@@ -513,6 +630,9 @@ def _pass_along_rows(src: np.ndarray, plan: _Pass8, out: np.ndarray) -> None:
     One batched product over the strided block view; the result comes out transposed (outputs first),
     which is the layout the other pass wants. The caller keeps M * span * block single-threaded.
     """
+    if plan.direct:
+        _direct_pass(src, plan, 1, out)
+        return
     acc = _SCRATCH.take("acc", (plan.nblocks, plan.block, src.shape[0]))
     np.matmul(plan.stack, plan.blocks_of(src, 1).transpose(0, 2, 1), out=acc)
 
@@ -530,6 +650,9 @@ def _pass_along_columns(src: np.ndarray, plan: _Pass8, out: np.ndarray) -> None:
     Used when the vertical pass comes first: the interleaved image is already (R, W*C). Strips of columns
     are converted and padded in a small reused buffer, which also keeps each product single-threaded.
     """
+    if plan.direct:
+        _direct_pass(src, plan, 0, out)
+        return
     total = src.shape[1]
     step = max(1, min(_SINGLE_THREAD_MNK // (plan.span * plan.block), _STRIP_BYTES // (4 * plan.length)))
     for c0 in range(0, total, step):

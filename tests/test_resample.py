@@ -269,3 +269,78 @@ BAD_CALLS = [
 def test_bad_arguments_raise_with_the_value(call, error, message) -> None:
     with pytest.raises(error, match=message):
         call()
+
+
+# Run under an address-space limit: work and memory must follow the pixels kept, not the resized size.
+_LIMITED = """
+import resource, sys, time
+resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
+import numpy as np
+import edgeinfer.transforms as T
+cases = np.load(sys.argv[1])
+results, seconds = {}, []
+for key in cases.files:
+    kind, size, interpolation = key.split("|")[:3]
+    image = cases[key]
+    if kind == "crop":
+        pipeline = T.Compose([T.Resize(int(size), interpolation), T.CenterCrop(int(size))])
+    else:
+        pipeline = T.Resize(tuple(int(v) for v in size.split("x")), interpolation)
+    start = time.perf_counter()
+    results[key] = pipeline(image)
+    seconds.append(time.perf_counter() - start)
+np.savez(sys.argv[2], **results)
+print(max(seconds))
+"""
+
+
+def _hostile_cases() -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Images whose resize is huge but whose kept output is small, and torchvision's result for each.
+
+    The 3,000,000-pixel line resized to 28 on its short side would be 84 million pixels long: torchvision
+    cannot compute that in a test's time, so the exactness of the kept window is checked at 30,000 pixels
+    (840,000 long, the same code path) and the full size must only finish in bounds.
+    """
+    import torchvision.transforms as T
+
+    rng = np.random.default_rng(11)
+    cases, want = {}, {}
+    for length, exact in ((3_000_000, False), (30_000, True)):
+        for shape in ((1, length), (length, 1), (1, length, 3)):
+            image = rng.integers(0, 256, shape, dtype=np.uint8)
+            for interpolation in ("bilinear", "nearest", "bicubic"):
+                key = f"crop|28|{interpolation}|{shape}"
+                cases[key] = image
+                if exact:
+                    mode = T.InterpolationMode(interpolation)
+                    tv = T.Compose([T.Resize(28, mode), T.CenterCrop(28)])
+                    want[key] = np.asarray(tv(Image.fromarray(image)))
+    image = rng.integers(0, 256, (3_000_000, 1, 3), dtype=np.uint8)
+    for interpolation in ("bilinear", "lanczos"):
+        key = f"squash|28x28|{interpolation}"
+        cases[key] = image[:, 0] if interpolation == "bilinear" else image
+        want[key] = pillow_resize(cases[key], (28, 28), FILTERS[interpolation])
+    return cases, want
+
+
+def test_huge_resizes_keep_cost_bounded_by_the_kept_pixels(tmp_path, parity) -> None:
+    import os
+    import subprocess
+    import sys
+
+    cases, want = _hostile_cases()
+    np.savez(tmp_path / "cases.npz", **cases)
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-c", _LIMITED, str(tmp_path / "cases.npz"), str(tmp_path / "out.npz")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    got = np.load(tmp_path / "out.npz")
+    for key, image in cases.items():
+        assert got[key].shape == (28, 28) + image.shape[2:], key
+        if key in want:
+            parity.check(got[key], want[key], key)
