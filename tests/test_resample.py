@@ -344,3 +344,27 @@ def test_huge_resizes_keep_cost_bounded_by_the_kept_pixels(tmp_path, parity) -> 
         assert got[key].shape == (28, 28) + image.shape[2:], key
         if key in want:
             parity.check(got[key], want[key], key)
+
+
+def test_plan_cache_is_bounded_in_bytes() -> None:
+    from edgeinfer import _resample
+
+    for width in range(40_000, 40_012):  # each plan of these downscales holds over 10 MB
+        resize(np.zeros((2, width), np.uint8), (2, 28_000), 3)
+        assert 0 < _resample._plan.cached_bytes() <= _resample._PLAN_CACHE_BYTES
+
+
+@pytest.mark.parametrize("in_size", [1, 3, 5, 7, 640, 3_000, 99_991])
+def test_nearest_indices_equal_the_sequential_c_loop(in_size: int) -> None:
+    """Geometry.c adds the scale output by output in double; any window must see the same sums."""
+    from edgeinfer._resample import _nearest_indices
+
+    for out_size in (1, 2, 3, 10, 224, 1 << 20, 3 * in_size + 1):
+        scale = float(np.float32(in_size)) / out_size
+        x, sequential = scale * 0.5, []
+        for _ in range(out_size):
+            sequential.append(int(x))
+            x += scale
+        for lo, hi in ((0, out_size), (out_size // 3, out_size // 3 + 28), (max(0, out_size - 5), out_size)):
+            hi = min(hi, out_size)
+            assert _nearest_indices(in_size, out_size, lo, hi).tolist() == sequential[lo:hi]
