@@ -10,7 +10,13 @@ Speed (8-bit modes) comes from
   blocks of outputs, one strided view and one batched BLAS call per strip of the image;
 * float32 products whose rounding is provably Pillow's: an error bound per output says which results lie
   too close to a rounding edge, and only those are recomputed exactly in float64 (see ``_doubt_margins``);
-* computing only the requested output ``region`` (Resize + CenterCrop), and reusing work buffers.
+* computing only the requested output ``region`` (Resize + CenterCrop), and reusing work buffers;
+* cost bounded by the kept region plus the input: coefficient tables only for kept outputs, NEAREST
+  indices without walking the whole axis, filters of thousands of taps as direct exact float64 products,
+  plans cached up to a byte budget.
+
+``_resample_reference`` is the loop-for-loop port of Pillow's C code that these paths are tested against;
+it owns the constants both share (filter codes and supports, fixed point precision, the pass order).
 """
 
 from __future__ import annotations
@@ -24,16 +30,21 @@ from functools import lru_cache
 import numpy as np
 
 from edgeinfer import _convert
+from edgeinfer._resample_reference import (
+    BICUBIC,
+    BILINEAR,
+    BOX,
+    FILTER_NAMES,
+    HAMMING,
+    HAMMING_A,
+    HAMMING_B,
+    NEAREST,
+    PASS_ORDERS,
+    PRECISION_BITS,
+    SUPPORTS,
+    vertical_first,
+)
 
-NEAREST, LANCZOS, BILINEAR, BICUBIC, BOX, HAMMING = 0, 1, 2, 3, 4, 5
-PASS_ORDERS = ("pillow13", "pillow12")
-
-_SUPPORTS = {BOX: 0.5, BILINEAR: 1.0, HAMMING: 1.0, BICUBIC: 2.0, LANCZOS: 3.0}
-_FILTER_NAMES = {0: "NEAREST", 1: "LANCZOS", 2: "BILINEAR", 3: "BICUBIC", 4: "BOX", 5: "HAMMING"}
-_PRECISION_BITS = 22  # Resample.c: 32 - 8 (pixel) - 2 (headroom for negative lobes and overshoot)
-# Hamming's 0.54 and 0.46 are float32 literals in Resample.c, promoted to double.
-_HAMMING_A = float(np.float32(0.54))
-_HAMMING_B = float(np.float32(0.46))
 # The overhead of one more block in a batched product, in multiply-adds (about 0.5 us at 25 GFMA/s).
 # Blocks of the banded product are sized to balance it against the zeros multiplied outside the band.
 _CALL_COST = 12_500
@@ -91,11 +102,11 @@ def resize(
         return _resize_nearest(img, out_h, out_w, top, left, reg_h, reg_w)
 
     need_h, need_v = out_w != in_w, out_h != in_h
-    vertical_first = need_h and need_v and _vertical_first(pass_order, in_h, in_w, out_h, out_w)
+    v_first = need_h and need_v and vertical_first(pass_order, in_h, in_w, out_h, out_w)
     channels = img.shape[2] if img.ndim == 3 else 1
     # How many independent rows (columns) each product of the horizontal (vertical) pass works on.
     h_breadth = channels * min(in_h, _STRIP_BYTES // (4 * in_w * channels))
-    v_breadth = reg_w if need_h and not vertical_first else in_w * channels
+    v_breadth = reg_w if need_h and not v_first else in_w * channels
     if need_v:
         row_lo, row_hi, v_plan = _plan(mode, in_h, out_h, filter, top, top + reg_h, _bucket(v_breadth))
     else:
@@ -107,20 +118,13 @@ def resize(
 
     window = img[row_lo:row_hi, col_lo:col_hi]
     if mode in ("F", "I"):
-        return _resample_32bit(window, mode, h_plan, v_plan, vertical_first)
-    return _resample_8bit(window, mode, h_plan, v_plan, vertical_first)
+        return _resample_32bit(window, mode, h_plan, v_plan, v_first)
+    return _resample_8bit(window, mode, h_plan, v_plan, v_first)
 
 
 def _bucket(breadth: int) -> int:
     """Round up to a power of two (at most 4096), so that plans are shared between similar images."""
     return 1 << min(12, max(0, breadth - 1).bit_length())
-
-
-def _vertical_first(pass_order: str, in_h: int, in_w: int, out_h: int, out_w: int) -> bool:
-    """Pillow 13 resizes vertically first when the height shrinks much more than the width."""
-    if pass_order == "pillow12":
-        return False
-    return out_h < in_h and (in_h - out_h) > 2 * (in_w - out_w)
 
 
 # ---------------------------------------------------------------------------------------------- arguments
@@ -143,8 +147,8 @@ def _check_size(size: object) -> tuple[int, int]:
 
 def _check_filter(filter: object) -> int:
     code = _check_int(filter, "filter")
-    if code not in _FILTER_NAMES:
-        raise ValueError(f"filter must be one of {_FILTER_NAMES} (Pillow codes), got {filter!r}")
+    if code not in FILTER_NAMES:
+        raise ValueError(f"filter must be one of {FILTER_NAMES} (Pillow codes), got {filter!r}")
     return code
 
 
@@ -275,7 +279,7 @@ def _kernel(filter: int, x: np.ndarray) -> np.ndarray:
         far = (((ax - 5.0) * ax + 8.0) * ax - 4.0) * -0.5
         return np.where(ax < 1.0, near, np.where(ax < 2.0, far, 0.0))
     if filter == HAMMING:
-        window = _HAMMING_A + _HAMMING_B * _libm(math.cos, ax * math.pi)
+        window = HAMMING_A + HAMMING_B * _libm(math.cos, ax * math.pi)
         return np.where(ax >= 1.0, 0.0, np.where(ax == 0.0, 1.0, _sinc(ax) * window))
     return np.where((x >= -3.0) & (x < 3.0), _sinc(x) * _sinc(x / 3), 0.0)  # LANCZOS
 
@@ -316,7 +320,7 @@ def _coefficients(in_size: int, out_size: int, filter: int, lo: int, hi: int) ->
     cost follows the kept outputs, not the size of the whole resized axis."""
     scale = _axis_scale(in_size, out_size)
     filterscale = max(scale, 1.0)
-    support = _SUPPORTS[filter] * filterscale
+    support = SUPPORTS[filter] * filterscale
     center = (np.arange(lo, hi) + 0.5) * scale
     # (int) casts truncate toward zero; the clamps follow.
     first = np.maximum(np.trunc(center - support + 0.5), 0).astype(np.int64)
@@ -341,7 +345,7 @@ def _fixed_point(weights: np.ndarray) -> np.ndarray:
     """normalize_coeffs_8bpc, in place: round half away from zero to 22 fractional bits (float64 integers).
 
     copysign turns -0.0 into -0.5, which truncates to 0 as +0.5 does."""
-    weights *= float(1 << _PRECISION_BITS)
+    weights *= float(1 << PRECISION_BITS)
     weights += np.copysign(0.5, weights)
     return np.trunc(weights, out=weights)
 
@@ -408,7 +412,7 @@ class _Pass8:
             np.broadcast_to((outputs % block)[:, None], used.shape)[used],
             column[used],
         )
-        stack[where] = (fixed * 2.0**-_PRECISION_BITS).astype(np.float32)[used]
+        stack[where] = (fixed * 2.0**-PRECISION_BITS).astype(np.float32)[used]
         self.stack = stack
         # Source positions of every tap in the padded axis, for the exact recomputation.
         self.index = np.minimum(first[:, None] + taps, source - 1) + self.pad_before
@@ -453,7 +457,7 @@ def _largest_sum(fixed: np.ndarray) -> float:
 
     Without negative weights and with row sums of at most 2**22 (+ rounding slack) no output leaves
     [0, 255], so the saturation of clip8 can be skipped."""
-    return 255.0 * float(np.abs(fixed).sum(axis=1).max()) * 2.0**-_PRECISION_BITS
+    return 255.0 * float(np.abs(fixed).sum(axis=1).max()) * 2.0**-PRECISION_BITS
 
 
 def _doubt_margins(fixed: np.ndarray, nblocks: int, block: int) -> tuple[np.ndarray, np.ndarray]:
@@ -472,11 +476,11 @@ def _doubt_margins(fixed: np.ndarray, nblocks: int, block: int) -> tuple[np.ndar
     ntaps = fixed.shape[1]
     magnitude = np.abs(fixed)
     total = magnitude.sum(axis=1)
-    largest = 255.0 * total * 2.0**-_PRECISION_BITS
+    largest = 255.0 * total * 2.0**-PRECISION_BITS
     ints = magnitude.astype(np.int64)
     lowest_bit = np.where(ints > 0, ints & -ints, 1 << 40).min(axis=1)
     exact = (255.0 * total / lowest_bit < 2.0**24) & (
-        largest + 0.5 < lowest_bit * 2.0 ** (24 - _PRECISION_BITS)
+        largest + 0.5 < lowest_bit * 2.0 ** (24 - PRECISION_BITS)
     )
     gamma = (ntaps + 1) * _F32_EPS / (1 - (ntaps + 1) * _F32_EPS)
     # 2**-20 covers the rounding of "fraction - margin" in _round_into.
@@ -591,7 +595,7 @@ def _exact_8bit(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
 
 def _shift_8bit(acc: np.ndarray) -> np.ndarray:
     """(acc + 2**21) >> 22 on exact float64 accumulations."""
-    return np.floor((acc + 2.0 ** (_PRECISION_BITS - 1)) * 2.0**-_PRECISION_BITS)
+    return np.floor((acc + 2.0 ** (PRECISION_BITS - 1)) * 2.0**-PRECISION_BITS)
 
 
 def _direct_pass(src: np.ndarray, plan: _Pass8, axis: int, out: np.ndarray) -> None:

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from edgeinfer import _convert, _resample
+from edgeinfer._resample_reference import FILTER_NAMES, FILTERS, PASS_ORDERS
 
 __all__ = [
     "CenterCrop",
@@ -38,19 +39,9 @@ __all__ = [
     "from_torchvision",
 ]
 
-# torchvision's InterpolationMode values → Pillow filter codes (functional.pil_modes_mapping).
-INTERPOLATIONS = {
-    "nearest": 0,
-    "nearest-exact": 0,
-    "bilinear": 2,
-    "bicubic": 3,
-    "box": 4,
-    "hamming": 5,
-    "lanczos": 1,
-}
-# Pillow codes → torchvision modes (functional._interpolation_modes_from_int).
-_PIL_FILTER_NAMES = {0: "nearest", 1: "lanczos", 2: "bilinear", 3: "bicubic", 4: "box", 5: "hamming"}
-PASS_ORDERS = _resample.PASS_ORDERS
+# torchvision's InterpolationMode values → Pillow filter codes (functional.pil_modes_mapping); the reverse
+# is functional._interpolation_modes_from_int.
+INTERPOLATIONS = {**FILTERS, "nearest-exact": FILTERS["nearest"]}
 PADDING_MODES = ("constant", "edge", "reflect", "symmetric")
 DTYPES = ("uint8", "int8", "int16", "int32", "int64", "float32", "float64")
 _UINT8_MODES = ("L", "LA", "RGB", "RGBA")
@@ -85,8 +76,8 @@ def _interpolation_name(value: Any) -> str:
         if name in INTERPOLATIONS:
             return name
         raise ValueError(f"interpolation must be one of {sorted(INTERPOLATIONS)}, got {value!r}")
-    if _is_int(value) and int(value) in _PIL_FILTER_NAMES:
-        return _PIL_FILTER_NAMES[int(value)]
+    if _is_int(value) and int(value) in FILTER_NAMES:
+        return FILTER_NAMES[int(value)]
     raise ValueError(
         f"interpolation must be a name such as 'bilinear', an InterpolationMode or a Pillow filter code "
         f"0-5, got {value!r}"
