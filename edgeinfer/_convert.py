@@ -6,6 +6,7 @@ An image is an array whose dtype and shape imply its PIL mode: uint8 ``H×W`` = 
 
 from __future__ import annotations
 
+import ctypes
 from typing import Any
 
 import numpy as np
@@ -75,10 +76,85 @@ def to_array(img: Any) -> np.ndarray:
         raise ValueError(f"PIL image mode {mode!r} is not supported; convert it first, e.g. img.{hint}")
     if img.width == 0 or img.height == 0:
         raise ValueError(f"empty image: size {img.size}")
-    arr = np.asarray(img)
     if mode == "I;16":
-        arr = arr.astype(np.uint16, copy=False)
-    return arr
+        return np.asarray(img).astype(np.uint16, copy=False)
+    return pil_pixels(img)
+
+
+class _ArrowArray(ctypes.Structure):
+    """The Arrow C data interface's ArrowArray (a stable ABI), as Pillow >= 11.2 exports an image."""
+
+
+_ArrowArray._fields_ = [
+    ("length", ctypes.c_int64),
+    ("null_count", ctypes.c_int64),
+    ("offset", ctypes.c_int64),
+    ("n_buffers", ctypes.c_int64),
+    ("n_children", ctypes.c_int64),
+    ("buffers", ctypes.POINTER(ctypes.c_void_p)),
+    ("children", ctypes.POINTER(ctypes.POINTER(_ArrowArray))),
+    ("dictionary", ctypes.c_void_p),
+    ("release", ctypes.c_void_p),
+    ("private_data", ctypes.c_void_p),
+]
+_capsule_pointer = ctypes.pythonapi.PyCapsule_GetPointer
+_capsule_pointer.restype = ctypes.c_void_p
+_capsule_pointer.argtypes = [ctypes.py_object, ctypes.c_char_p]
+# Pillow's storage per mode: (bytes per pixel, NumPy type, the channels an image array keeps).
+_STORAGE = {
+    "L": (1, "|u1", None),
+    "LA": (4, "|u1", slice(None, None, 3)),  # L in byte 0, A in byte 3
+    "RGB": (4, "|u1", slice(0, 3)),  # the fourth byte is padding
+    "RGBA": (4, "|u1", None),
+    "I": (4, "<i4", None),
+    "F": (4, "<f4", None),
+}
+_BAND_BYTES = 1 << 23  # rows copied per Pillow crop when an image is not one block of memory
+
+
+class _Exported:
+    """Holds an exported image's Arrow capsule (which keeps Pillow's memory alive) for NumPy."""
+
+    def __init__(self, capsule: Any, interface: dict) -> None:
+        self.capsule = capsule
+        self.__array_interface__ = interface
+
+
+def pil_pixels(img: Any) -> np.ndarray:
+    """A read-only view of a PIL image's pixels, as ``np.asarray(img)`` but without its copies.
+
+    ``np.asarray`` goes through ``tobytes``, which packs and joins the pixels in chunks, then copies them
+    again. Pillow stores an image of up to 16 MB as one block that its Arrow export shares without a
+    copy; a larger image is stored in blocks, and is copied here through crops of a few MB (one C copy
+    each, exported the same way), still much faster. RGB and LA are strided views of Pillow's 4 bytes per
+    pixel.
+    """
+    img.load()
+    nbytes, typestr, channels = _STORAGE[img.mode]
+    try:
+        pixels = _exported(img, typestr)
+    except ValueError:  # "Image rows are not contiguous in memory"
+        rows = max(1, _BAND_BYTES // (img.width * nbytes))
+        pixels = np.empty(_stored_shape(img, typestr), typestr)
+        for top in range(0, img.height, rows):
+            band = img.crop((0, top, img.width, min(img.height, top + rows)))
+            pixels[top : top + band.height] = _exported(band, typestr)
+    return pixels if channels is None else pixels[:, :, channels]
+
+
+def _stored_shape(img: Any, typestr: str) -> tuple[int, ...]:
+    """(H, W, 4) for modes stored as 4 bytes per pixel, (H, W) for L, I and F."""
+    return (img.height, img.width, 4) if typestr == "|u1" and img.mode != "L" else (img.height, img.width)
+
+
+def _exported(img: Any, typestr: str) -> np.ndarray:
+    _, capsule = img.__arrow_c_array__()
+    array = _ArrowArray.from_address(_capsule_pointer(capsule, b"arrow_array"))
+    if array.n_children:  # multi-byte pixels are a fixed-size list of bytes
+        array = array.children[0].contents
+    shape = _stored_shape(img, typestr)
+    interface = {"version": 3, "shape": shape, "typestr": typestr, "data": (array.buffers[1], True)}
+    return np.asarray(_Exported(capsule, interface))
 
 
 def grayscale(arr: np.ndarray, mode: str) -> np.ndarray:

@@ -24,7 +24,9 @@ from __future__ import annotations
 import math
 import threading
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from functools import lru_cache
 
 import numpy as np
@@ -58,6 +60,7 @@ _DIRECT_TAPS = 1024  # filters at least this long take the direct float64 path
 _SCRATCH_KEPT = 1 << 21  # largest work buffer (in float32 elements, 8 MB) kept between calls
 _TABLE_CHUNK = 1 << 20  # coefficients computed per step of a table
 _PLAN_CACHE_BYTES = 32 << 20  # pass plans kept for reuse, in bytes of their arrays
+_PARALLEL_WORK = 1 << 20  # pixels a pass must read before it is split over threads
 
 
 def resize(
@@ -78,6 +81,8 @@ def resize(
             "pillow12" (horizontal pass always first, Pillow <= 12).
         region: optional (top, left, height, width) window of the output; only that window is computed,
             bit-identical to resizing fully and slicing.
+
+    Work may be split over threads: see :func:`parallel`.
 
     Returns:
         A new array of the input's dtype and channel count, shaped like the output (or the region).
@@ -210,15 +215,37 @@ def _resize_nearest(
     rows = _nearest_indices(img.shape[0], out_h, top, top + reg_h)
     cols = _nearest_indices(img.shape[1], out_w, left, left + reg_w)
     row_ok, col_ok = rows < img.shape[0], cols < img.shape[1]
-    # Gather whole rows, then (column, channel) bytes of the flattened rows: faster than pixel gathers.
-    channels = img.shape[2] if img.ndim == 3 else 1
-    bytes_at = (np.where(col_ok, cols, 0)[:, None] * channels + np.arange(channels)).ravel()
-    picked = np.take(img.reshape(img.shape[0], -1), np.where(row_ok, rows, 0), axis=0)[:, bytes_at]
-    out = picked.reshape((reg_h, reg_w) + img.shape[2:])
+    rows, cols = np.where(row_ok, rows, 0), np.where(col_ok, cols, 0)
+    words = _pixel_words(img)
+    if words is not None:  # one 4-byte word per pixel: the fastest gather
+        picked = words[rows[:, None], cols].view(np.uint8).reshape(reg_h, reg_w, 4)
+        out = np.ascontiguousarray(picked[:, :, : img.shape[2]])
+    else:
+        # Gather whole rows, then (column, channel) bytes of the flattened rows: faster than pixel gathers.
+        channels = img.shape[2] if img.ndim == 3 else 1
+        bytes_at = (cols[:, None] * channels + np.arange(channels)).ravel()
+        picked = np.take(img, rows, axis=0).reshape(reg_h, -1)[:, bytes_at]
+        out = picked.reshape((reg_h, reg_w) + img.shape[2:])
     if not (row_ok.all() and col_ok.all()):
         out[~row_ok] = 0
         out[:, ~col_ok] = 0
     return out
+
+
+def _pixel_words(img: np.ndarray) -> np.ndarray | None:
+    """An RGB(A) image whose pixels are 4 bytes apart (Pillow's storage, as ``pil_pixels`` exposes it) as
+    an (H, W) uint32 view of whole pixels, or None for other layouts."""
+    if img.ndim != 3 or img.shape[2] < 3 or img.strides[1:] != (4, 1) or img.strides[0] % 4:
+        return None
+    base = img
+    while isinstance(base.base, np.ndarray):
+        base = base.base
+    words = np.lib.stride_tricks.as_strided(img, img.shape[:2] + (4,), img.strides, writeable=False)
+    low, high = np.lib.array_utils.byte_bounds(base)
+    words_low, words_high = np.lib.array_utils.byte_bounds(words)
+    if words_low < low or words_high > high:  # the fourth byte of the last pixel is not there
+        return None
+    return words.view(np.uint32)[:, :, 0]
 
 
 # -------------------------------------------------------------------------------------------- coefficients
@@ -628,6 +655,52 @@ class _Scratch(threading.local):
 _SCRATCH = _Scratch()
 
 
+class _Parallelism(threading.local):
+    threads = 1
+
+
+_PARALLELISM = _Parallelism()
+_POOL: list[ThreadPoolExecutor] = []
+_POOL_LOCK = threading.Lock()
+
+
+@contextmanager
+def parallel(threads: int) -> Iterator[None]:
+    """Let resizes on this thread split their work over ``threads`` threads (NumPy and BLAS release the
+    GIL); only images with enough work to pay for the hand-off are split."""
+    previous, _PARALLELISM.threads = _PARALLELISM.threads, max(1, int(threads))
+    try:
+        yield
+    finally:
+        _PARALLELISM.threads = previous
+
+
+def _in_parallel(starts: range, body: Callable[[int], None], work: int) -> None:
+    """``body(start)`` for every start, split into contiguous groups over the threads ``parallel`` allows
+    when ``work`` (pixels read) is large enough."""
+    threads = min(_PARALLELISM.threads, len(starts))
+    if threads <= 1 or work < _PARALLEL_WORK:
+        for start in starts:
+            body(start)
+        return
+
+    def group(i: int) -> None:
+        for start in starts[len(starts) * i // threads : len(starts) * (i + 1) // threads]:
+            body(start)
+
+    futures = [_pool(threads - 1).submit(group, i) for i in range(1, threads)]
+    group(0)
+    for future in futures:
+        future.result()
+
+
+def _pool(workers: int) -> ThreadPoolExecutor:
+    with _POOL_LOCK:
+        if not _POOL or _POOL[0]._max_workers < workers:
+            _POOL[:] = [ThreadPoolExecutor(workers, thread_name_prefix="edgeinfer-resample")]
+        return _POOL[0]
+
+
 def _pass_along_rows(src: np.ndarray, plan: _Pass8, out: np.ndarray) -> None:
     """Resample along the last axis: ``src`` (M, plan.length) padded float32 -> ``out`` (padded_size, M).
 
@@ -659,7 +732,8 @@ def _pass_along_columns(src: np.ndarray, plan: _Pass8, out: np.ndarray) -> None:
         return
     total = src.shape[1]
     step = max(1, min(_SINGLE_THREAD_MNK // (plan.span * plan.block), _STRIP_BYTES // (4 * plan.length)))
-    for c0 in range(0, total, step):
+
+    def strip(c0: int) -> None:
         width = min(step, total - c0)
         strip = _SCRATCH.take("strip", (plan.length, width))
         plan.pad(strip, 0)
@@ -667,12 +741,14 @@ def _pass_along_columns(src: np.ndarray, plan: _Pass8, out: np.ndarray) -> None:
         acc = _SCRATCH.take("acc", (plan.nblocks, plan.block, width))
         np.matmul(plan.stack, plan.blocks_of(strip, 0), out=acc)
 
-        def exact(doubtful, strip=strip, width=width):
+        def exact(doubtful):
             row, col = np.divmod(doubtful, width)
             taps = np.take(strip.reshape(-1), plan.index[row] * width + col[:, None])
             return _exact_8bit(taps, plan.fixed[row])
 
         _round_into(acc, out[:, c0 : c0 + width], plan, exact)
+
+    _in_parallel(range(0, total, step), strip, total * plan.length)
 
 
 def _horizontal_8bit(src: np.ndarray, plan: _Pass8, out: np.ndarray, premultiply: bool) -> None:
@@ -684,7 +760,8 @@ def _horizontal_8bit(src: np.ndarray, plan: _Pass8, out: np.ndarray, premultiply
     height, width, channels = src.shape
     per_call = _SINGLE_THREAD_MNK // (channels * plan.span * plan.block)
     rows = min(height, max(1, min(per_call, _STRIP_BYTES // (4 * plan.length * channels))))
-    for r0 in range(0, height, rows):
+
+    def strip(r0: int) -> None:
         n = min(rows, height - r0)
         planes = _SCRATCH.take("planes", (channels, n, plan.length))
         plan.pad(planes, 2)
@@ -694,12 +771,17 @@ def _horizontal_8bit(src: np.ndarray, plan: _Pass8, out: np.ndarray, premultiply
             _premultiply(inner, 0)
         _pass_along_rows(planes.reshape(channels * n, plan.length), plan, out[:, :, r0 : r0 + n])
 
+    _in_parallel(range(0, height, rows), strip, height * channels * plan.length)
+
 
 def _vertical_8bit(src: np.ndarray, plan: _Pass8, out: np.ndarray) -> None:
     """Rows of the transposed image, (M, plan.length) padded float32 -> ``out`` (padded_size, M)."""
     step = max(1, _SINGLE_THREAD_MNK // (plan.span * plan.block))
-    for m0 in range(0, src.shape[0], step):
+
+    def strip(m0: int) -> None:
         _pass_along_rows(src[m0 : m0 + step], plan, out[:, m0 : m0 + step])
+
+    _in_parallel(range(0, src.shape[0], step), strip, src.shape[0] * plan.length)
 
 
 def _resample_8bit(window: np.ndarray, mode: str, h_plan, v_plan, vertical_first: bool) -> np.ndarray:
