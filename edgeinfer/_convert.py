@@ -63,19 +63,30 @@ def image_mode(arr: np.ndarray) -> str:
     raise ValueError(f"an image must be H×W or H×W×C, got an array of shape {arr.shape}")
 
 
-def to_array(img: Any) -> np.ndarray:
-    """A PIL image or image array as an image array (a validated array is returned as is)."""
-    if isinstance(img, np.ndarray):
-        image_mode(img)
-        return img
-    mode = getattr(img, "mode", None)
-    if mode is None or not hasattr(img, "getbands"):
+def is_pil(img: Any) -> bool:
+    """Whether ``img`` looks like a PIL image (recognised without importing Pillow)."""
+    return hasattr(img, "getbands") and hasattr(img, "mode")
+
+
+def pil_mode(img: Any) -> str:
+    """The mode of a PIL image edgeinfer can take; raises TypeError/ValueError for anything else."""
+    if not is_pil(img):
         raise TypeError(f"expected an image as a numpy.ndarray or PIL image, got {type(img).__name__}")
+    mode = img.mode
     if mode not in _PIL_MODES:
         hint = _PIL_MODE_HINTS.get(mode, "convert('I')" if mode.startswith("I;16") else "convert('RGB')")
         raise ValueError(f"PIL image mode {mode!r} is not supported; convert it first, e.g. img.{hint}")
     if img.width == 0 or img.height == 0:
         raise ValueError(f"empty image: size {img.size}")
+    return mode
+
+
+def to_array(img: Any) -> np.ndarray:
+    """A PIL image or image array as an image array (a validated array is returned as is)."""
+    if isinstance(img, np.ndarray):
+        image_mode(img)
+        return img
+    mode = pil_mode(img)
     if mode == "I;16":
         return np.asarray(img).astype(np.uint16, copy=False)
     return pil_pixels(img)
@@ -120,31 +131,34 @@ class _Exported:
         self.__array_interface__ = interface
 
 
-def pil_pixels(img: Any) -> np.ndarray:
-    """A read-only view of a PIL image's pixels, as ``np.asarray(img)`` but without its copies.
+def pil_pixels(img: Any, box: tuple[int, int, int, int] | None = None) -> np.ndarray:
+    """A read-only view of a PIL image's pixels (of the window ``box`` = (left, top, right, bottom) if
+    given), as ``np.asarray(img.crop(box))`` but without its copies.
 
     ``np.asarray`` goes through ``tobytes``, which packs and joins the pixels in chunks, then copies them
     again. Pillow stores an image of up to 16 MB as one block that its Arrow export shares without a
-    copy; a larger image is stored in blocks, and is copied here through crops of a few MB (one C copy
-    each, exported the same way), still much faster. RGB and LA are strided views of Pillow's 4 bytes per
-    pixel.
+    copy; a larger image (or a window) is copied here through crops of a few MB (one C copy each,
+    exported the same way), still much faster. RGB and LA are strided views of Pillow's 4 bytes per pixel.
     """
     img.load()
     nbytes, typestr, channels = _STORAGE[img.mode]
+    left, top, right, bottom = box or (0, 0, img.width, img.height)
     try:
+        if (left, top, right, bottom) != (0, 0, img.width, img.height):
+            raise ValueError("a window")
         pixels = _exported(img, typestr)
-    except ValueError:  # "Image rows are not contiguous in memory"
-        rows = max(1, _BAND_BYTES // (img.width * nbytes))
-        pixels = np.empty(_stored_shape(img, typestr), typestr)
-        for top in range(0, img.height, rows):
-            band = img.crop((0, top, img.width, min(img.height, top + rows)))
-            pixels[top : top + band.height] = _exported(band, typestr)
+    except ValueError:  # "Image rows are not contiguous in memory", or a window
+        rows = max(1, _BAND_BYTES // ((right - left) * nbytes))
+        pixels = np.empty(_stored_shape(img.mode, bottom - top, right - left), typestr)
+        for y in range(top, bottom, rows):
+            band = img.crop((left, y, right, min(bottom, y + rows)))
+            pixels[y - top : y - top + band.height] = _exported(band, typestr)
     return pixels if channels is None else pixels[:, :, channels]
 
 
-def _stored_shape(img: Any, typestr: str) -> tuple[int, ...]:
+def _stored_shape(mode: str, height: int, width: int) -> tuple[int, ...]:
     """(H, W, 4) for modes stored as 4 bytes per pixel, (H, W) for L, I and F."""
-    return (img.height, img.width, 4) if typestr == "|u1" and img.mode != "L" else (img.height, img.width)
+    return (height, width, 4) if mode in ("LA", "RGB", "RGBA") else (height, width)
 
 
 def _exported(img: Any, typestr: str) -> np.ndarray:
@@ -152,7 +166,7 @@ def _exported(img: Any, typestr: str) -> np.ndarray:
     array = _ArrowArray.from_address(_capsule_pointer(capsule, b"arrow_array"))
     if array.n_children:  # multi-byte pixels are a fixed-size list of bytes
         array = array.children[0].contents
-    shape = _stored_shape(img, typestr)
+    shape = _stored_shape(img.mode, img.height, img.width)
     interface = {"version": 3, "shape": shape, "typestr": typestr, "data": (array.buffers[1], True)}
     return np.asarray(_Exported(capsule, interface))
 

@@ -74,7 +74,8 @@ def resize(
     """Resize ``img`` to ``size`` = (height, width) exactly as Pillow's ``Image.resize`` does.
 
     Args:
-        img: uint8 HxW (L), HxWx2 (LA), HxWx3 (RGB), HxWx4 (RGBA); float32 HxW (F) or int32 HxW (I).
+        img: uint8 HxW (L), HxWx2 (LA), HxWx3 (RGB), HxWx4 (RGBA); float32 HxW (F) or int32 HxW (I);
+            or a PIL image of these modes, of which only the pixels the result needs are read.
         size: output (height, width), both >= 1.
         filter: Pillow's filter code: 0 NEAREST, 1 LANCZOS, 2 BILINEAR, 3 BICUBIC, 4 BOX, 5 HAMMING.
         pass_order: "pillow13" (Pillow 13 runs the vertical pass first for tall downscales) or
@@ -91,7 +92,10 @@ def resize(
         TypeError: ``img`` is not an array of a supported dtype, or an argument has the wrong type.
         ValueError: wrong shape or channel count, empty image, bad size, filter, pass order or region.
     """
-    mode = _convert.image_mode(img)
+    if _convert.is_pil(img):
+        mode, (in_w, in_h) = _convert.pil_mode(img), img.size
+    else:
+        mode, (in_h, in_w) = _convert.image_mode(img), img.shape[:2]
     if mode == "I;16":
         raise ValueError("resizing 16-bit (I;16) images is not supported; convert them to 'I' (int32) first")
     out_h, out_w = _check_size(size)
@@ -99,16 +103,15 @@ def resize(
     if pass_order not in PASS_ORDERS:
         raise ValueError(f"pass_order must be one of {PASS_ORDERS}, got {pass_order!r}")
     top, left, reg_h, reg_w = _check_region(region, out_h, out_w)
-    in_h, in_w = img.shape[:2]
 
     if (in_h, in_w) == (out_h, out_w):  # Image.resize returns a copy
-        return img[top : top + reg_h, left : left + reg_w].copy()
+        return np.array(_window(img, top, top + reg_h, left, left + reg_w))
     if filter == NEAREST:
         return _resize_nearest(img, out_h, out_w, top, left, reg_h, reg_w)
 
     need_h, need_v = out_w != in_w, out_h != in_h
     v_first = need_h and need_v and vertical_first(pass_order, in_h, in_w, out_h, out_w)
-    channels = img.shape[2] if img.ndim == 3 else 1
+    channels = {"LA": 2, "RGB": 3, "RGBA": 4}.get(mode, 1)
     # How many independent rows (columns) each product of the horizontal (vertical) pass works on.
     h_breadth = channels * min(in_h, _STRIP_BYTES // (4 * in_w * channels))
     v_breadth = reg_w if need_h and not v_first else in_w * channels
@@ -121,10 +124,17 @@ def resize(
     else:
         col_lo, col_hi, h_plan = left, left + reg_w, None
 
-    window = img[row_lo:row_hi, col_lo:col_hi]
+    window = _window(img, row_lo, row_hi, col_lo, col_hi)
     if mode in ("F", "I"):
         return _resample_32bit(window, mode, h_plan, v_plan, v_first)
     return _resample_8bit(window, mode, h_plan, v_plan, v_first)
+
+
+def _window(img, row_lo: int, row_hi: int, col_lo: int, col_hi: int) -> np.ndarray:
+    """The pixels a resize reads, as an array; of a PIL image only these are converted."""
+    if isinstance(img, np.ndarray):
+        return img[row_lo:row_hi, col_lo:col_hi]
+    return _convert.pil_pixels(img, (col_lo, row_lo, col_hi, row_hi))
 
 
 def _bucket(breadth: int) -> int:
@@ -212,10 +222,15 @@ def _nearest_indices(in_size: int, out_size: int, lo: int, hi: int) -> np.ndarra
 def _resize_nearest(
     img: np.ndarray, out_h: int, out_w: int, top: int, left: int, reg_h: int, reg_w: int
 ) -> np.ndarray:
-    rows = _nearest_indices(img.shape[0], out_h, top, top + reg_h)
-    cols = _nearest_indices(img.shape[1], out_w, left, left + reg_w)
-    row_ok, col_ok = rows < img.shape[0], cols < img.shape[1]
+    in_h, in_w = (img.height, img.width) if _convert.is_pil(img) else img.shape[:2]
+    rows = _nearest_indices(in_h, out_h, top, top + reg_h)
+    cols = _nearest_indices(in_w, out_w, left, left + reg_w)
+    row_ok, col_ok = rows < in_h, cols < in_w
     rows, cols = np.where(row_ok, rows, 0), np.where(col_ok, cols, 0)
+    if _convert.is_pil(img):  # only the rows and columns picked
+        kept, first, last = np.unique(rows), int(cols.min()), int(cols.max()) + 1
+        img = np.stack([_convert.pil_pixels(img.crop((first, r, last, r + 1)))[0] for r in kept.tolist()])
+        rows, cols = np.searchsorted(kept, rows), cols - cols.min()
     words = _pixel_words(img)
     if words is not None:  # one 4-byte word per pixel: the fastest gather
         picked = words[rows[:, None], cols].view(np.uint8).reshape(reg_h, reg_w, 4)

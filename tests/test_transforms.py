@@ -543,3 +543,18 @@ def test_nested_and_empty_compose(parity, image_factory):
     flat = T.Compose([T.Grayscale(3), T.Resize(12), T.CenterCrop(10), T.ToTensor()])
     parity.check(nested(img), flat(to_pil(img)).numpy(), "nested Compose")
     assert E.Compose([])(img) is img
+
+
+@pytest.mark.parametrize("mode", ["L", "LA", "RGB", "RGBA", "I", "F"])
+def test_pil_images_are_read_only_where_needed_and_match_torchvision(parity, mode, image_factory):
+    """A Compose starting with Resize reads the PIL image's pixels itself (a window of them, or the picked
+    rows for NEAREST); a 2100×2100 RGB image is past the 16 MB Pillow keeps in one block."""
+    for (h, w), interpolations in (((37, 53), INTERPOLATIONS), ((2100, 2100), ("nearest", "bilinear"))):
+        if (h, w) == (2100, 2100) and mode != "RGB":
+            continue
+        pil = Image.fromarray(image_factory(h, w, mode, seed=h))
+        for interpolation in interpolations:
+            mode_tv = T.InterpolationMode(interpolation)
+            for steps in ([T.Resize(24, mode_tv), T.CenterCrop(20)], [T.Resize((19, 29), mode_tv)]):
+                tv = T.Compose(steps)
+                parity.check(E.from_torchvision(tv)(pil), np.asarray(tv(pil)), f"{mode} {interpolation}")
