@@ -1,4 +1,4 @@
-"""Preprocessing speed: edgeinfer.transforms against torchvision (PIL path, v1) over a grid of real geometries.
+"""Preprocessing speed: edgeinfer.transforms against torchvision (PIL path, v1) over a grid of geometries.
 
 Usage::
 

@@ -140,19 +140,27 @@ def pil_pixels(img: Any, box: tuple[int, int, int, int] | None = None) -> np.nda
     copy; a larger image (or a window) is copied here through crops of a few MB (one C copy each,
     exported the same way), still much faster. RGB and LA are strided views of Pillow's 4 bytes per pixel.
     """
-    img.load()
     nbytes, typestr, channels = _STORAGE[img.mode]
     left, top, right, bottom = box or (0, 0, img.width, img.height)
+    whole = pil_view(img)
+    if whole is not None:
+        return whole[top:bottom, left:right]
+    rows = max(1, _BAND_BYTES // ((right - left) * nbytes))
+    pixels = np.empty(_stored_shape(img.mode, bottom - top, right - left), typestr)
+    for y in range(top, bottom, rows):
+        band = img.crop((left, y, right, min(bottom, y + rows)))
+        pixels[y - top : y - top + band.height] = _exported(band, typestr)
+    return pixels if channels is None else pixels[:, :, channels]
+
+
+def pil_view(img: Any) -> np.ndarray | None:
+    """All of a PIL image's pixels without a copy when Pillow holds them in one block, else None."""
+    img.load()
     try:
-        if (left, top, right, bottom) != (0, 0, img.width, img.height):
-            raise ValueError("a window")
-        pixels = _exported(img, typestr)
-    except ValueError:  # "Image rows are not contiguous in memory", or a window
-        rows = max(1, _BAND_BYTES // ((right - left) * nbytes))
-        pixels = np.empty(_stored_shape(img.mode, bottom - top, right - left), typestr)
-        for y in range(top, bottom, rows):
-            band = img.crop((left, y, right, min(bottom, y + rows)))
-            pixels[y - top : y - top + band.height] = _exported(band, typestr)
+        pixels = _exported(img, _STORAGE[img.mode][1])
+    except ValueError:  # "Image rows are not contiguous in memory"
+        return None
+    channels = _STORAGE[img.mode][2]
     return pixels if channels is None else pixels[:, :, channels]
 
 

@@ -227,7 +227,10 @@ def _resize_nearest(
     cols = _nearest_indices(in_w, out_w, left, left + reg_w)
     row_ok, col_ok = rows < in_h, cols < in_w
     rows, cols = np.where(row_ok, rows, 0), np.where(col_ok, cols, 0)
-    if _convert.is_pil(img):  # only the rows and columns picked
+    pixels = _convert.pil_view(img) if _convert.is_pil(img) else img
+    if pixels is not None:
+        img = pixels
+    else:  # a big PIL image: copy only the rows picked, and only the columns spanned
         kept, first, last = np.unique(rows), int(cols.min()), int(cols.max()) + 1
         img = np.stack([_convert.pil_pixels(img.crop((first, r, last, r + 1)))[0] for r in kept.tolist()])
         rows, cols = np.searchsorted(kept, rows), cols - cols.min()

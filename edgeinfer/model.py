@@ -10,7 +10,9 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
+import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, overload
@@ -18,6 +20,7 @@ from typing import Any, Literal, overload
 import numpy as np
 
 from edgeinfer._image import DEFAULT_MAX_PIXELS, load_image
+from edgeinfer._resample import parallel
 from edgeinfer.errors import ImageError, MetadataError, ModelError
 from edgeinfer.metadata import METADATA_KEY, InputSpec, ModelMetadata
 from edgeinfer.transforms import from_spec
@@ -83,6 +86,7 @@ class Model:
             _check_positive_int("max_pixels", max_pixels)
         self.path = model_path(path)
         self.threads = threads
+        self._local = threading.local()
         self.max_pixels = max_pixels
         self._session = _open_session(self.path, threads)
         try:
@@ -127,7 +131,8 @@ class Model:
         decoded = load_image(image, self._metadata.image_mode, max_pixels=self.max_pixels)
         name = os.fspath(image) if isinstance(image, (str, os.PathLike)) else f"{type(image).__name__} image"
         try:
-            tensor = self._transform(decoded)
+            with parallel(self._threads_per_image):
+                tensor = self._transform(decoded)
         except (TypeError, ValueError) as e:
             # A spec that does not fix the size can fail on some images only (e.g. Pad before a crop).
             raise ImageError(f"{name}: preprocessing failed: {e}") from None
@@ -192,14 +197,13 @@ class Model:
         results: list[Any] = []
         for chunk in _chunks(images, batch_size):
             tensors, slots = [], []
-            for image in chunk:
-                try:
-                    tensors.append(self.preprocess(image))
-                except ImageError as e:
+            for outcome in self._preprocess_all(chunk):
+                if isinstance(outcome, ImageError):
                     if errors == "raise":
-                        raise
-                    results.append(e)
+                        raise outcome
+                    results.append(outcome)
                 else:
+                    tensors.append(outcome)
                     slots.append(len(results))
                     results.append(None)
             if tensors:
@@ -210,6 +214,32 @@ class Model:
                     top = tuple(zip([self.labels[i] for i in indices], values, strict=True))
                     results[slot] = Prediction(label=top[0][0], index=indices[0], score=values[0], top=top)
         return results
+
+    def _preprocess_all(self, images: list[Any]) -> Iterator[np.ndarray | ImageError]:
+        """``preprocess`` of each image (its ImageError in its place), in order. With several threads,
+        images are decoded and preprocessed in parallel: Pillow's decoders and NumPy release the GIL."""
+
+        def outcome(image: Any) -> np.ndarray | ImageError:
+            try:
+                return self.preprocess(image)
+            except ImageError as e:
+                return e
+
+        workers = min(len(images), self.threads or os.cpu_count() or 1)
+        if workers <= 1:
+            return map(outcome, images)
+        with ThreadPoolExecutor(workers, thread_name_prefix="edgeinfer-decode") as pool:
+            # One image per thread: the resampler then stays on its thread.
+            return iter(list(pool.map(lambda image: self._one_thread(outcome, image), images)))
+
+    def _one_thread(self, function: Any, image: Any) -> Any:
+        self._local.threads = 1
+        return function(image)
+
+    @property
+    def _threads_per_image(self) -> int:
+        """Threads one image's resampling may use: the Model's threads, or 1 inside a parallel batch."""
+        return getattr(self._local, "threads", None) or self.threads or os.cpu_count() or 1
 
     def _scores(self, output: np.ndarray) -> np.ndarray:
         if self._metadata.output == "probabilities":
