@@ -235,16 +235,24 @@ def test_results_are_independent_arrays() -> None:
     assert not any(np.shares_memory(first, buffer) for buffer in _SCRATCH.buffers.values())
 
 
-def test_threads_get_the_same_results() -> None:
+def test_threads_match_pillow(parity) -> None:
+    """Many resizes at once on threads (per-thread work buffers), and one resize split over threads."""
     from concurrent.futures import ThreadPoolExecutor
+
+    from edgeinfer._resample import parallel
 
     rng = np.random.default_rng(4)
     images = rng.integers(0, 256, (8, 90, 120, 3), dtype=np.uint8)
     sizes = [(37 + 5 * i, 51 + 3 * i) for i in range(8)]
-    want = [resize(img, size, 1) for img, size in zip(images, sizes, strict=True)]
     with ThreadPoolExecutor(4) as pool:
         got = list(pool.map(lambda job: resize(job[0], job[1], 1), zip(images, sizes, strict=True)))
-    assert all(np.array_equal(g, w) for g, w in zip(got, want, strict=True))
+    for image, size, out in zip(images, sizes, got, strict=True):
+        parity.check(out, pillow_resize(image, size, 1), f"threaded {size}")
+    big = rng.integers(0, 256, (700, 1600, 3), dtype=np.uint8)  # enough work to be split
+    for size in ((300, 641), (100, 1500)):  # horizontal first; vertical first
+        with parallel(2):
+            split = resize(big, size, 2, pass_order=INSTALLED_ORDER)
+        parity.check(split, pillow_resize(big, size, 2), f"parallel(2) {size}")
 
 
 @pytest.mark.parametrize(("mode", "premultiplied_mode"), [("RGBA", "RGBa"), ("LA", "La")])
