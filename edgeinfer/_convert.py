@@ -153,6 +153,15 @@ def pil_pixels(img: Any, box: tuple[int, int, int, int] | None = None) -> np.nda
     return pixels if channels is None else pixels[:, :, channels]
 
 
+def pil_rows(img: Any, rows: list[int], left: int, right: int) -> np.ndarray:
+    """Rows ``rows`` of a PIL image, columns [left, right), stacked (one small crop per row)."""
+    _, typestr, channels = _STORAGE[img.mode]
+    pixels = np.empty(_stored_shape(img.mode, len(rows), right - left), typestr)
+    for i, row in enumerate(rows):
+        pixels[i] = _exported(img.crop((left, row, right, row + 1)), typestr)[0]
+    return pixels if channels is None else pixels[:, :, channels]
+
+
 def pil_view(img: Any) -> np.ndarray | None:
     """All of a PIL image's pixels without a copy when Pillow holds them in one block, else None."""
     img.load()

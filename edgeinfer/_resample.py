@@ -232,7 +232,7 @@ def _resize_nearest(
         img = pixels
     else:  # a big PIL image: copy only the rows picked, and only the columns spanned
         kept, first, last = np.unique(rows), int(cols.min()), int(cols.max()) + 1
-        img = np.stack([_convert.pil_pixels(img.crop((first, r, last, r + 1)))[0] for r in kept.tolist()])
+        img = _convert.pil_rows(img, kept.tolist(), first, last)
         rows, cols = np.searchsorted(kept, rows), cols - cols.min()
     words = _pixel_words(img)
     if words is not None:  # one 4-byte word per pixel: the fastest gather
