@@ -3,7 +3,7 @@
 Usage::
 
     python bench/preprocess.py                  # the whole grid, 1 thread
-    python bench/preprocess.py --threads 2      # torch and edgeinfer both allowed 2 threads
+    python bench/preprocess.py --threads 2      # edgeinfer allowed 2 threads (torch: --torch-threads)
     python bench/preprocess.py --quick          # a few cases, for a smoke test
 
 Both sides start from the decoded PIL image (what ``Model.predict(path)`` holds after Pillow decodes), so
@@ -143,7 +143,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--threads", type=int, default=1, help="threads for torch, BLAS and edgeinfer")
+    parser.add_argument("--threads", type=int, default=1, help="threads edgeinfer may use")
+    parser.add_argument(
+        "--torch-threads",
+        type=int,
+        default=1,
+        help="torch's intra-op threads; torchvision's PIL path is single-threaded, and on a shared machine "
+        "a 2-thread pool only slows its ToTensor/Normalize (tens of ms per call when the cores are busy)",
+    )
     parser.add_argument("--repeats", type=int, default=5, help="timings per side and case (median kept)")
     parser.add_argument("--budget", type=float, default=0.08, help="seconds of calls per timing")
     parser.add_argument("--quick", action="store_true", help="a few small cases only")
@@ -152,7 +159,7 @@ def main() -> None:
         os.environ[var] = "1"  # BLAS stays on the calling thread; edgeinfer splits its own work
     import torch
 
-    torch.set_num_threads(args.threads)
+    torch.set_num_threads(args.torch_threads)
     run(args.threads, args.repeats, args.budget, args.quick)
 
 
