@@ -344,28 +344,27 @@ def _hostile_cases() -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """Images whose resize is huge but whose kept output is small, and torchvision's result for each.
 
     The 3,000,000-pixel line resized to 28 on its short side would be 84 million pixels long: torchvision
-    cannot compute that in a test's time, so the exactness of the kept window is checked at 30,000 pixels
-    (840,000 long, the same code path) and the full size must only finish in bounds.
+    cannot compute that in a test's time, so the exactness of the kept window is checked at 3,000 pixels
+    (84,000 long, the same code path) and the full size must only finish in bounds.
     """
     import torchvision.transforms as T
 
     rng = np.random.default_rng(11)
     cases, want = {}, {}
-    for length, exact in ((3_000_000, False), (30_000, True)):
+    for length, exact in ((3_000_000, False), (3_000, True)):
         for shape in ((1, length), (length, 1), (1, length, 3)):
             image = rng.integers(0, 256, shape, dtype=np.uint8)
-            for interpolation in ("bilinear", "nearest", "bicubic"):
+            for interpolation in ("bilinear", "nearest"):
                 key = f"crop|28|{interpolation}|{shape}"
                 cases[key] = image
                 if exact:
                     mode = T.InterpolationMode(interpolation)
                     tv = T.Compose([T.Resize(28, mode), T.CenterCrop(28)])
                     want[key] = np.asarray(tv(Image.fromarray(image)))
-    image = rng.integers(0, 256, (3_000_000, 1, 3), dtype=np.uint8)
-    for interpolation in ("bilinear", "lanczos"):
-        key = f"squash|28x28|{interpolation}"
-        cases[key] = image[:, 0] if interpolation == "bilinear" else image
-        want[key] = pillow_resize(cases[key], (28, 28), FILTERS[interpolation])
+    squashes = (("squash|28x28|bilinear|tall", (3_000_000, 1)), ("squash|28x28|bicubic", (1, 600_000, 3)))
+    for key, shape in squashes:
+        cases[key] = rng.integers(0, 256, shape, dtype=np.uint8)  # filters of 100,000s of taps
+        want[key] = pillow_resize(cases[key], (28, 28), FILTERS[key.split("|")[2]])
     return cases, want
 
 
