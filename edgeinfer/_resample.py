@@ -237,7 +237,7 @@ def _resize_nearest(
     words = _pixel_words(img)
     if words is not None:  # one 4-byte word per pixel: the fastest gather
         picked = words[rows[:, None], cols].view(np.uint8).reshape(reg_h, reg_w, 4)
-        out = np.ascontiguousarray(picked[:, :, : img.shape[2]])
+        out = picked[:, :, : img.shape[2]]  # a view of whole pixels, as Pillow's own storage
     else:
         # Gather whole rows, then (column, channel) bytes of the flattened rows: faster than pixel gathers.
         channels = img.shape[2] if img.ndim == 3 else 1
