@@ -140,6 +140,8 @@ def pil_pixels(img: Any, box: tuple[int, int, int, int] | None = None) -> np.nda
     copy; a larger image (or a window) is copied here through crops of a few MB (one C copy each,
     exported the same way), still much faster. RGB and LA are strided views of Pillow's 4 bytes per pixel.
     """
+    if not hasattr(img, "__arrow_c_array__"):  # Pillow < 11.2
+        return np.asarray(img if box is None else img.crop(box))
     nbytes, typestr, channels = _STORAGE[img.mode]
     left, top, right, bottom = box or (0, 0, img.width, img.height)
     whole = pil_view(img)
@@ -155,6 +157,8 @@ def pil_pixels(img: Any, box: tuple[int, int, int, int] | None = None) -> np.nda
 
 def pil_rows(img: Any, rows: list[int], left: int, right: int) -> np.ndarray:
     """Rows ``rows`` of a PIL image, columns [left, right), stacked (one small crop per row)."""
+    if not hasattr(img, "__arrow_c_array__"):  # Pillow < 11.2
+        return np.concatenate([np.asarray(img.crop((left, row, right, row + 1))) for row in rows])
     _, typestr, channels = _STORAGE[img.mode]
     pixels = np.empty(_stored_shape(img.mode, len(rows), right - left), typestr)
     for i, row in enumerate(rows):
@@ -165,6 +169,8 @@ def pil_rows(img: Any, rows: list[int], left: int, right: int) -> np.ndarray:
 def pil_view(img: Any) -> np.ndarray | None:
     """All of a PIL image's pixels without a copy when Pillow holds them in one block, else None."""
     img.load()
+    if not hasattr(img, "__arrow_c_array__"):  # Pillow < 11.2 exports nothing
+        return None
     try:
         pixels = _exported(img, _STORAGE[img.mode][1])
     except ValueError:  # "Image rows are not contiguous in memory"
