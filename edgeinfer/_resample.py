@@ -50,6 +50,7 @@ from edgeinfer._resample_reference import (
 # The overhead of one more block in a batched product, in multiply-adds (about 0.5 us at 25 GFMA/s).
 # Blocks of the banded product are sized to balance it against the zeros multiplied outside the band.
 _CALL_COST = 12_500
+_GROUP_COST = 100_000  # one more batched product call from Python (a few microseconds)
 _F32_EPS = 2.0**-24  # unit roundoff of float32
 # OpenBLAS runs a gemm with m*n*k up to this on the calling thread. Waking its worker threads costs more
 # than these banded products gain, and on a busy machine a sleeping worker can stall a call for a whole
@@ -432,15 +433,18 @@ class _Pass8:
         # blocks would multiply mostly zeros, and the float32 error bound would say nothing.
         self.direct = ntaps >= _DIRECT_TAPS
         if self.direct:
-            block, stride, offset, span = 1, 1, 0, 1
+            block, stride, span, group, starts = 1, 1, 1, 1, (0,)
         else:
-            block, stride, offset, span = _choose_blocks(first, first + count, scale, breadth)
-        self.block, self.stride, self.span = block, stride, span
+            block, stride, span, group, starts = _choose_blocks(first, first + count, scale, breadth)
+        self.block, self.stride, self.span, self.group = block, stride, span, group
         self.nblocks = -(-self.size // block)
         self.padded_size = self.nblocks * block
-        self.pad_before = max(0, -offset)
-        self.start = offset + self.pad_before
-        self.length = max(self.pad_before + source, self.start + (self.nblocks - 1) * stride + span)
+        self.pad_before = max(0, -min(starts))
+        self.starts = [start + self.pad_before for start in starts]  # of each group, in the padded axis
+        block_starts = np.repeat(self.starts, group)[: self.nblocks] + stride * (
+            np.arange(self.nblocks) % group
+        )
+        self.length = max(self.pad_before + source, int(block_starts.max()) + span)
         self.pad_after = self.length - self.pad_before - source
         self.clips = bool(fixed.min() < 0) or _largest_sum(fixed) + 0.5 >= 256.0
         if self.direct:
@@ -450,7 +454,7 @@ class _Pass8:
         outputs = np.arange(self.size)
         taps = np.arange(ntaps)
         used = taps < count[:, None]
-        column = first[:, None] + self.pad_before - (self.start + (outputs // block * stride))[:, None] + taps
+        column = first[:, None] + self.pad_before - block_starts[outputs // block][:, None] + taps
         stack = np.zeros((self.nblocks, block, span), np.float32)
         where = (
             np.broadcast_to((outputs // block)[:, None], used.shape)[used],
@@ -483,18 +487,25 @@ class _Pass8:
         index[axis] = slice(self.length - self.pad_after, self.length)
         values[tuple(index)] = 0
 
-    def blocks_of(self, values: np.ndarray, axis: int) -> np.ndarray:
-        """A read-only view of ``values`` (padded source along ``axis``) with the block index in front
-        and each block's ``span`` source pixels along ``axis``."""
+    def groups_of(self, values: np.ndarray, axis: int) -> Iterator[tuple[slice, np.ndarray]]:
+        """Per group of blocks: its slice of the blocks, and a read-only view of ``values`` (padded source
+        along ``axis``) with the block index in front and each block's ``span`` source pixels along
+        ``axis``."""
         step = values.strides[axis]
         shape = list(values.shape)
         shape[axis] = self.span
-        start = [slice(None)] * values.ndim
-        start[axis] = slice(self.start, None)
         strides = (self.stride * step, *values.strides)
-        return np.lib.stride_tricks.as_strided(
-            values[tuple(start)], (self.nblocks, *shape), strides, writeable=False
-        )
+        for g, start in enumerate(self.starts):
+            blocks = slice(g * self.group, min(self.nblocks, (g + 1) * self.group))
+            origin = [slice(None)] * values.ndim
+            origin[axis] = slice(start, None)
+            count = blocks.stop - blocks.start
+            yield (
+                blocks,
+                np.lib.stride_tricks.as_strided(
+                    values[tuple(origin)], (count, *shape), strides, writeable=False
+                ),
+            )
 
 
 def _largest_sum(fixed: np.ndarray) -> float:
@@ -539,32 +550,54 @@ def _doubt_margins(fixed: np.ndarray, nblocks: int, block: int) -> tuple[np.ndar
     return margin[:, None], bits[:, None]
 
 
-def _choose_blocks(first: np.ndarray, last: np.ndarray, scale: float, breadth: int) -> tuple[int, ...]:
-    """(block, stride, offset, span) minimising calls and multiplied zeros for ``breadth`` rows/columns.
+def _choose_blocks(first: np.ndarray, last: np.ndarray, scale: float, breadth: int) -> tuple:
+    """(block, stride, span, group, starts) minimising calls and multiplied zeros for ``breadth``
+    rows/columns.
 
-    Block i covers outputs [i*block, (i+1)*block) and reads source [offset + i*stride, ... + span).
-    Candidates are ranked with an estimated span; the best few are measured exactly.
+    Block i covers outputs [i*block, (i+1)*block) and reads ``span`` source pixels from
+    ``starts[i // group] + (i % group) * stride``: blocks advance by the whole ``stride`` within a group of
+    ``group`` blocks (one strided view, one batched product) and each group starts afresh, so that the
+    fraction of ``block * scale`` dropped from the stride does not pile up over all the blocks and widen
+    every block's span. Candidates are ranked with an estimated span; the best few are measured exactly.
     """
     size = len(first)
     blocks = np.arange(1, min(size, 512) + 1)
     nblocks = -(-size // blocks)
     drift = blocks * scale - np.floor(blocks * scale)
-    estimate = (blocks - 1) * scale + int((last - first).max()) + nblocks * drift
-    cost = nblocks * _CALL_COST + breadth * nblocks * blocks * estimate
+    taps = int((last - first).max())
     best = None
-    for block in blocks[np.argsort(cost)[:4]].tolist():
-        count = -(-size // block)
-        fill = count * block - size
-        lo = np.concatenate([first, np.full(fill, first[-1])]).reshape(count, block).min(axis=1)
-        hi = np.concatenate([last, np.full(fill, last[-1])]).reshape(count, block).max(axis=1)
-        stride = int(block * scale)
-        starts = stride * np.arange(count)
-        offset = int((lo - starts).min())
-        span = int((hi - starts).max()) - offset
-        exact_cost = count * _CALL_COST + breadth * count * block * span
-        if best is None or exact_cost < best[0]:
-            best = (exact_cost, block, stride, offset, span)
+    for groups in (1, None):  # the best blocks of one group, and of groups without drift
+        per_group = nblocks if groups else 1
+        estimate = (blocks - 1) * scale + taps + per_group * drift
+        cost = nblocks * _CALL_COST + -(-nblocks // per_group) * _GROUP_COST
+        cost = cost + breadth * nblocks * blocks * estimate
+        for block in blocks[np.argsort(cost)[:4]].tolist():
+            best = min(best or (math.inf,), _measured_blocks(first, last, scale, breadth, block))
     return best[1:]
+
+
+def _measured_blocks(first: np.ndarray, last: np.ndarray, scale: float, breadth: int, block: int) -> tuple:
+    """(cost, block, stride, span, group, starts) of the best group size for ``block``."""
+    size = len(first)
+    count = -(-size // block)
+    fill = count * block - size
+    lo = np.concatenate([first, np.full(fill, first[-1])]).reshape(count, block).min(axis=1)
+    hi = np.concatenate([last, np.full(fill, last[-1])]).reshape(count, block).max(axis=1)
+    stride = int(block * scale)
+    best: tuple = (math.inf,)
+    group = count
+    while True:
+        local = stride * (np.arange(count) % group)
+        ngroups = -(-count // group)
+        padded = np.full(ngroups * group, np.iinfo(np.int64).max)
+        padded[:count] = lo - local
+        starts = padded.reshape(ngroups, group).min(axis=1)
+        span = int((hi - local - np.repeat(starts, group)[:count]).max())
+        cost = count * _CALL_COST + ngroups * _GROUP_COST + breadth * count * block * span
+        best = min(best, (cost, block, stride, span, group, tuple(starts.tolist())))
+        if group == 1:
+            return best
+        group = max(1, group // 2)
 
 
 # ----------------------------------------------------------------------------------------- 8-bit modes
@@ -729,7 +762,8 @@ def _pass_along_rows(src: np.ndarray, plan: _Pass8, out: np.ndarray) -> None:
         _direct_pass(src, plan, 1, out)
         return
     acc = _SCRATCH.take("acc", (plan.nblocks, plan.block, src.shape[0]))
-    np.matmul(plan.stack, plan.blocks_of(src, 1).transpose(0, 2, 1), out=acc)
+    for blocks, view in plan.groups_of(src, 1):
+        np.matmul(plan.stack[blocks], view.transpose(0, 2, 1), out=acc[blocks])
 
     def exact(doubtful):
         row, col = np.divmod(doubtful, src.shape[0])
@@ -757,7 +791,8 @@ def _pass_along_columns(src: np.ndarray, plan: _Pass8, out: np.ndarray) -> None:
         plan.pad(strip, 0)
         np.copyto(strip[plan.pad_before : plan.length - plan.pad_after], src[:, c0 : c0 + width])
         acc = _SCRATCH.take("acc", (plan.nblocks, plan.block, width))
-        np.matmul(plan.stack, plan.blocks_of(strip, 0), out=acc)
+        for blocks, view in plan.groups_of(strip, 0):
+            np.matmul(plan.stack[blocks], view, out=acc[blocks])
 
         def exact(doubtful):
             row, col = np.divmod(doubtful, width)
