@@ -1,24 +1,26 @@
-"""Preprocessing speed: edgeinfer.transforms against torchvision (PIL path, v1), measured in one run.
+"""Preprocessing speed: edgeinfer.transforms against torchvision (PIL path, v1) over a grid of geometries.
 
 Usage::
 
-    python bench/preprocess.py                 # all three cases, 15 repeats, 1 thread
-    python bench/preprocess.py --repeats 31 --threads 2
+    python bench/preprocess.py                  # the whole grid, 1 thread
+    python bench/preprocess.py --threads 2      # edgeinfer allowed 2 threads (torch: --torch-threads)
+    python bench/preprocess.py --quick          # a few cases, for a smoke test
 
-Cases (each pipeline ends with ToTensor and Normalize(ImageNet)):
-  (a) 28×28 grayscale (a Fashion-MNIST image when installed) → Grayscale(3), Resize(256), CenterCrop(224)
-  (b) 640×480 RGB → Resize(256), CenterCrop(224)
-  (c) 3000×2000 RGB → Resize(256), CenterCrop(224)
+Both sides start from the decoded PIL image (what ``Model.predict(path)`` holds after Pillow decodes), so
+the PIL→array handoff counts. The grid: squash ``Resize((224, 224))``; shorter-side ``Resize(256)`` with
+no crop; ``Resize(256) + CenterCrop(224)`` (ImageNet) and ``Resize(342) + CenterCrop(299)`` (Inception);
+inputs from 28×28 to 12-megapixel phone photos, landscape and portrait, very wide and very tall; modes L,
+RGB and RGBA; every interpolation. Every pipeline ends with ToTensor (+ Normalize for 1 or 3 channels).
 
-Both sides start from an already decoded image: torchvision gets the PIL image, edgeinfer the NumPy array
-(and, reported separately, the PIL image). The runs are interleaved and each time is the median of the
-repeats. Outputs are checked to be equal before timing. Prints the ratio torchvision_time / edgeinfer_time
-(> 1 means edgeinfer is faster) and the share of edgeinfer's time spent in the resampler.
+Outputs are checked equal before timing. Repeats of the two sides are interleaved, so that drifts in the
+machine's load hit both; each time is the median of the repeats. Prints each ratio torchvision_time /
+edgeinfer_time (> 1: edgeinfer faster), the worst and the geometric mean.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import statistics
 import sys
@@ -28,52 +30,59 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 IMAGENET = ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
-FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz")
+PIPELINES = ("squash 224", "short 256", "imagenet 256/224", "inception 342/299")
+SIZES = [(28, 28), (640, 480), (480, 640), (1000, 300), (300, 1000), (1920, 1080), (4032, 3024), (3024, 4032)]
+INTERPOLATIONS = ("nearest", "bilinear", "bicubic", "box", "hamming", "lanczos")
 
 
-def photo_like(h: int, w: int, seed: int):
-    """A smooth-gradient RGB image with edges and noise, like a decoded photo."""
+def photo_like(h: int, w: int, seed: int, channels: int = 3):
+    """A smooth-gradient image with edges and noise, like a decoded photo (alpha: a gradient with holes)."""
     import numpy as np
 
     rng = np.random.default_rng(seed)
-    y, x = np.mgrid[0:h, 0:w].astype(np.float32)
-    y, x = y / h, x / w
+    y, x = np.ogrid[0:h, 0:w]
+    y, x = (y / h).astype(np.float32), (x / w).astype(np.float32)
     planes = [
-        128 + rng.uniform(-100, 100) * x + rng.uniform(-100, 100) * y + 40 * np.sin(7 * x + c)
-        for c in range(3)
+        128
+        + rng.uniform(-100, 100) * x
+        + rng.uniform(-100, 100) * y
+        + 40 * np.sin(7 * x + c)
+        + 50 * ((x + y) > 1)
+        for c in range(channels)
     ]
-    img = (
-        np.stack(planes, axis=-1)
-        + 50 * ((x + y) > 1)[..., None]
-        + rng.normal(0, 5, (h, w, 1)).astype(np.float32)
-    )
-    return np.clip(img, 0, 255).astype(np.uint8)
+    img = np.stack(np.broadcast_arrays(*planes), axis=-1) + rng.normal(0, 5, (h, w, 1)).astype(np.float32)
+    if channels == 4:
+        img[..., 3] = 255 * x * (y > 0.2)
+    img = np.clip(img, 0, 255).astype(np.uint8)
+    return img[..., 0] if channels == 1 else img
 
 
-def grayscale_digit():
-    """A Fashion-MNIST test image if the dataset is installed, else a synthetic 28×28 one."""
-    import gzip
-
-    import numpy as np
-
-    if FASHION_MNIST.exists():
-        with gzip.open(FASHION_MNIST, "rb") as f:
-            data = f.read(16 + 28 * 28)
-        return np.frombuffer(data[16:], np.uint8).reshape(28, 28).copy(), "Fashion-MNIST test[0]"
-    return photo_like(28, 28, seed=0)[:, :, 0].copy(), "synthetic"
-
-
-def build_cases():
+def pipeline(name: str, interpolation: str, channels: int):
     import torchvision.transforms as T
 
-    digit, source = grayscale_digit()
-    gray = [T.Grayscale(3), T.Resize(256), T.CenterCrop(224), T.ToTensor(), T.Normalize(*IMAGENET)]
-    rgb = [T.Resize(256), T.CenterCrop(224), T.ToTensor(), T.Normalize(*IMAGENET)]
-    return [
-        (f"(a) 28x28 L ({source})", digit, T.Compose(gray)),
-        ("(b) 640x480 RGB", photo_like(480, 640, seed=1), T.Compose(rgb)),
-        ("(c) 3000x2000 RGB", photo_like(2000, 3000, seed=2), T.Compose(rgb)),
-    ]
+    mode = T.InterpolationMode(interpolation)
+    steps = {
+        "squash 224": [T.Resize((224, 224), mode)],
+        "short 256": [T.Resize(256, mode)],
+        "imagenet 256/224": [T.Resize(256, mode), T.CenterCrop(224)],
+        "inception 342/299": [T.Resize(342, mode), T.CenterCrop(299)],
+    }[name] + [T.ToTensor()]
+    if channels in (1, 3):
+        steps.append(T.Normalize(*IMAGENET) if channels == 3 else T.Normalize([0.5], [0.25]))
+    return T.Compose(steps)
+
+
+def build_cases(quick: bool) -> list[tuple[str, tuple[int, int], int, str, str]]:
+    """(label, (w, h), channels, pipeline, interpolation) for every case of the grid."""
+    cases = [(size, 3, name, "bilinear") for size in SIZES for name in PIPELINES]
+    for size in ((640, 480), (4032, 3024)):
+        cases += [(size, channels, "imagenet 256/224", "bilinear") for channels in (1, 4)]
+        cases += [(size, 3, "imagenet 256/224", i) for i in INTERPOLATIONS if i != "bilinear"]
+    cases += [((1000, 300), 3, "short 256", "nearest"), ((300, 1000), 3, "squash 224", "bicubic")]
+    if quick:
+        cases = [c for c in cases if c[0] in ((28, 28), (640, 480))][:6]
+    mode = {1: "L", 3: "RGB", 4: "RGBA"}
+    return [(f"{w}x{h} {mode[c]} {p} {i}", (w, h), c, p, i) for (w, h), c, p, i in cases]
 
 
 def time_call(fn, arg, budget: float) -> float:
@@ -88,73 +97,70 @@ def time_call(fn, arg, budget: float) -> float:
     return (time.perf_counter() - start) / n
 
 
-def resampler_call(pipeline, arr):
-    """The single resampler call edgeinfer's plan makes for this input, as a function of the array."""
-    from edgeinfer import _resample
-    from edgeinfer.transforms import CenterCrop, Resize
-
-    # In these cases the image reaching the resampler is the input array (Grayscale(3) of an L image is
-    # planned as one channel).
-    resize = next(t for t in pipeline.transforms if isinstance(t, Resize))
-    crop = next(t for t in pipeline.transforms if isinstance(t, CenterCrop))
-    size = resize.output_size(*arr.shape[:2])
-    ch, cw = crop.size
-    top, left = int(round((size[0] - ch) / 2.0)), int(round((size[1] - cw) / 2.0))
-    return lambda _: _resample.resize(
-        arr, size, resize._filter, pass_order=resize.pass_order, region=(top, left, ch, cw)
-    )
-
-
-def run(repeats: int, budget: float) -> None:
+def run(threads: int, repeats: int, budget: float, quick: bool) -> None:
     import numpy as np
     import torch
     from PIL import Image
 
     import edgeinfer.transforms as E
+    from edgeinfer import _resample
 
-    print(f"threads: torch {torch.get_num_threads()}, repeats {repeats}, ~{budget:.2f} s per timing")
-    rows = []
-    for name, arr, tv in build_cases():
+    print(
+        f"threads: torch {torch.get_num_threads()}, edgeinfer {threads}; repeats {repeats}, ~{budget:.2f} s "
+        f"per timing; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
+    )
+    ratios = []
+    for label, (w, h), channels, name, interpolation in build_cases(quick):
+        pil = Image.fromarray(photo_like(h, w, seed=w * h, channels=channels))
+        tv = pipeline(name, interpolation, channels)
         ours = E.from_torchvision(tv)
-        pil = Image.fromarray(arr)
-        expected = tv(pil).numpy()
-        for label, out in (("array", ours(arr)), ("PIL", ours(pil))):
-            if not np.array_equal(out, expected):
-                raise SystemExit(f"{name}: edgeinfer output ({label} input) differs from torchvision's")
-        resample = resampler_call(ours, arr)
-        times = {"tv": [], "ei": [], "ei_pil": [], "resample": []}
-        for _ in range(repeats):  # interleaved, so drifts in machine load hit every side alike
+
+        def edgeinfer(img, ours=ours):
+            with _resample.parallel(threads):
+                return ours(img)
+
+        if not np.array_equal(edgeinfer(pil), tv(pil).numpy()):
+            raise SystemExit(f"{label}: edgeinfer's output differs from torchvision's")
+        times: dict[str, list[float]] = {"tv": [], "ei": []}
+        for _ in range(repeats):
             times["tv"].append(time_call(tv, pil, budget))
-            times["ei"].append(time_call(ours, arr, budget))
-            times["ei_pil"].append(time_call(ours, pil, budget))
-            times["resample"].append(time_call(resample, None, budget))
-        med = {k: statistics.median(v) for k, v in times.items()}
-        rows.append((name, med))
+            times["ei"].append(time_call(edgeinfer, pil, budget))
+        tv_time, ei_time = statistics.median(times["tv"]), statistics.median(times["ei"])
+        ratios.append(tv_time / ei_time)
         print(
-            f"{name:<36} torchvision {med['tv'] * 1e3:8.3f} ms | edgeinfer {med['ei'] * 1e3:8.3f} ms "
-            f"(from PIL {med['ei_pil'] * 1e3:8.3f} ms) | resampler {med['resample'] * 1e3:8.3f} ms "
-            f"= {med['resample'] / med['ei']:.0%} of edgeinfer"
+            f"  {label:<44} torchvision {tv_time * 1e3:8.3f} ms  edgeinfer {ei_time * 1e3:8.3f} ms  "
+            f"ratio {ratios[-1]:5.2f}x",
+            flush=True,
         )
-    print("\nratio torchvision_time / edgeinfer_time (>= 1.0: edgeinfer at least as fast), outputs equal:")
-    for name, med in rows:
-        ratio, ratio_pil = med["tv"] / med["ei"], med["tv"] / med["ei_pil"]
-        print(f"  {name:<36} {ratio:6.2f}x   (edgeinfer from the PIL image: {ratio_pil:.2f}x)")
+    geomean = math.exp(sum(math.log(r) for r in ratios) / len(ratios))
+    print(
+        f"{len(ratios)} cases, outputs equal; ratio torchvision/edgeinfer at {threads} thread(s): "
+        f"worst {min(ratios):.2f}x, geometric mean {geomean:.2f}x; load average {os.getloadavg()[0]:.1f}"
+    )
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument(
-        "--repeats", type=int, default=15, help="timings per side and case (median is reported)"
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--budget", type=float, default=0.05, help="seconds of calls per timing")
-    parser.add_argument("--threads", type=int, default=1, help="threads for torch, BLAS and OpenMP")
+    parser.add_argument("--threads", type=int, default=1, help="threads edgeinfer may use")
+    parser.add_argument(
+        "--torch-threads",
+        type=int,
+        default=1,
+        help="torch's intra-op threads; torchvision's PIL path is single-threaded, and on a shared machine "
+        "a 2-thread pool only slows its ToTensor/Normalize (tens of ms per call when the cores are busy)",
+    )
+    parser.add_argument("--repeats", type=int, default=5, help="timings per side and case (median kept)")
+    parser.add_argument("--budget", type=float, default=0.08, help="seconds of calls per timing")
+    parser.add_argument("--quick", action="store_true", help="a few small cases only")
     args = parser.parse_args()
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ[var] = str(args.threads)  # before numpy/torch load their thread pools
+        os.environ[var] = "1"  # BLAS stays on the calling thread; edgeinfer splits its own work
     import torch
 
-    torch.set_num_threads(args.threads)
-    run(args.repeats, args.budget)
+    torch.set_num_threads(args.torch_threads)
+    run(args.threads, args.repeats, args.budget, args.quick)
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from edgeinfer._convert import pil_pixels
 from edgeinfer._files import describe_open_error, open_regular
 from edgeinfer.errors import ImageError, describe
 
@@ -73,7 +74,8 @@ def load_image(image: Any, mode: str, *, max_pixels: int | None = DEFAULT_MAX_PI
             replaces Pillow's own limit, also when it is larger.
 
     Returns:
-        A C-contiguous uint8 array, H×W for "L" and H×W×3 for "RGB".
+        A uint8 array, H×W for "L" and H×W×3 for "RGB", read-only and possibly strided (a view of
+        Pillow's memory, which stores RGB as 4 bytes per pixel).
 
     Raises:
         ImageError: the file is missing, empty, unreadable, not an image, truncated or too large.
@@ -142,10 +144,11 @@ def _open(f: Any, max_pixels: int | None) -> Image.Image:
 
 def _convert(img: Image.Image, mode: str, name: str) -> np.ndarray:
     try:
-        converted = img.convert(mode)  # decodes the pixels; a no-op copy when already in `mode`
+        img.load()  # decodes the pixels
+        converted = img if img.mode == mode else img.convert(mode)  # convert(same mode) would copy
     except Exception as e:  # truncated or corrupt data surfaces as OSError, SyntaxError, ValueError, ...
         raise ImageError(f"{name}: cannot decode image ({describe(e)})") from None
-    return np.asarray(converted)
+    return pil_pixels(converted)
 
 
 def _from_array(a: np.ndarray, mode: str) -> np.ndarray:

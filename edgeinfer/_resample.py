@@ -10,38 +10,58 @@ Speed (8-bit modes) comes from
   blocks of outputs, one strided view and one batched BLAS call per strip of the image;
 * float32 products whose rounding is provably Pillow's: an error bound per output says which results lie
   too close to a rounding edge, and only those are recomputed exactly in float64 (see ``_doubt_margins``);
-* computing only the requested output ``region`` (Resize + CenterCrop), and reusing work buffers.
+* computing only the requested output ``region`` (Resize + CenterCrop), and reusing work buffers;
+* cost bounded by the kept region plus the input: coefficient tables only for kept outputs, NEAREST
+  indices without walking the whole axis, filters of thousands of taps as direct exact float64 products,
+  plans cached up to a byte budget.
+
+``_resample_reference`` is the loop-for-loop port of Pillow's C code that these paths are tested against;
+it owns the constants both share (filter codes and supports, fixed point precision, the pass order).
 """
 
 from __future__ import annotations
 
 import math
 import threading
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from functools import lru_cache
 
 import numpy as np
 
 from edgeinfer import _convert
+from edgeinfer._resample_reference import (
+    BICUBIC,
+    BILINEAR,
+    BOX,
+    FILTER_NAMES,
+    HAMMING,
+    HAMMING_A,
+    HAMMING_B,
+    NEAREST,
+    PASS_ORDERS,
+    PRECISION_BITS,
+    SUPPORTS,
+    vertical_first,
+)
 
-NEAREST, LANCZOS, BILINEAR, BICUBIC, BOX, HAMMING = 0, 1, 2, 3, 4, 5
-PASS_ORDERS = ("pillow13", "pillow12")
-
-_SUPPORTS = {BOX: 0.5, BILINEAR: 1.0, HAMMING: 1.0, BICUBIC: 2.0, LANCZOS: 3.0}
-_FILTER_NAMES = {0: "NEAREST", 1: "LANCZOS", 2: "BILINEAR", 3: "BICUBIC", 4: "BOX", 5: "HAMMING"}
-_PRECISION_BITS = 22  # Resample.c: 32 - 8 (pixel) - 2 (headroom for negative lobes and overshoot)
-# Hamming's 0.54 and 0.46 are float32 literals in Resample.c, promoted to double.
-_HAMMING_A = float(np.float32(0.54))
-_HAMMING_B = float(np.float32(0.46))
 # The overhead of one more block in a batched product, in multiply-adds (about 0.5 us at 25 GFMA/s).
 # Blocks of the banded product are sized to balance it against the zeros multiplied outside the band.
 _CALL_COST = 12_500
+_GROUP_COST = 100_000  # one more batched product call from Python (a few microseconds)
 _F32_EPS = 2.0**-24  # unit roundoff of float32
 # OpenBLAS runs a gemm with m*n*k up to this on the calling thread. Waking its worker threads costs more
 # than these banded products gain, and on a busy machine a sleeping worker can stall a call for a whole
 # scheduler time slice, so every product is kept below it.
 _SINGLE_THREAD_MNK = 65536 * 4
 _STRIP_BYTES = 1 << 22  # float32 strip buffers: big enough for few calls, small enough to reuse
+_DIRECT_TAPS = 1024  # filters at least this long take the direct float64 path
 _SCRATCH_KEPT = 1 << 21  # largest work buffer (in float32 elements, 8 MB) kept between calls
+_TABLE_CHUNK = 1 << 20  # coefficients computed per step of a table
+_PLAN_CACHE_BYTES = 32 << 20  # pass plans kept for reuse, in bytes of their arrays
+_PARALLEL_WORK = 1 << 20  # pixels a pass must read before it is split over threads
 
 
 def resize(
@@ -55,13 +75,16 @@ def resize(
     """Resize ``img`` to ``size`` = (height, width) exactly as Pillow's ``Image.resize`` does.
 
     Args:
-        img: uint8 HxW (L), HxWx2 (LA), HxWx3 (RGB), HxWx4 (RGBA); float32 HxW (F) or int32 HxW (I).
+        img: uint8 HxW (L), HxWx2 (LA), HxWx3 (RGB), HxWx4 (RGBA); float32 HxW (F) or int32 HxW (I);
+            or a PIL image of these modes, of which only the pixels the result needs are read.
         size: output (height, width), both >= 1.
         filter: Pillow's filter code: 0 NEAREST, 1 LANCZOS, 2 BILINEAR, 3 BICUBIC, 4 BOX, 5 HAMMING.
         pass_order: "pillow13" (Pillow 13 runs the vertical pass first for tall downscales) or
             "pillow12" (horizontal pass always first, Pillow <= 12).
         region: optional (top, left, height, width) window of the output; only that window is computed,
             bit-identical to resizing fully and slicing.
+
+    Work may be split over threads: see :func:`parallel`.
 
     Returns:
         A new array of the input's dtype and channel count, shaped like the output (or the region).
@@ -70,7 +93,10 @@ def resize(
         TypeError: ``img`` is not an array of a supported dtype, or an argument has the wrong type.
         ValueError: wrong shape or channel count, empty image, bad size, filter, pass order or region.
     """
-    mode = _convert.image_mode(img)
+    if _convert.is_pil(img):
+        mode, (in_w, in_h) = _convert.pil_mode(img), img.size
+    else:
+        mode, (in_h, in_w) = _convert.image_mode(img), img.shape[:2]
     if mode == "I;16":
         raise ValueError("resizing 16-bit (I;16) images is not supported; convert them to 'I' (int32) first")
     out_h, out_w = _check_size(size)
@@ -78,19 +104,18 @@ def resize(
     if pass_order not in PASS_ORDERS:
         raise ValueError(f"pass_order must be one of {PASS_ORDERS}, got {pass_order!r}")
     top, left, reg_h, reg_w = _check_region(region, out_h, out_w)
-    in_h, in_w = img.shape[:2]
 
     if (in_h, in_w) == (out_h, out_w):  # Image.resize returns a copy
-        return img[top : top + reg_h, left : left + reg_w].copy()
+        return np.array(_window(img, top, top + reg_h, left, left + reg_w))
     if filter == NEAREST:
         return _resize_nearest(img, out_h, out_w, top, left, reg_h, reg_w)
 
     need_h, need_v = out_w != in_w, out_h != in_h
-    vertical_first = need_h and need_v and _vertical_first(pass_order, in_h, in_w, out_h, out_w)
-    channels = img.shape[2] if img.ndim == 3 else 1
+    v_first = need_h and need_v and vertical_first(pass_order, in_h, in_w, out_h, out_w)
+    channels = {"LA": 2, "RGB": 3, "RGBA": 4}.get(mode, 1)
     # How many independent rows (columns) each product of the horizontal (vertical) pass works on.
     h_breadth = channels * min(in_h, _STRIP_BYTES // (4 * in_w * channels))
-    v_breadth = reg_w if need_h and not vertical_first else in_w * channels
+    v_breadth = reg_w if need_h and not v_first else in_w * channels
     if need_v:
         row_lo, row_hi, v_plan = _plan(mode, in_h, out_h, filter, top, top + reg_h, _bucket(v_breadth))
     else:
@@ -100,22 +125,22 @@ def resize(
     else:
         col_lo, col_hi, h_plan = left, left + reg_w, None
 
-    window = img[row_lo:row_hi, col_lo:col_hi]
+    window = _window(img, row_lo, row_hi, col_lo, col_hi)
     if mode in ("F", "I"):
-        return _resample_32bit(window, mode, h_plan, v_plan, vertical_first)
-    return _resample_8bit(window, mode, h_plan, v_plan, vertical_first)
+        return _resample_32bit(window, mode, h_plan, v_plan, v_first)
+    return _resample_8bit(window, mode, h_plan, v_plan, v_first)
+
+
+def _window(img, row_lo: int, row_hi: int, col_lo: int, col_hi: int) -> np.ndarray:
+    """The pixels a resize reads, as an array; of a PIL image only these are converted."""
+    if isinstance(img, np.ndarray):
+        return img[row_lo:row_hi, col_lo:col_hi]
+    return _convert.pil_pixels(img, (col_lo, row_lo, col_hi, row_hi))
 
 
 def _bucket(breadth: int) -> int:
     """Round up to a power of two (at most 4096), so that plans are shared between similar images."""
     return 1 << min(12, max(0, breadth - 1).bit_length())
-
-
-def _vertical_first(pass_order: str, in_h: int, in_w: int, out_h: int, out_w: int) -> bool:
-    """Pillow 13 resizes vertically first when the height shrinks much more than the width."""
-    if pass_order == "pillow12":
-        return False
-    return out_h < in_h and (in_h - out_h) > 2 * (in_w - out_w)
 
 
 # ---------------------------------------------------------------------------------------------- arguments
@@ -138,8 +163,8 @@ def _check_size(size: object) -> tuple[int, int]:
 
 def _check_filter(filter: object) -> int:
     code = _check_int(filter, "filter")
-    if code not in _FILTER_NAMES:
-        raise ValueError(f"filter must be one of {_FILTER_NAMES} (Pillow codes), got {filter!r}")
+    if code not in FILTER_NAMES:
+        raise ValueError(f"filter must be one of {FILTER_NAMES} (Pillow codes), got {filter!r}")
     return code
 
 
@@ -157,36 +182,135 @@ def _check_region(region: object, out_h: int, out_w: int) -> tuple[int, int, int
 # --------------------------------------------------------------------------------------------- NEAREST
 
 
-def _nearest_indices(in_size: int, out_size: int) -> np.ndarray:
-    """Source index of each output pixel, as Geometry.c's ImagingScaleAffine computes it.
+def _nearest_indices(in_size: int, out_size: int, lo: int, hi: int) -> np.ndarray:
+    """Source index of outputs [lo, hi), as Geometry.c's ImagingScaleAffine computes it.
 
-    The position starts at scale/2 and grows by repeated double additions of scale (cumsum is sequential,
-    like the C loop); (int) truncates. Indices outside the source mean Pillow's zero fill.
+    The C loop starts at ``scale / 2`` and adds ``scale`` once per output in double; (int) truncates.
+    Within one binade [2**(e-1), 2**e) the rounded sum x + scale moves x by the same multiple of the
+    binade's ulp every time (a tie rounds to an even significand, after which the step is fixed too), so
+    after two additions inside a binade the rest of the binade is an exact arithmetic progression. That
+    reproduces the sequential sums with a few dozen Python additions, whatever ``lo`` is.
     """
-    scale = in_size / out_size
-    steps = np.full(out_size, scale)
-    steps[0] = scale * 0.5
-    return np.cumsum(steps).astype(np.int64)
+    step = _axis_scale(in_size, out_size)
+    x, k = step * 0.5, 0
+    positions = np.empty(hi - lo)
+    while k < hi:
+        top = 2.0 ** math.frexp(x)[1]
+        second = (x + step) + step
+        following = second + step
+        # Steps that stay below the binade's top by more than an ulp cannot round up into the next one.
+        room = top - top * 2.0**-52 - step
+        if x >= top / 2 and following < room and following > second:
+            increment = following - second
+            run = min(int((room - second) // increment), hi - (k + 2))
+            if run > 0:
+                run_lo, run_hi = max(lo, k + 2), k + 2 + run
+                if run_hi > run_lo:
+                    offsets = np.arange(run_lo - k - 2, run_hi - k - 2, dtype=np.float64)
+                    positions[run_lo - lo : run_hi - lo] = second + offsets * increment
+                if lo <= k:
+                    positions[k - lo] = x
+                if lo <= k + 1:
+                    positions[k + 1 - lo] = x + step
+                k, x = k + 2 + run, second + run * increment
+                continue
+        if k >= lo:
+            positions[k - lo] = x
+        k, x = k + 1, x + step
+    return positions.astype(np.int64)
 
 
 def _resize_nearest(
     img: np.ndarray, out_h: int, out_w: int, top: int, left: int, reg_h: int, reg_w: int
 ) -> np.ndarray:
-    rows = _nearest_indices(img.shape[0], out_h)[top : top + reg_h]
-    cols = _nearest_indices(img.shape[1], out_w)[left : left + reg_w]
-    row_ok, col_ok = rows < img.shape[0], cols < img.shape[1]
-    # Gather whole rows, then (column, channel) bytes of the flattened rows: faster than pixel gathers.
-    channels = img.shape[2] if img.ndim == 3 else 1
-    bytes_at = (np.where(col_ok, cols, 0)[:, None] * channels + np.arange(channels)).ravel()
-    picked = np.take(img.reshape(img.shape[0], -1), np.where(row_ok, rows, 0), axis=0)[:, bytes_at]
-    out = picked.reshape((reg_h, reg_w) + img.shape[2:])
+    in_h, in_w = (img.height, img.width) if _convert.is_pil(img) else img.shape[:2]
+    rows = _nearest_indices(in_h, out_h, top, top + reg_h)
+    cols = _nearest_indices(in_w, out_w, left, left + reg_w)
+    row_ok, col_ok = rows < in_h, cols < in_w
+    rows, cols = np.where(row_ok, rows, 0), np.where(col_ok, cols, 0)
+    pixels = _convert.pil_view(img) if _convert.is_pil(img) else img
+    if pixels is not None:
+        img = pixels
+    else:  # a big PIL image: copy only the rows picked, and only the columns spanned
+        kept, first, last = np.unique(rows), int(cols.min()), int(cols.max()) + 1
+        img = _convert.pil_rows(img, kept.tolist(), first, last)
+        rows, cols = np.searchsorted(kept, rows), cols - cols.min()
+    words = _pixel_words(img)
+    if words is not None:  # one 4-byte word per pixel: the fastest gather
+        picked = words[rows[:, None], cols].view(np.uint8).reshape(reg_h, reg_w, 4)
+        out = picked[:, :, : img.shape[2]]  # a view of whole pixels, as Pillow's own storage
+    else:
+        # Gather whole rows, then (column, channel) bytes of the flattened rows: faster than pixel gathers.
+        channels = img.shape[2] if img.ndim == 3 else 1
+        bytes_at = (cols[:, None] * channels + np.arange(channels)).ravel()
+        picked = np.take(img, rows, axis=0).reshape(reg_h, -1)[:, bytes_at]
+        out = picked.reshape((reg_h, reg_w) + img.shape[2:])
     if not (row_ok.all() and col_ok.all()):
         out[~row_ok] = 0
         out[:, ~col_ok] = 0
     return out
 
 
+def _pixel_words(img: np.ndarray) -> np.ndarray | None:
+    """An RGB(A) image whose pixels are 4 bytes apart (Pillow's storage, as ``pil_pixels`` exposes it) as
+    an (H, W) uint32 view of whole pixels, or None for other layouts."""
+    if img.ndim != 3 or img.shape[2] < 3 or img.strides[1:] != (4, 1) or img.strides[0] % 4:
+        return None
+    base = img
+    while isinstance(base.base, np.ndarray):
+        base = base.base
+    words = np.lib.stride_tricks.as_strided(img, img.shape[:2] + (4,), img.strides, writeable=False)
+    low, high = np.lib.array_utils.byte_bounds(base)
+    words_low, words_high = np.lib.array_utils.byte_bounds(words)
+    if words_low < low or words_high > high:  # the fourth byte of the last pixel is not there
+        return None
+    return words.view(np.uint32)[:, :, 0]
+
+
 # -------------------------------------------------------------------------------------------- coefficients
+
+
+def _cached_in_bytes(max_bytes: int) -> Callable:
+    """An LRU cache for a function of hashable arguments whose results hold NumPy arrays, bounded by the
+    bytes of those arrays (a few plans for very wide images would otherwise hold hundreds of MB).
+    Results larger than ``max_bytes`` are not kept."""
+
+    def decorate(function: Callable) -> Callable:
+        kept: OrderedDict = OrderedDict()
+        sizes: dict = {}
+        lock = threading.Lock()
+
+        def cached(*args):
+            with lock:
+                if args in kept:
+                    kept.move_to_end(args)
+                    return kept[args]
+            value = function(*args)
+            size = _array_bytes(value)
+            with lock:
+                if size <= max_bytes and args not in kept:
+                    kept[args], sizes[args] = value, size
+                    while sum(sizes.values()) > max_bytes:
+                        oldest, _ = kept.popitem(last=False)
+                        del sizes[oldest]
+            return value
+
+        cached.cache_clear = lambda: (kept.clear(), sizes.clear())
+        cached.cached_bytes = lambda: sum(sizes.values())
+        return cached
+
+    return decorate
+
+
+def _array_bytes(value: object) -> int:
+    """Bytes of the NumPy arrays in ``value``, its items and its attributes (one level deep)."""
+    if isinstance(value, np.ndarray):
+        return value.nbytes
+    if isinstance(value, (tuple, list)):
+        return sum(_array_bytes(v) for v in value)
+    if hasattr(value, "__dict__"):
+        return sum(v.nbytes for v in vars(value).values() if isinstance(v, np.ndarray))
+    return 0
 
 
 def _kernel(filter: int, x: np.ndarray) -> np.ndarray:
@@ -200,65 +324,79 @@ def _kernel(filter: int, x: np.ndarray) -> np.ndarray:
         near = ((1.5 * ax - 2.5) * ax) * ax + 1.0
         far = (((ax - 5.0) * ax + 8.0) * ax - 4.0) * -0.5
         return np.where(ax < 1.0, near, np.where(ax < 2.0, far, 0.0))
-    # The sine-based filters use libm (math) like Pillow does, so the tables match to the last bit.
     if filter == HAMMING:
-        values = [_hamming(v) for v in ax.ravel().tolist()]
-    else:
-        values = [_lanczos(v) for v in x.ravel().tolist()]
-    return np.array(values, dtype=np.float64).reshape(x.shape)
+        window = HAMMING_A + HAMMING_B * _libm(math.cos, ax * math.pi)
+        return np.where(ax >= 1.0, 0.0, np.where(ax == 0.0, 1.0, _sinc(ax) * window))
+    return np.where((x >= -3.0) & (x < 3.0), _sinc(x) * _sinc(x / 3), 0.0)  # LANCZOS
 
 
-def _hamming(x: float) -> float:
-    if x == 0.0:
-        return 1.0
-    if x >= 1.0:
-        return 0.0
-    x = x * math.pi
-    return math.sin(x) / x * (_HAMMING_A + _HAMMING_B * math.cos(x))
+def _sinc(x: np.ndarray) -> np.ndarray:
+    """sin(pi x) / (pi x), 1 at 0, as Resample.c's sinc_filter."""
+    angle = x * math.pi
+    zero = angle == 0.0
+    return np.where(zero, 1.0, _libm(math.sin, angle) / np.where(zero, 1.0, angle))
 
 
-def _sinc(x: float) -> float:
-    if x == 0.0:
-        return 1.0
-    x = x * math.pi
-    return math.sin(x) / x
+def _libm(function: Callable[[float], float], x: np.ndarray) -> np.ndarray:
+    """The C library's sin/cos (``math``'s), which Pillow calls: NumPy's own when it agrees with them on a
+    probe (it calls libm unless built with SIMD versions, which may differ in the last bit)."""
+    if _numpy_is_libm():
+        return getattr(np, function.__name__)(x)
+    return np.frompyfunc(function, 1, 1)(x).astype(np.float64)
 
 
-def _lanczos(x: float) -> float:
-    if -3.0 <= x < 3.0:
-        return _sinc(x) * _sinc(x / 3)
-    return 0.0
+@lru_cache(maxsize=1)
+def _numpy_is_libm() -> bool:
+    probe = np.random.default_rng(0).uniform(-4 * math.pi, 4 * math.pi, 4096)
+    return all(
+        np.array_equal(getattr(np, f.__name__)(probe), [f(v) for v in probe.tolist()])
+        for f in (math.sin, math.cos)
+    )
 
 
-@lru_cache(maxsize=256)
-def _coefficients(in_size: int, out_size: int, filter: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Resample.c precompute_coeffs: per output, first source index, tap count, normalised double weights."""
-    scale = in_size / out_size
+def _axis_scale(in_size: int, out_size: int) -> float:
+    """Source pixels per output pixel: _imaging.c passes the box edges as C floats, Resample.c divides in
+    double (``(double)(float)(in1 - in0) / outSize``); the float32 rounding matters above 2**24 pixels."""
+    return float(np.float32(in_size)) / out_size
+
+
+def _coefficients(in_size: int, out_size: int, filter: int, lo: int, hi: int) -> tuple[np.ndarray, ...]:
+    """Resample.c precompute_coeffs for outputs [lo, hi) only: first source index, tap count and
+    normalised double weights per output. Each output's table depends on its own index alone, so the
+    cost follows the kept outputs, not the size of the whole resized axis."""
+    scale = _axis_scale(in_size, out_size)
     filterscale = max(scale, 1.0)
-    support = _SUPPORTS[filter] * filterscale
-    center = (np.arange(out_size) + 0.5) * scale
+    support = SUPPORTS[filter] * filterscale
+    center = (np.arange(lo, hi) + 0.5) * scale
     # (int) casts truncate toward zero; the clamps follow.
     first = np.maximum(np.trunc(center - support + 0.5), 0).astype(np.int64)
     last = np.minimum(np.trunc(center + support + 0.5), in_size).astype(np.int64)
     count = last - first
     taps = np.arange(int(count.max()))
-    x = ((first[:, None] + taps).astype(np.float64) - center[:, None] + 0.5) * (1.0 / filterscale)
-    used = taps < count[:, None]
-    weights = np.where(used, _kernel(filter, x), 0.0)
-    total = np.zeros(out_size)
-    for j in taps:  # sequential sum, as the C loop (numpy's pairwise sum could differ in the last bit)
-        total = total + weights[:, j]
-    weights = np.where(total[:, None] != 0.0, weights / np.where(total == 0.0, 1.0, total)[:, None], weights)
+    weights = np.empty((hi - lo, len(taps)))
+    rows = max(1, _TABLE_CHUNK // len(taps))  # bounds the temporaries of very long filters
+    for r0 in range(0, hi - lo, rows):
+        part = slice(r0, r0 + rows)
+        x = ((first[part, None] + taps).astype(np.float64) - center[part, None] + 0.5) * (1.0 / filterscale)
+        values = np.where(taps < count[part, None], _kernel(filter, x), 0.0)
+        # cumsum adds in order, as the C loop (numpy's pairwise sum could differ in the last bit).
+        total = np.cumsum(values, axis=1)[:, -1]
+        nonzero = total != 0.0
+        values[nonzero] /= total[nonzero, None]
+        weights[part] = values
     return first, count, weights
 
 
 def _fixed_point(weights: np.ndarray) -> np.ndarray:
-    """normalize_coeffs_8bpc: round half away from zero to 22 fractional bits (as float64 integers)."""
-    scaled = weights * float(1 << _PRECISION_BITS)
-    return np.trunc(np.where(weights < 0, scaled - 0.5, scaled + 0.5))
+    """normalize_coeffs_8bpc, in place: round half away from zero to 22 fractional bits (float64 integers).
+
+    copysign turns -0.0 into -0.5, which truncates to 0 as +0.5 does."""
+    weights *= float(1 << PRECISION_BITS)
+    weights += np.copysign(0.5, weights)
+    return np.trunc(weights, out=weights)
 
 
-@lru_cache(maxsize=256)
+@_cached_in_bytes(_PLAN_CACHE_BYTES)
 def _plan(
     mode: str, in_size: int, out_size: int, filter: int, lo: int, hi: int, breadth: int
 ) -> tuple[int, int, object]:
@@ -267,14 +405,14 @@ def _plan(
     F and I get per-output tap indices and double weights (applied tap by tap); 8-bit modes get a _Pass8,
     whose blocks suit products over ``breadth`` independent rows or columns.
     """
-    first, count, weights = _coefficients(in_size, out_size, filter)
-    first, count, weights = first[lo:hi], count[lo:hi], weights[lo:hi]
+    first, count, weights = _coefficients(in_size, out_size, filter, lo, hi)
     src_lo, src_hi = int(first.min()), int((first + count).max())
     if mode in ("F", "I"):
         taps = np.arange(weights.shape[1])
         index = np.minimum(first[:, None] + taps, src_hi - 1) - src_lo
         return src_lo, src_hi, (index, weights, taps < count[:, None])
-    return src_lo, src_hi, _Pass8(first - src_lo, count, _fixed_point(weights), in_size / out_size, breadth)
+    scale = _axis_scale(in_size, out_size)
+    return src_lo, src_hi, _Pass8(first - src_lo, count, _fixed_point(weights), scale, breadth)
 
 
 class _Pass8:
@@ -291,39 +429,55 @@ class _Pass8:
         self.size, ntaps = fixed.shape
         self.fixed = fixed
         source = int((first + count).max())
-        block, stride, offset, span = _choose_blocks(first, first + count, scale, breadth)
-        self.block, self.stride, self.span = block, stride, span
+        # Filters of thousands of taps (extreme downscales) take one exact float64 product per output:
+        # blocks would multiply mostly zeros, and the float32 error bound would say nothing.
+        self.direct = ntaps >= _DIRECT_TAPS
+        if self.direct:
+            block, stride, span, group, starts = 1, 1, 1, 1, (0,)
+        else:
+            block, stride, span, group, starts = _choose_blocks(first, first + count, scale, breadth)
+        self.block, self.stride, self.span, self.group = block, stride, span, group
         self.nblocks = -(-self.size // block)
         self.padded_size = self.nblocks * block
-        self.pad_before = max(0, -offset)
-        self.start = offset + self.pad_before
-        self.length = max(self.pad_before + source, self.start + (self.nblocks - 1) * stride + span)
+        self.pad_before = max(0, -min(starts))
+        self.starts = [start + self.pad_before for start in starts]  # of each group, in the padded axis
+        block_starts = np.repeat(self.starts, group)[: self.nblocks] + stride * (
+            np.arange(self.nblocks) % group
+        )
+        self.length = max(self.pad_before + source, int(block_starts.max()) + span)
         self.pad_after = self.length - self.pad_before - source
+        self.clips = bool(fixed.min() < 0) or _largest_sum(fixed) + 0.5 >= 256.0
+        if self.direct:
+            self.first, self.count = first + self.pad_before, count
+            return
 
         outputs = np.arange(self.size)
         taps = np.arange(ntaps)
         used = taps < count[:, None]
-        column = first[:, None] + self.pad_before - (self.start + (outputs // block * stride))[:, None] + taps
+        column = first[:, None] + self.pad_before - block_starts[outputs // block][:, None] + taps
         stack = np.zeros((self.nblocks, block, span), np.float32)
         where = (
             np.broadcast_to((outputs // block)[:, None], used.shape)[used],
             np.broadcast_to((outputs % block)[:, None], used.shape)[used],
             column[used],
         )
-        stack[where] = (fixed * 2.0**-_PRECISION_BITS).astype(np.float32)[used]
+        stack[where] = (fixed * 2.0**-PRECISION_BITS).astype(np.float32)[used]
         self.stack = stack
         # Source positions of every tap in the padded axis, for the exact recomputation.
         self.index = np.minimum(first[:, None] + taps, source - 1) + self.pad_before
-
         self.margin, self.doubt_bits = _doubt_margins(fixed, self.nblocks, block)
         self.always_exact = not np.any(self.margin)
-        # The test in _round_into needs margins below 1/2, and the clip there needs errors below 1/2. Only
-        # very long filters (over ~8000 taps) get margins this wide; float32 then tells nothing.
-        self.recheck_all = float(np.max(self.margin)) >= 0.25
-        largest = 255.0 * float(np.abs(fixed).sum(axis=1).max()) * 2.0**-_PRECISION_BITS
-        # Without negative weights and with row sums of at most 2**22 (+ rounding slack) no output leaves
-        # [0, 255], so the saturation of clip8 can be skipped.
-        self.clips = bool(fixed.min() < 0) or largest + 0.5 >= 256.0
+
+    def products(self, src: np.ndarray, axis: int) -> np.ndarray:
+        """Direct plans: the exact accumulations (before rounding), outputs along ``axis`` of ``src``.
+
+        Pixels times 22-bit weights are integers below 2**31, so float64 sums are exact in any order.
+        """
+        moved = np.moveaxis(src, axis, 0)
+        acc = np.empty((self.padded_size,) + moved.shape[1:])
+        for i, (lo, n) in enumerate(zip(self.first.tolist(), self.count.tolist(), strict=True)):
+            acc[i] = np.tensordot(self.fixed[i, :n], moved[lo : lo + n].astype(np.float64), axes=1)
+        return acc
 
     def pad(self, values: np.ndarray, axis: int) -> None:
         """Zero the padding of ``values`` along ``axis`` (the source occupies the middle)."""
@@ -333,18 +487,33 @@ class _Pass8:
         index[axis] = slice(self.length - self.pad_after, self.length)
         values[tuple(index)] = 0
 
-    def blocks_of(self, values: np.ndarray, axis: int) -> np.ndarray:
-        """A read-only view of ``values`` (padded source along ``axis``) with the block index in front
-        and each block's ``span`` source pixels along ``axis``."""
+    def groups_of(self, values: np.ndarray, axis: int) -> Iterator[tuple[slice, np.ndarray]]:
+        """Per group of blocks: its slice of the blocks, and a read-only view of ``values`` (padded source
+        along ``axis``) with the block index in front and each block's ``span`` source pixels along
+        ``axis``."""
         step = values.strides[axis]
         shape = list(values.shape)
         shape[axis] = self.span
-        start = [slice(None)] * values.ndim
-        start[axis] = slice(self.start, None)
         strides = (self.stride * step, *values.strides)
-        return np.lib.stride_tricks.as_strided(
-            values[tuple(start)], (self.nblocks, *shape), strides, writeable=False
-        )
+        for g, start in enumerate(self.starts):
+            blocks = slice(g * self.group, min(self.nblocks, (g + 1) * self.group))
+            origin = [slice(None)] * values.ndim
+            origin[axis] = slice(start, None)
+            count = blocks.stop - blocks.start
+            yield (
+                blocks,
+                np.lib.stride_tricks.as_strided(
+                    values[tuple(origin)], (count, *shape), strides, writeable=False
+                ),
+            )
+
+
+def _largest_sum(fixed: np.ndarray) -> float:
+    """The largest value a pass can produce before clipping: 255 times the largest sum of |weights|.
+
+    Without negative weights and with row sums of at most 2**22 (+ rounding slack) no output leaves
+    [0, 255], so the saturation of clip8 can be skipped."""
+    return 255.0 * float(np.abs(fixed).sum(axis=1).max()) * 2.0**-PRECISION_BITS
 
 
 def _doubt_margins(fixed: np.ndarray, nblocks: int, block: int) -> tuple[np.ndarray, np.ndarray]:
@@ -357,18 +526,17 @@ def _doubt_margins(fixed: np.ndarray, nblocks: int, block: int) -> tuple[np.ndar
     gamma(taps + 1) * 255 * sum|w| in any summation order, with or without FMA: 0 * p and s + 0 are
     exact, so each nonzero product meets at most ``taps`` roundings however BLAS blocks the band.
     "+ 1/2" adds half an ulp; outputs whose fraction lies within twice that of 0 or 1 get recomputed
-    exactly in float64. Margins of 1/4 or more (filters of thousands of taps) make _Pass8 recompute every
-    output instead. Returned as a scalar or shaped (outputs, 1), with the uint32 bits of 1 - 2 * margin,
+    exactly in float64. Returned as a scalar or shaped (outputs, 1), with the uint32 bits of 1 - 2 * margin,
     for ``_round_into``.
     """
     ntaps = fixed.shape[1]
     magnitude = np.abs(fixed)
     total = magnitude.sum(axis=1)
-    largest = 255.0 * total * 2.0**-_PRECISION_BITS
+    largest = 255.0 * total * 2.0**-PRECISION_BITS
     ints = magnitude.astype(np.int64)
     lowest_bit = np.where(ints > 0, ints & -ints, 1 << 40).min(axis=1)
     exact = (255.0 * total / lowest_bit < 2.0**24) & (
-        largest + 0.5 < lowest_bit * 2.0 ** (24 - _PRECISION_BITS)
+        largest + 0.5 < lowest_bit * 2.0 ** (24 - PRECISION_BITS)
     )
     gamma = (ntaps + 1) * _F32_EPS / (1 - (ntaps + 1) * _F32_EPS)
     # 2**-20 covers the rounding of "fraction - margin" in _round_into.
@@ -382,32 +550,54 @@ def _doubt_margins(fixed: np.ndarray, nblocks: int, block: int) -> tuple[np.ndar
     return margin[:, None], bits[:, None]
 
 
-def _choose_blocks(first: np.ndarray, last: np.ndarray, scale: float, breadth: int) -> tuple[int, ...]:
-    """(block, stride, offset, span) minimising calls and multiplied zeros for ``breadth`` rows/columns.
+def _choose_blocks(first: np.ndarray, last: np.ndarray, scale: float, breadth: int) -> tuple:
+    """(block, stride, span, group, starts) minimising calls and multiplied zeros for ``breadth``
+    rows/columns.
 
-    Block i covers outputs [i*block, (i+1)*block) and reads source [offset + i*stride, ... + span).
-    Candidates are ranked with an estimated span; the best few are measured exactly.
+    Block i covers outputs [i*block, (i+1)*block) and reads ``span`` source pixels from
+    ``starts[i // group] + (i % group) * stride``: blocks advance by the whole ``stride`` within a group of
+    ``group`` blocks (one strided view, one batched product) and each group starts afresh, so that the
+    fraction of ``block * scale`` dropped from the stride does not pile up over all the blocks and widen
+    every block's span. Candidates are ranked with an estimated span; the best few are measured exactly.
     """
     size = len(first)
     blocks = np.arange(1, min(size, 512) + 1)
     nblocks = -(-size // blocks)
     drift = blocks * scale - np.floor(blocks * scale)
-    estimate = (blocks - 1) * scale + int((last - first).max()) + nblocks * drift
-    cost = nblocks * _CALL_COST + breadth * nblocks * blocks * estimate
+    taps = int((last - first).max())
     best = None
-    for block in blocks[np.argsort(cost)[:4]].tolist():
-        count = -(-size // block)
-        fill = count * block - size
-        lo = np.concatenate([first, np.full(fill, first[-1])]).reshape(count, block).min(axis=1)
-        hi = np.concatenate([last, np.full(fill, last[-1])]).reshape(count, block).max(axis=1)
-        stride = int(block * scale)
-        starts = stride * np.arange(count)
-        offset = int((lo - starts).min())
-        span = int((hi - starts).max()) - offset
-        exact_cost = count * _CALL_COST + breadth * count * block * span
-        if best is None or exact_cost < best[0]:
-            best = (exact_cost, block, stride, offset, span)
+    for groups in (1, None):  # the best blocks of one group, and of groups without drift
+        per_group = nblocks if groups else 1
+        estimate = (blocks - 1) * scale + taps + per_group * drift
+        cost = nblocks * _CALL_COST + -(-nblocks // per_group) * _GROUP_COST
+        cost = cost + breadth * nblocks * blocks * estimate
+        for block in blocks[np.argsort(cost)[:4]].tolist():
+            best = min(best or (math.inf,), _measured_blocks(first, last, scale, breadth, block))
     return best[1:]
+
+
+def _measured_blocks(first: np.ndarray, last: np.ndarray, scale: float, breadth: int, block: int) -> tuple:
+    """(cost, block, stride, span, group, starts) of the best group size for ``block``."""
+    size = len(first)
+    count = -(-size // block)
+    fill = count * block - size
+    lo = np.concatenate([first, np.full(fill, first[-1])]).reshape(count, block).min(axis=1)
+    hi = np.concatenate([last, np.full(fill, last[-1])]).reshape(count, block).max(axis=1)
+    stride = int(block * scale)
+    best: tuple = (math.inf,)
+    group = count
+    while True:
+        local = stride * (np.arange(count) % group)
+        ngroups = -(-count // group)
+        padded = np.full(ngroups * group, np.iinfo(np.int64).max)
+        padded[:count] = lo - local
+        starts = padded.reshape(ngroups, group).min(axis=1)
+        span = int((hi - local - np.repeat(starts, group)[:count]).max())
+        cost = count * _CALL_COST + ngroups * _GROUP_COST + breadth * count * block * span
+        best = min(best, (cost, block, stride, span, group, tuple(starts.tolist())))
+        if group == 1:
+            return best
+        group = max(1, group // 2)
 
 
 # ----------------------------------------------------------------------------------------- 8-bit modes
@@ -459,9 +649,7 @@ def _round_into(acc: np.ndarray, out: np.ndarray, plan: _Pass8, exact) -> None:
     rounded = out.reshape(values.shape) if direct else _SCRATCH.take("rounded", values.shape)
     np.floor(values, out=rounded, casting="unsafe")
     doubtful = None
-    if plan.recheck_all:
-        doubtful = np.arange(plan.size * values.shape[1])  # the outputs before the padding
-    elif not plan.always_exact:
+    if not plan.always_exact:
         # fraction - margin is negative (sign bit set) or above 1 - 2 * margin exactly when the fraction
         # lies within the margin of 0 or 1; as unsigned integers both compare above 1 - 2 * margin.
         np.subtract(values, rounded, out=values)
@@ -480,8 +668,19 @@ def _round_into(acc: np.ndarray, out: np.ndarray, plan: _Pass8, exact) -> None:
 
 def _exact_8bit(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
     """The int32 accumulation and >> 22 of Resample.c, in float64 (exact), before clipping."""
-    acc = np.einsum("ij,ij->i", values.astype(np.float64), weights)
-    return np.floor((acc + 2.0 ** (_PRECISION_BITS - 1)) * 2.0**-_PRECISION_BITS)
+    return _shift_8bit(np.einsum("ij,ij->i", values.astype(np.float64), weights))
+
+
+def _shift_8bit(acc: np.ndarray) -> np.ndarray:
+    """(acc + 2**21) >> 22 on exact float64 accumulations."""
+    return np.floor((acc + 2.0 ** (PRECISION_BITS - 1)) * 2.0**-PRECISION_BITS)
+
+
+def _direct_pass(src: np.ndarray, plan: _Pass8, axis: int, out: np.ndarray) -> None:
+    """A direct plan's pass: ``src`` holds the source along ``axis`` -> ``out`` (padded_size, ...)."""
+    rounded = _shift_8bit(plan.products(src, axis))
+    np.clip(rounded, 0.0, 255.0, out=rounded)
+    np.copyto(out, rounded.reshape(out.shape), casting="unsafe")
 
 
 class _Scratch(threading.local):
@@ -507,14 +706,64 @@ class _Scratch(threading.local):
 _SCRATCH = _Scratch()
 
 
+class _Parallelism(threading.local):
+    threads = 1
+
+
+_PARALLELISM = _Parallelism()
+_POOL: list[ThreadPoolExecutor] = []
+_POOL_LOCK = threading.Lock()
+
+
+@contextmanager
+def parallel(threads: int) -> Iterator[None]:
+    """Let resizes on this thread split their work over ``threads`` threads (NumPy and BLAS release the
+    GIL); only images with enough work to pay for the hand-off are split."""
+    previous, _PARALLELISM.threads = _PARALLELISM.threads, max(1, int(threads))
+    try:
+        yield
+    finally:
+        _PARALLELISM.threads = previous
+
+
+def _in_parallel(starts: range, body: Callable[[int], None], work: int) -> None:
+    """``body(start)`` for every start, split into contiguous groups over the threads ``parallel`` allows
+    when ``work`` (pixels read) is large enough."""
+    threads = min(_PARALLELISM.threads, len(starts))
+    if threads <= 1 or work < _PARALLEL_WORK:
+        for start in starts:
+            body(start)
+        return
+
+    def group(i: int) -> None:
+        for start in starts[len(starts) * i // threads : len(starts) * (i + 1) // threads]:
+            body(start)
+
+    futures = [_pool(threads - 1).submit(group, i) for i in range(1, threads)]
+    group(0)
+    for future in futures:
+        future.result()
+
+
+def _pool(workers: int) -> ThreadPoolExecutor:
+    with _POOL_LOCK:
+        if not _POOL or _POOL[0]._max_workers < workers:
+            _POOL[:] = [ThreadPoolExecutor(workers, thread_name_prefix="edgeinfer-resample")]
+        return _POOL[0]
+
+
 def _pass_along_rows(src: np.ndarray, plan: _Pass8, out: np.ndarray) -> None:
     """Resample along the last axis: ``src`` (M, plan.length) padded float32 -> ``out`` (padded_size, M).
 
     One batched product over the strided block view; the result comes out transposed (outputs first),
     which is the layout the other pass wants. The caller keeps M * span * block single-threaded.
     """
+    if plan.direct:
+        _direct_pass(src, plan, 1, out)
+        return
     acc = _SCRATCH.take("acc", (plan.nblocks, plan.block, src.shape[0]))
-    np.matmul(plan.stack, plan.blocks_of(src, 1).transpose(0, 2, 1), out=acc)
+    for blocks, view in plan.groups_of(src, 1):
+        np.matmul(plan.stack[blocks], view.transpose(0, 2, 1), out=acc[blocks])
 
     def exact(doubtful):
         row, col = np.divmod(doubtful, src.shape[0])
@@ -530,22 +779,29 @@ def _pass_along_columns(src: np.ndarray, plan: _Pass8, out: np.ndarray) -> None:
     Used when the vertical pass comes first: the interleaved image is already (R, W*C). Strips of columns
     are converted and padded in a small reused buffer, which also keeps each product single-threaded.
     """
+    if plan.direct:
+        _direct_pass(src, plan, 0, out)
+        return
     total = src.shape[1]
     step = max(1, min(_SINGLE_THREAD_MNK // (plan.span * plan.block), _STRIP_BYTES // (4 * plan.length)))
-    for c0 in range(0, total, step):
+
+    def strip(c0: int) -> None:
         width = min(step, total - c0)
         strip = _SCRATCH.take("strip", (plan.length, width))
         plan.pad(strip, 0)
         np.copyto(strip[plan.pad_before : plan.length - plan.pad_after], src[:, c0 : c0 + width])
         acc = _SCRATCH.take("acc", (plan.nblocks, plan.block, width))
-        np.matmul(plan.stack, plan.blocks_of(strip, 0), out=acc)
+        for blocks, view in plan.groups_of(strip, 0):
+            np.matmul(plan.stack[blocks], view, out=acc[blocks])
 
-        def exact(doubtful, strip=strip, width=width):
+        def exact(doubtful):
             row, col = np.divmod(doubtful, width)
             taps = np.take(strip.reshape(-1), plan.index[row] * width + col[:, None])
             return _exact_8bit(taps, plan.fixed[row])
 
         _round_into(acc, out[:, c0 : c0 + width], plan, exact)
+
+    _in_parallel(range(0, total, step), strip, total * plan.length)
 
 
 def _horizontal_8bit(src: np.ndarray, plan: _Pass8, out: np.ndarray, premultiply: bool) -> None:
@@ -557,7 +813,8 @@ def _horizontal_8bit(src: np.ndarray, plan: _Pass8, out: np.ndarray, premultiply
     height, width, channels = src.shape
     per_call = _SINGLE_THREAD_MNK // (channels * plan.span * plan.block)
     rows = min(height, max(1, min(per_call, _STRIP_BYTES // (4 * plan.length * channels))))
-    for r0 in range(0, height, rows):
+
+    def strip(r0: int) -> None:
         n = min(rows, height - r0)
         planes = _SCRATCH.take("planes", (channels, n, plan.length))
         plan.pad(planes, 2)
@@ -567,12 +824,17 @@ def _horizontal_8bit(src: np.ndarray, plan: _Pass8, out: np.ndarray, premultiply
             _premultiply(inner, 0)
         _pass_along_rows(planes.reshape(channels * n, plan.length), plan, out[:, :, r0 : r0 + n])
 
+    _in_parallel(range(0, height, rows), strip, height * channels * plan.length)
+
 
 def _vertical_8bit(src: np.ndarray, plan: _Pass8, out: np.ndarray) -> None:
     """Rows of the transposed image, (M, plan.length) padded float32 -> ``out`` (padded_size, M)."""
     step = max(1, _SINGLE_THREAD_MNK // (plan.span * plan.block))
-    for m0 in range(0, src.shape[0], step):
+
+    def strip(m0: int) -> None:
         _pass_along_rows(src[m0 : m0 + step], plan, out[:, m0 : m0 + step])
+
+    _in_parallel(range(0, src.shape[0], step), strip, src.shape[0] * plan.length)
 
 
 def _resample_8bit(window: np.ndarray, mode: str, h_plan, v_plan, vertical_first: bool) -> np.ndarray:

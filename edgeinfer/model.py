@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, overload
@@ -19,6 +21,7 @@ import numpy as np
 from edgeinfer._engines import EngineOptions, available_engines, engine_error, open_session
 from edgeinfer._files import describe_open_error, open_regular
 from edgeinfer._image import DEFAULT_MAX_PIXELS
+from edgeinfer._resample import parallel
 from edgeinfer.errors import ImageError, MetadataError, ModelError, describe
 from edgeinfer.metadata import METADATA_KEY, InputSpec, ModelMetadata, check_labels
 from edgeinfer.pipeline import image_name, preprocess
@@ -101,6 +104,7 @@ class Model:
             _check_positive_int("max_pixels", max_pixels)
         self.path = model_path(path)
         self.threads = threads
+        self._local = threading.local()
         self.max_pixels = max_pixels
         self.engine_choice: tuple[Any, ...] = ()  # what engine="auto" measured
         if engine == "auto":
@@ -154,7 +158,8 @@ class Model:
             ImageError: the image cannot be decoded, or its tensor does not fit the model's input
                 (possible when the preprocessing does not fix the size, e.g. ToTensor alone).
         """
-        return preprocess(image, self._metadata, max_pixels=self.max_pixels, transform=self._transform)
+        with parallel(self._threads_per_image):
+            return preprocess(image, self._metadata, max_pixels=self.max_pixels, transform=self._transform)
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         """The model's raw output (e.g. logits) for a preprocessed float32 N×C×H×W batch.
@@ -240,17 +245,17 @@ class Model:
         for chunk in _chunks(images, batch_size):
             # Tensors grouped by shape, each with its slot in `results`.
             groups: dict[tuple[int, ...], list[tuple[int, np.ndarray]]] = {}
-            for image in chunk:
-                try:
-                    tensor = self.preprocess(image)
-                except Exception as e:  # any failure, even MemoryError, belongs to this image alone
+            for image, outcome in zip(chunk, self._preprocess_all(chunk), strict=True):
+                if isinstance(outcome, Exception):  # any failure, even MemoryError, belongs to this image
                     if errors == "raise":
-                        raise
+                        raise outcome
                     results.append(
-                        e if isinstance(e, ImageError) else ImageError(f"{image_name(image)}: {describe(e)}")
+                        outcome
+                        if isinstance(outcome, ImageError)
+                        else ImageError(f"{image_name(image)}: {describe(outcome)}")
                     )
                 else:
-                    groups.setdefault(tensor.shape, []).append((len(results), tensor))
+                    groups.setdefault(outcome.shape, []).append((len(results), outcome))
                     results.append(image)
             for members in groups.values():
                 scores = self._scores(self.run(np.stack([tensor for _, tensor in members])))
@@ -272,6 +277,32 @@ class Model:
                     top = tuple(zip([self.labels[i] for i in indices], values, strict=True))
                     results[slot] = Prediction(label=top[0][0], index=indices[0], score=values[0], top=top)
         return results
+
+    def _preprocess_all(self, images: list[Any]) -> list[np.ndarray | Exception]:
+        """``preprocess`` of each image (or the exception it raised), in order. With several threads,
+        images are decoded and preprocessed in parallel: Pillow's decoders and NumPy release the GIL."""
+
+        def outcome(image: Any) -> np.ndarray | Exception:
+            try:
+                return self.preprocess(image)
+            except Exception as e:
+                return e
+
+        workers = min(len(images), self.threads or os.cpu_count() or 1)
+        if workers <= 1:
+            return [outcome(image) for image in images]
+        with ThreadPoolExecutor(workers, thread_name_prefix="edgeinfer-decode") as pool:
+            # One image per thread: the resampler then stays on its thread.
+            return list(pool.map(lambda image: self._one_thread(outcome, image), images))
+
+    def _one_thread(self, function: Any, image: Any) -> Any:
+        self._local.threads = 1
+        return function(image)
+
+    @property
+    def _threads_per_image(self) -> int:
+        """Threads one image's resampling may use: the Model's threads, or 1 inside a parallel batch."""
+        return getattr(self._local, "threads", None) or self.threads or os.cpu_count() or 1
 
     def verify(self) -> SelfTestResult:
         """Run the self-test stored in the model file at export (see :mod:`edgeinfer.selftest`).

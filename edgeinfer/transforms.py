@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from edgeinfer import _convert, _resample
+from edgeinfer._resample_reference import FILTER_NAMES, FILTERS, PASS_ORDERS
 
 __all__ = [
     "CenterCrop",
@@ -40,19 +41,9 @@ __all__ = [
     "from_torchvision",
 ]
 
-# torchvision's InterpolationMode values → Pillow filter codes (functional.pil_modes_mapping).
-INTERPOLATIONS = {
-    "nearest": 0,
-    "nearest-exact": 0,
-    "bilinear": 2,
-    "bicubic": 3,
-    "box": 4,
-    "hamming": 5,
-    "lanczos": 1,
-}
-# Pillow codes → torchvision modes (functional._interpolation_modes_from_int).
-_PIL_FILTER_NAMES = {0: "nearest", 1: "lanczos", 2: "bilinear", 3: "bicubic", 4: "box", 5: "hamming"}
-PASS_ORDERS = _resample.PASS_ORDERS
+# torchvision's InterpolationMode values → Pillow filter codes (functional.pil_modes_mapping); the reverse
+# is functional._interpolation_modes_from_int.
+INTERPOLATIONS = {**FILTERS, "nearest-exact": FILTERS["nearest"]}
 PADDING_MODES = ("constant", "edge", "reflect", "symmetric")
 DTYPES = ("uint8", "int8", "int16", "int32", "int64", "float32", "float64")
 _UINT8_MODES = ("L", "LA", "RGB", "RGBA")
@@ -107,8 +98,8 @@ def _interpolation_name(value: Any) -> str:
         if name in INTERPOLATIONS:
             return name
         raise ValueError(f"interpolation must be one of {sorted(INTERPOLATIONS)}, got {value!r}")
-    if _is_int(value) and int(value) in _PIL_FILTER_NAMES:
-        return _PIL_FILTER_NAMES[int(value)]
+    if _is_int(value) and int(value) in FILTER_NAMES:
+        return FILTER_NAMES[int(value)]
     raise ValueError(
         f"interpolation must be a name such as 'bilinear', an InterpolationMode or a Pillow filter code "
         f"0-5, got {value!r}"
@@ -713,9 +704,14 @@ class Compose(Transform):
         self._steps = _plan(flat)
 
     def __call__(self, img: Any) -> np.ndarray:
-        return img if not self._steps else super().__call__(img)
+        if not self._steps:
+            return img
+        if getattr(self._steps[0], "reads_pil", False) and _convert.is_pil(img):
+            _convert.pil_mode(img)  # validated, not converted: the first step reads what it needs
+            return self._apply(img)
+        return super().__call__(img)
 
-    def _apply(self, x: np.ndarray) -> np.ndarray:
+    def _apply(self, x: Any) -> np.ndarray:
         for step in self._steps:
             x = step(x)
         return x
@@ -771,9 +767,10 @@ def _plan(flat: Sequence[Transform]) -> list[Callable[[np.ndarray], np.ndarray]]
             if not gray3:
                 steps.append(_gray_step)
             gray3 = t.num_output_channels == 3
-        elif isinstance(t, Resize) and isinstance(nxt, CenterCrop):
-            steps.append(_ResizeCrop(t, nxt))
-            i += 1
+        elif isinstance(t, Resize):
+            crop = nxt if isinstance(nxt, CenterCrop) else None
+            steps.append(_ResizeCrop(t, crop))
+            i += 1 if crop else 0
         elif isinstance(t, Pad) and gray3:
             if t._uniform_fill():
                 fill = t.fill if _is_number(t.fill) else t.fill[0]
@@ -802,20 +799,31 @@ def _gray_step(arr: np.ndarray) -> np.ndarray:
 
 
 class _ResizeCrop:
-    """Resize then CenterCrop, resizing only the cropped window when the crop fits inside."""
+    """Resize, then CenterCrop if given, resizing only the cropped window when the crop fits inside.
 
-    def __init__(self, resize: Resize, crop: CenterCrop) -> None:
+    As the first step of a Compose it takes a PIL image as it is: only the pixels the resize reads are
+    converted to an array.
+    """
+
+    reads_pil = True
+
+    def __init__(self, resize: Resize, crop: CenterCrop | None) -> None:
         self.resize, self.crop = resize, crop
 
-    def __call__(self, arr: np.ndarray) -> np.ndarray:
-        h, w = arr.shape[:2]
+    def __call__(self, img: Any) -> np.ndarray:
+        h, w = (img.height, img.width) if _convert.is_pil(img) else img.shape[:2]
         size = self.resize.output_size(h, w)
+        if size == (h, w):
+            arr = _convert.to_array(img)  # torchvision returns the image unchanged, unfiltered
+            return arr if self.crop is None else _center_crop(arr, *self.crop._hw)
+        if self.crop is None:
+            return _resample.resize(img, size, self.resize._filter, pass_order=self.resize.pass_order)
         ch, cw = self.crop._hw
-        if size == (h, w) or ch > size[0] or cw > size[1]:
-            return _center_crop(self.resize._apply(arr), ch, cw)
+        if ch > size[0] or cw > size[1]:
+            return _center_crop(self.resize._apply(_convert.to_array(img)), ch, cw)
         top, left = _center_crop_anchor(size[0], size[1], ch, cw)
         return _resample.resize(
-            arr, size, self.resize._filter, pass_order=self.resize.pass_order, region=(top, left, ch, cw)
+            img, size, self.resize._filter, pass_order=self.resize.pass_order, region=(top, left, ch, cw)
         )
 
 

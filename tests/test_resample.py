@@ -15,9 +15,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from edgeinfer._resample import resize
+from edgeinfer import _resample_reference as reference
+from edgeinfer._resample import PASS_ORDERS, resize
 
-FILTERS = {"nearest": 0, "lanczos": 1, "bilinear": 2, "bicubic": 3, "box": 4, "hamming": 5}
+FILTERS = {f.name.lower(): f.value for f in Image.Resampling if f.value <= 5}  # torchvision uses these six
+
 MODES = ["L", "LA", "RGB", "RGBA"]
 INSTALLED_ORDER = "pillow13" if int(PIL.__version__.split(".")[0]) >= 13 else "pillow12"
 PILLOW12_DATA = Path(__file__).parent / "data" / "pillow12_resize.npz"
@@ -81,9 +83,9 @@ def test_matches_pillow_in_modes_f_and_i(filter_name: str, dtype, geometry, imag
 
 
 @st.composite
-def resize_cases(draw):
-    in_h, in_w = draw(st.integers(1, 90)), draw(st.integers(1, 90))
-    out_h, out_w = draw(st.integers(1, 130)), draw(st.integers(1, 130))
+def resize_cases(draw, largest_input=90, largest_output=130):
+    in_h, in_w = draw(st.integers(1, largest_input)), draw(st.integers(1, largest_input))
+    out_h, out_w = draw(st.integers(1, largest_output)), draw(st.integers(1, largest_output))
     top, left = draw(st.integers(0, out_h - 1)), draw(st.integers(0, out_w - 1))
     region = (top, left, draw(st.integers(1, out_h - top)), draw(st.integers(1, out_w - left)))
     mode = draw(st.sampled_from(["L", "LA", "RGB", "RGBA", "F", "I"]))
@@ -102,6 +104,41 @@ def test_random_cases_match_pillow(case, image_factory, parity) -> None:
     top, left, height, width = region
     got = resize(img, size, filter, pass_order=INSTALLED_ORDER, region=region)
     parity.check(got, want[top : top + height, left : left + width], f"{img.shape} -> {size} {region}")
+
+
+@settings(max_examples=300, derandomize=True, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(case=resize_cases(largest_input=20, largest_output=24))
+def test_reference_port_matches_pillow(case, image_factory, parity) -> None:
+    """The loop-for-loop port of Resample.c / Geometry.c is itself checked against the installed Pillow."""
+    (in_h, in_w, mode, seed, kind), size, filter, _ = case
+    img = image_factory(in_h, in_w, mode, seed=seed, kind=kind)
+    got = reference.resize(img, size, filter, pass_order=INSTALLED_ORDER)
+    parity.check(got, pillow_resize(img, size, filter), f"reference {img.shape} -> {size}")
+
+
+@settings(max_examples=300, derandomize=True, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(case=resize_cases(largest_input=24, largest_output=28), pass_order=st.sampled_from(PASS_ORDERS))
+def test_fast_paths_match_the_reference_port(case, pass_order, image_factory) -> None:
+    """The fast paths (blocked float32 products, direct products, windows) against the plain port, in both
+    pass orders (only one of which the installed Pillow can check)."""
+    (in_h, in_w, mode, seed, kind), size, filter, region = case
+    img = image_factory(in_h, in_w, mode, seed=seed, kind=kind)
+    want = reference.resize(img, size, filter, pass_order=pass_order)
+    top, left, height, width = region
+    got = resize(img, size, filter, pass_order=pass_order, region=region)
+    assert np.array_equal(got, want[top : top + height, left : left + width])
+
+
+def test_reference_port_long_filters_and_tall_pass_order(parity) -> None:
+    """Cases the random sizes above miss: filters longer than the direct-product threshold and geometries
+    either side of Pillow 13's pass-order rule."""
+    rng = np.random.default_rng(7)
+    for (in_h, in_w), size in (((2, 2500), (2, 1)), ((100, 60), (60, 40)), ((100, 60), (59, 40))):
+        for filter in (2, 1):
+            img = rng.integers(0, 256, (in_h, in_w, 3), dtype=np.uint8)
+            want = pillow_resize(img, size, filter)
+            parity.check(reference.resize(img, size, filter, INSTALLED_ORDER), want, f"reference {size}")
+            parity.check(resize(img, size, filter, pass_order=INSTALLED_ORDER), want, f"fast {size}")
 
 
 def _pillow12_cases() -> list[tuple[np.ndarray, tuple[int, int], int, np.ndarray]]:
@@ -144,7 +181,8 @@ TIE_AND_WIDE_GEOMETRIES = [
     ((700, 40), (3, 5)),
     ((40, 700), (5, 2)),
     ((1, 900), (1, 1)),
-    ((2, 7000), (3, 2)),  # margins just under the 1/4 above which every output is recomputed
+    ((2, 1000), (3, 2)),  # just under the taps that take direct float64 products: widest margins
+    ((2, 7000), (3, 2)),  # direct products
 ]
 
 
@@ -197,16 +235,24 @@ def test_results_are_independent_arrays() -> None:
     assert not any(np.shares_memory(first, buffer) for buffer in _SCRATCH.buffers.values())
 
 
-def test_threads_get_the_same_results() -> None:
+def test_threads_match_pillow(parity) -> None:
+    """Many resizes at once on threads (per-thread work buffers), and one resize split over threads."""
     from concurrent.futures import ThreadPoolExecutor
+
+    from edgeinfer._resample import parallel
 
     rng = np.random.default_rng(4)
     images = rng.integers(0, 256, (8, 90, 120, 3), dtype=np.uint8)
     sizes = [(37 + 5 * i, 51 + 3 * i) for i in range(8)]
-    want = [resize(img, size, 1) for img, size in zip(images, sizes, strict=True)]
     with ThreadPoolExecutor(4) as pool:
         got = list(pool.map(lambda job: resize(job[0], job[1], 1), zip(images, sizes, strict=True)))
-    assert all(np.array_equal(g, w) for g, w in zip(got, want, strict=True))
+    for image, size, out in zip(images, sizes, got, strict=True):
+        parity.check(out, pillow_resize(image, size, 1), f"threaded {size}")
+    big = rng.integers(0, 256, (700, 1600, 3), dtype=np.uint8)  # enough work to be split
+    for size in ((300, 641), (100, 1500)):  # horizontal first; vertical first
+        with parallel(2):
+            split = resize(big, size, 2, pass_order=INSTALLED_ORDER)
+        parity.check(split, pillow_resize(big, size, 2), f"parallel(2) {size}")
 
 
 @pytest.mark.parametrize(("mode", "premultiplied_mode"), [("RGBA", "RGBa"), ("LA", "La")])
@@ -269,3 +315,101 @@ BAD_CALLS = [
 def test_bad_arguments_raise_with_the_value(call, error, message) -> None:
     with pytest.raises(error, match=message):
         call()
+
+
+# Run under an address-space limit: work and memory must follow the pixels kept, not the resized size.
+_LIMITED = """
+import resource, sys, time
+resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
+import numpy as np
+import edgeinfer.transforms as T
+cases = np.load(sys.argv[1])
+results, seconds = {}, []
+for key in cases.files:
+    kind, size, interpolation = key.split("|")[:3]
+    image = cases[key]
+    if kind == "crop":
+        pipeline = T.Compose([T.Resize(int(size), interpolation), T.CenterCrop(int(size))])
+    else:
+        pipeline = T.Resize(tuple(int(v) for v in size.split("x")), interpolation)
+    start = time.perf_counter()
+    results[key] = pipeline(image)
+    seconds.append(time.perf_counter() - start)
+np.savez(sys.argv[2], **results)
+print(max(seconds))
+"""
+
+
+def _hostile_cases() -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Images whose resize is huge but whose kept output is small, and torchvision's result for each.
+
+    The 3,000,000-pixel line resized to 28 on its short side would be 84 million pixels long: torchvision
+    cannot compute that in a test's time, so the exactness of the kept window is checked at 3,000 pixels
+    (84,000 long, the same code path) and the full size must only finish in bounds.
+    """
+    import torchvision.transforms as T
+
+    rng = np.random.default_rng(11)
+    cases, want = {}, {}
+    for length, exact in ((3_000_000, False), (3_000, True)):
+        for shape in ((1, length), (length, 1), (1, length, 3)):
+            image = rng.integers(0, 256, shape, dtype=np.uint8)
+            for interpolation in ("bilinear", "nearest"):
+                key = f"crop|28|{interpolation}|{shape}"
+                cases[key] = image
+                if exact:
+                    mode = T.InterpolationMode(interpolation)
+                    tv = T.Compose([T.Resize(28, mode), T.CenterCrop(28)])
+                    want[key] = np.asarray(tv(Image.fromarray(image)))
+    squashes = (("squash|28x28|bilinear|tall", (3_000_000, 1)), ("squash|28x28|bicubic", (1, 600_000, 3)))
+    for key, shape in squashes:
+        cases[key] = rng.integers(0, 256, shape, dtype=np.uint8)  # filters of 100,000s of taps
+        want[key] = pillow_resize(cases[key], (28, 28), FILTERS[key.split("|")[2]])
+    return cases, want
+
+
+def test_huge_resizes_keep_cost_bounded_by_the_kept_pixels(tmp_path, parity) -> None:
+    import os
+    import subprocess
+    import sys
+
+    cases, want = _hostile_cases()
+    np.savez(tmp_path / "cases.npz", **cases)
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-c", _LIMITED, str(tmp_path / "cases.npz"), str(tmp_path / "out.npz")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    got = np.load(tmp_path / "out.npz")
+    for key, image in cases.items():
+        assert got[key].shape == (28, 28) + image.shape[2:], key
+        if key in want:
+            parity.check(got[key], want[key], key)
+
+
+def test_plan_cache_is_bounded_in_bytes() -> None:
+    from edgeinfer import _resample
+
+    for width in range(40_000, 40_012):  # each plan of these downscales holds over 10 MB
+        resize(np.zeros((2, width), np.uint8), (2, 28_000), 3)
+        assert 0 < _resample._plan.cached_bytes() <= _resample._PLAN_CACHE_BYTES
+
+
+@pytest.mark.parametrize("in_size", [1, 3, 5, 7, 640, 3_000, 99_991])
+def test_nearest_indices_equal_the_sequential_c_loop(in_size: int) -> None:
+    """Geometry.c adds the scale output by output in double; any window must see the same sums."""
+    from edgeinfer._resample import _nearest_indices
+
+    for out_size in (1, 2, 3, 10, 224, 1 << 20, 3 * in_size + 1):
+        scale = float(np.float32(in_size)) / out_size
+        x, sequential = scale * 0.5, []
+        for _ in range(out_size):
+            sequential.append(int(x))
+            x += scale
+        for lo, hi in ((0, out_size), (out_size // 3, out_size // 3 + 28), (max(0, out_size - 5), out_size)):
+            hi = min(hi, out_size)
+            assert _nearest_indices(in_size, out_size, lo, hi).tolist() == sequential[lo:hi]

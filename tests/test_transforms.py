@@ -5,6 +5,8 @@ Every comparison goes through the ``parity`` fixture: same dtype, same shape, id
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -114,14 +116,17 @@ def test_resize_v2_matches(parity, image_factory):
     check_both(parity, E.Resize(None, max_size=40), T2.Resize(None, max_size=40), img, "v2 size=None")
 
 
-def test_resize_pillow12_pass_order_is_passed_to_the_resampler(image_factory):
-    from edgeinfer import _resample
-
-    img = image_factory(90, 20, "L", seed=5, kind="noise")
-    out12 = E.Resize((10, 18), "lanczos", pass_order="pillow12")(img)
-    out13 = E.Resize((10, 18), "lanczos")(img)
-    assert np.array_equal(out12, _resample.resize(img, (10, 18), 1, pass_order="pillow12"))
-    assert not np.array_equal(out12, out13)  # a tall downscale: the two Pillow generations differ
+def test_resize_pillow12_pass_order_matches_recorded_pillow12(parity):
+    """Resize(pass_order="pillow12") against outputs a real Pillow 12 recorded (tests/data)."""
+    data = np.load(Path(__file__).parent / "data" / "pillow12_resize.npz")
+    differing = 0
+    for i in range(sum(1 for key in data.files if key.startswith("in_"))):
+        img, (h, w), want = data[f"in_{i}"], data[f"size_{i}"].tolist(), data[f"out_{i}"]
+        name = Image.Resampling(int(data[f"filter_{i}"])).name.lower()
+        out12 = E.Resize((h, w), name, pass_order="pillow12")(img)
+        parity.check(out12, want, f"pillow12 {img.shape} {name}")
+        differing += not np.array_equal(E.Resize((h, w), name)(img), want)
+    assert differing >= 8  # tall downscales: the two Pillow generations differ, so the option matters
 
 
 # --------------------------------------------------------------------------------------------------
@@ -555,3 +560,18 @@ def test_nested_and_empty_compose(parity, image_factory):
     flat = T.Compose([T.Grayscale(3), T.Resize(12), T.CenterCrop(10), T.ToTensor()])
     parity.check(nested(img), flat(to_pil(img)).numpy(), "nested Compose")
     assert E.Compose([])(img) is img
+
+
+@pytest.mark.parametrize("mode", ["L", "LA", "RGB", "RGBA", "I", "F"])
+def test_pil_images_are_read_only_where_needed_and_match_torchvision(parity, mode, image_factory):
+    """A Compose starting with Resize reads the PIL image's pixels itself (a window of them, or the picked
+    rows for NEAREST); a 2100×2100 RGB image is past the 16 MB Pillow keeps in one block."""
+    for (h, w), interpolations in (((37, 53), INTERPOLATIONS), ((2100, 2100), ("nearest", "bilinear"))):
+        if (h, w) == (2100, 2100) and mode != "RGB":
+            continue
+        pil = Image.fromarray(image_factory(h, w, mode, seed=h))
+        for interpolation in interpolations:
+            mode_tv = T.InterpolationMode(interpolation)
+            for steps in ([T.Resize(24, mode_tv), T.CenterCrop(20)], [T.Resize((19, 29), mode_tv)]):
+                tv = T.Compose(steps)
+                parity.check(E.from_torchvision(tv)(pil), np.asarray(tv(pil)), f"{mode} {interpolation}")
