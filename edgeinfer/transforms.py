@@ -373,8 +373,12 @@ class Resize(Transform):
         size = self.output_size(h, w)
         if size == (h, w):
             return arr  # torchvision returns the image unchanged, unfiltered
+        return self._resize(arr, h, w, size)
+
+    def _resize(self, img: Any, h: int, w: int, size: tuple[int, int]) -> np.ndarray:
+        """The whole resized image (an array, or a PIL image read directly), within the pixel budget."""
         _check_budget(f"Resize(size={self.size}) of a {h}×{w} image", *size)
-        return _resample.resize(arr, size, self._filter, pass_order=self.pass_order)
+        return _resample.resize(img, size, self._filter, pass_order=self.pass_order)
 
     def __repr__(self) -> str:
         extra = f", pass_order={self.pass_order}" if self.pass_order != "pillow13" else ""
@@ -817,7 +821,7 @@ class _ResizeCrop:
             arr = _convert.to_array(img)  # torchvision returns the image unchanged, unfiltered
             return arr if self.crop is None else _center_crop(arr, *self.crop._hw)
         if self.crop is None:
-            return _resample.resize(img, size, self.resize._filter, pass_order=self.resize.pass_order)
+            return self.resize._resize(img, h, w, size)
         ch, cw = self.crop._hw
         if ch > size[0] or cw > size[1]:
             return _center_crop(self.resize._apply(_convert.to_array(img)), ch, cw)
