@@ -25,6 +25,7 @@ expected margin between the two best classes exceeds twice the tolerance.
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import json
 import platform
@@ -220,8 +221,11 @@ def verify(model: Model, doc: Mapping[str, Any]) -> SelfTestResult:
     """Check ``model`` on this platform against its self-test document (see the module docs)."""
     tolerance = float(doc["tolerance"])
     rows = []
-    for case in doc["cases"]:
-        tensor = model.preprocess(_case_image(case, model.metadata.image_mode))
+    for i, case in enumerate(doc["cases"]):
+        try:
+            tensor = model.preprocess(_case_image(case, model.metadata.image_mode))
+        except ImageError as e:  # export kept only cases the preprocessing accepts: the document is wrong
+            raise MetadataError(f"{model.path}: {SELF_TEST_KEY}: case {i}: {e}") from None
         output = model.run(tensor[None])[0].astype(np.float64)
         expected = np.array(case["output"], np.float64)
         difference = float(np.max(np.abs(output - expected))) if output.shape == expected.shape else np.inf
@@ -309,6 +313,10 @@ def _validate(doc: Any) -> None:
         if "png" in case:
             if not isinstance(case["png"], str) or len(case["png"]) > _MAX_PNG_BYTES * 4 // 3 + 4:
                 fail(f"case {i}: 'png' must be base64 text of at most {_MAX_PNG_BYTES} bytes")
+            try:
+                base64.b64decode(case["png"], validate=True)
+            except binascii.Error as e:
+                fail(f"case {i}: 'png' is not base64 ({e})")
         else:
             size, seed = case.get("size"), case.get("seed")
             if not _is_int(seed) or seed < 0 or seed >= 2**63:

@@ -146,6 +146,8 @@ def test_a_model_without_self_test_says_so(tmp_path):
         lambda d: d["cases"][0].update(output=["x"]),
         lambda d: d["cases"][0].update(name="\x1b[2Jcleared"),
         lambda d: d["made_with"].update(machine="x\ny"),
+        lambda d: d["cases"][0].update(png="!!not base64"),
+        lambda d: d["cases"][0].update(png="aGVsbG8="),  # base64 of "hello": not an image
     ],
 )
 def test_a_malformed_self_test_is_a_metadata_error(tmp_path, edit):
