@@ -111,3 +111,18 @@ def test_bench_sweep_prints_settings_the_other_commands_accept(tested_rgb, tmp_p
         cwd=ROOT,
     )
     assert run.returncode == 0 and run.stdout.startswith(f"{image}\t"), run.stderr
+
+
+def test_bench_sweep_of_a_model_no_setting_can_load_is_one_line(tmp_path):
+    truncated = tmp_path / "truncated.onnx"
+    truncated.write_bytes(gray_model().read_bytes()[:1000])
+    proc = subprocess.run(
+        [sys.executable, "-m", "edgeinfer", "bench", str(truncated), "--sweep", "--runs", "1", "-b", "2"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    assert proc.returncode == 1
+    assert proc.stdout == ""
+    assert proc.stderr.startswith(f"Error: {truncated}: not a loadable ONNX model (")
+    assert len(proc.stderr.strip().splitlines()) == 1
