@@ -76,6 +76,11 @@ def test_auto_without_a_self_test_keeps_the_reference_engine():
     }
 
 
+def test_a_model_without_a_self_test_is_refused_on_another_engine():
+    with pytest.raises(ModelError, match=r"refused on openvino: it carries no self-test to check it there"):
+        Model(gray_model(), engine="openvino")
+
+
 def test_a_missing_engine_is_one_line(monkeypatch):
     import edgeinfer._engines
 
