@@ -105,7 +105,13 @@ def sweep(
     path: Any, *, batch_size: int, runs: int, settings: list[EngineOptions] | None = None, **model_args: Any
 ) -> list[SweepRow]:
     """Measure inference at batch 1 and ``batch_size`` for each setting; a setting whose self-test fails is
-    reported, not timed."""
+    reported, not timed.
+
+    Raises:
+        EdgeInferError: the reference setting (onnxruntime's defaults) cannot load or use the model, so no
+            setting is worth trying.
+    """
+    Model(path, **model_args)
     rows = []
     for options in settings or sweep_settings():
         try:

@@ -126,7 +126,11 @@ class Model:
         self._input_name = self._metadata.input.name
         self._output_name = self._session.get_outputs()[0].name
         _check_consistency(self.path, self._session, self._metadata, self._transform)
-        if engine != "onnxruntime" and self._self_test() is not None:
+        if engine != "onnxruntime":  # the model was exported and checked on onnxruntime only
+            if self._self_test() is None:
+                raise ModelError(
+                    f"{self.path}: refused on {engine}: it carries no self-test to check it there"
+                )
             result = self.verify()
             if not result.passed:
                 raise ModelError(f"{self.path}: refused on {engine}, its self-test fails: {result.reason}")

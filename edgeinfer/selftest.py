@@ -25,6 +25,7 @@ expected margin between the two best classes exceeds twice the tolerance.
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import json
 import platform
@@ -47,6 +48,7 @@ _MAX_SIDE = 4096
 _MAX_CASES = 64
 _MAX_PNG_BYTES = 1 << 16
 _MAX_OUTPUTS = 1 << 16
+_CHUNK = 1 << 16  # values per band in generate_image
 _MAX_TEXT = 200  # printed by `edgeinfer verify`: printable characters only, no terminal escapes
 
 
@@ -57,15 +59,20 @@ def generate_image(seed: int, height: int, width: int, mode: str) -> np.ndarray:
     and NumPy version, unlike NumPy's random generators whose streams may change between releases.
     """
     channels = 1 if mode == "L" else 3
-    index = np.arange(height * width * channels, dtype=np.uint64).reshape(height, width, channels)
-    z = index + np.uint64(seed * 0x9E3779B97F4A7C15 % 2**64)
-    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-    z = z ^ (z >> np.uint64(31))
-    noise = (z >> np.uint64(59)).astype(np.int64) - 16  # top 5 bits: [-16, 15]
-    y, x, c = np.indices((height, width, channels), dtype=np.int64)
-    gradient = (y * 256 // height + x * 512 // width + c * 85) % 256
-    pixels = np.clip(gradient + noise, 0, 255).astype(np.uint8)
+    pixels = np.empty((height, width, channels), np.uint8)
+    rows = max(1, _CHUNK // (width * channels))  # in bands: the uint64 temporaries stay small
+    for top in range(0, height, rows):
+        bottom = min(top + rows, height)
+        start, stop = top * width * channels, bottom * width * channels
+        z = np.arange(start, stop, dtype=np.uint64).reshape(bottom - top, width, channels)
+        z += np.uint64(seed * 0x9E3779B97F4A7C15 % 2**64)
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        z = z ^ (z >> np.uint64(31))
+        noise = (z >> np.uint64(59)).astype(np.int64) - 16  # top 5 bits: [-16, 15]
+        y, x, c = np.indices((bottom - top, width, channels), dtype=np.int64)
+        gradient = ((y + top) * 256 // height + x * 512 // width + c * 85) % 256
+        pixels[top:bottom] = np.clip(gradient + noise, 0, 255)
     return pixels[:, :, 0] if mode == "L" else pixels
 
 
@@ -220,8 +227,11 @@ def verify(model: Model, doc: Mapping[str, Any]) -> SelfTestResult:
     """Check ``model`` on this platform against its self-test document (see the module docs)."""
     tolerance = float(doc["tolerance"])
     rows = []
-    for case in doc["cases"]:
-        tensor = model.preprocess(_case_image(case, model.metadata.image_mode))
+    for i, case in enumerate(doc["cases"]):
+        try:
+            tensor = model.preprocess(_case_image(case, model.metadata.image_mode))
+        except ImageError as e:  # export kept only cases the preprocessing accepts: the document is wrong
+            raise MetadataError(f"{model.path}: {SELF_TEST_KEY}: case {i}: {e}") from None
         output = model.run(tensor[None])[0].astype(np.float64)
         expected = np.array(case["output"], np.float64)
         difference = float(np.max(np.abs(output - expected))) if output.shape == expected.shape else np.inf
@@ -309,6 +319,10 @@ def _validate(doc: Any) -> None:
         if "png" in case:
             if not isinstance(case["png"], str) or len(case["png"]) > _MAX_PNG_BYTES * 4 // 3 + 4:
                 fail(f"case {i}: 'png' must be base64 text of at most {_MAX_PNG_BYTES} bytes")
+            try:
+                base64.b64decode(case["png"], validate=True)
+            except binascii.Error as e:
+                fail(f"case {i}: 'png' is not base64 ({e})")
         else:
             size, seed = case.get("size"), case.get("seed")
             if not _is_int(seed) or seed < 0 or seed >= 2**63:

@@ -216,14 +216,14 @@ def export_model(
         ExportError, ValueError, FileNotFoundError: with one-line messages.
     """
     from edgeinfer.config import DataConfig
-    from edgeinfer.metadata import InputSpec
+    from edgeinfer.metadata import InputSpec, check_labels
     from edgeinfer.pipeline import preprocess
     from edgeinfer.transforms import from_torchvision
     from export import checkpoint, inputs
     from export import report as reports
 
+    labels = list(check_labels(labels, "labels"))  # before any work: a str is not a list of labels
     spec = from_torchvision(transform).to_spec()
-    labels = list(labels)
     verify_set = inputs.from_source(verify, labels, "verify")
     calibration_set = None
     if calibration is not None:

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from edgeinfer.config import DataConfig
-from edgeinfer.errors import MetadataError
+from edgeinfer.errors import MetadataError, first_line
 from edgeinfer.metadata import ModelMetadata
 
 if TYPE_CHECKING:
@@ -33,8 +33,7 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises bare RuntimeError/UnpicklingError/EOFError for bad files
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ValueError(f"{path} is not a loadable checkpoint: {reason}") from None
+        raise ValueError(f"{path} is not a loadable checkpoint: {first_line(e)}") from None
     if not isinstance(checkpoint, dict):
         raise ValueError(
             f"{path} is not a train/ checkpoint: expected a dict, got {type(checkpoint).__name__}"

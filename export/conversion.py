@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from edgeinfer.errors import first_line
 from edgeinfer.metadata import METADATA_KEY, ModelMetadata
 from export import ExportError
 
@@ -99,7 +100,7 @@ def save_model(model: onnx.ModelProto, path: str | Path) -> None:
     try:
         onnx.checker.check_model(str(path), full_check=True)  # by path: works for external data too
     except onnx.checker.ValidationError as e:
-        raise ExportError(f"{path} fails onnx.checker: {str(e).splitlines()[0]}") from None
+        raise ExportError(f"{path} fails onnx.checker: {first_line(e)}") from None
 
 
 def tensor_bytes(model: onnx.ModelProto) -> int:
@@ -139,7 +140,7 @@ def _check_batch_axis(model: onnx.ModelProto, metadata: ModelMetadata) -> None:
 
 
 def _explain(error: Exception, metadata: ModelMetadata, input_shape: tuple[int | None, ...]) -> str:
-    first = str(error).strip().splitlines()[0]
+    first = first_line(error)
     message = (
         f"cannot export {metadata.provenance.get('architecture')} at input shape {list(input_shape)}: {first}"
     )

@@ -107,9 +107,13 @@ def from_source(source: str | Path | Sequence[Any], labels: Sequence[str], what:
 
     Raises:
         ValueError: no images, or class folders that are not among ``labels``.
+
+    Unreadable files in a folder are skipped with one warning line each on stderr, as in training.
     """
     if isinstance(source, (str, Path)):
         from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
+
+        from train.folders import scan, warn
 
         root = Path(source)
         if not root.is_dir():
@@ -126,6 +130,11 @@ def from_source(source: str | Path | Sequence[Any], labels: Sequence[str], what:
         else:
             files = sorted(str(p) for p in root.iterdir() if p.suffix.lower() in IMG_EXTENSIONS)
             found = ImageSet(files, None, str(root))
+        targets = [-1] * len(found) if found.labels is None else found.labels.tolist()
+        samples, warnings, _ = scan(zip(found.images, targets, strict=True))
+        warn(warnings)  # unreadable files are skipped, one line each, as in training and load_split
+        kept = None if found.labels is None else np.array([i for _, i in samples], np.int64)
+        found = ImageSet([path for path, _ in samples], kept, found.source)
     else:
         found = ImageSet(list(source), None, f"{len(source)} {what} images")
     if not len(found):

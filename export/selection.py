@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from edgeinfer.errors import first_line
 from edgeinfer.metadata import ModelMetadata
 from export import quantization, report
 from export.quantization import StaticOptions
@@ -104,8 +105,7 @@ def select(
                 fp32_path, path, metadata, candidate.mode, candidate.options, calibration
             )
         except Exception as e:  # onnxruntime.quantization raises anything (e.g. numpy's on flat histograms)
-            first_line = (str(e).strip() or type(e).__name__).splitlines()[0]
-            reason = f"quantization failed: {first_line}"
+            reason = f"quantization failed: {first_line(e)}"
             progress(f"      {candidate.name}: {reason}")
             broken[candidate.name] = {
                 "description": candidate.description,

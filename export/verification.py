@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from edgeinfer.errors import first_line
 from edgeinfer.metadata import ModelMetadata
 from export import ExportError
 from export.inputs import preprocess, reference_preprocess, reference_transform
@@ -94,8 +95,9 @@ def verify(
         try:
             (logits,) = session.run(None, {metadata.input.name: inputs[batch]})
         except Exception as e:  # onnxruntime's pybind errors, e.g. a batch size frozen into the graph
-            first = str(e).strip().splitlines()[0]
-            raise ExportError(f"{onnx_path}: onnxruntime fails on a batch of {size}: {first}") from None
+            raise ExportError(
+                f"{onnx_path}: onnxruntime fails on a batch of {size}: {first_line(e)}"
+            ) from None
         if logits.shape != expected[-1].shape:
             raise ExportError(
                 f"{onnx_path}: onnxruntime returned shape {list(logits.shape)} for a batch of "

@@ -76,6 +76,11 @@ def test_auto_without_a_self_test_keeps_the_reference_engine():
     }
 
 
+def test_a_model_without_a_self_test_is_refused_on_another_engine():
+    with pytest.raises(ModelError, match=r"refused on openvino: it carries no self-test to check it there"):
+        Model(gray_model(), engine="openvino")
+
+
 def test_a_missing_engine_is_one_line(monkeypatch):
     import edgeinfer._engines
 
@@ -111,3 +116,18 @@ def test_bench_sweep_prints_settings_the_other_commands_accept(tested_rgb, tmp_p
         cwd=ROOT,
     )
     assert run.returncode == 0 and run.stdout.startswith(f"{image}\t"), run.stderr
+
+
+def test_bench_sweep_of_a_model_no_setting_can_load_is_one_line(tmp_path):
+    truncated = tmp_path / "truncated.onnx"
+    truncated.write_bytes(gray_model().read_bytes()[:1000])
+    proc = subprocess.run(
+        [sys.executable, "-m", "edgeinfer", "bench", str(truncated), "--sweep", "--runs", "1", "-b", "2"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    assert proc.returncode == 1
+    assert proc.stdout == ""
+    assert proc.stderr.startswith(f"Error: {truncated}: not a loadable ONNX model (")
+    assert len(proc.stderr.strip().splitlines()) == 1

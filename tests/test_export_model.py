@@ -165,3 +165,44 @@ def test_decide_keeps_the_smallest_qualifying_candidate_and_says_why_the_others_
     assert table["larger"]["failed"] == ["not smaller: 1,000 bytes vs FP32 1,000"]
     for row in table.values():
         assert row["qualifies"] == qualifies(row, table["fp32"]) or row is table["fp32"]
+
+
+def _tiny_export(tmp_path: Path, verify: Path, labels, **kwargs) -> dict:
+    torch.manual_seed(0)
+    module = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 4, 3), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(4, 3)
+    )
+    transform = T.Compose([T.Resize(36), T.CenterCrop(32), T.ToTensor(), T.Normalize(MEAN, STD)])
+    return export_model(
+        module, tmp_path / "m.onnx", transform=transform, labels=labels, verify=verify, quantize="none",
+        repeats=2, progress=lambda line: None, **kwargs,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("labels", "error"),
+    [
+        ("cdf", "must be a list of strings, got str"),  # a string is not three labels
+        (["cat", "cat", "dog"], "repeats the label"),
+        ([1, 2, 3], "must be a non-empty string"),
+    ],
+)
+def test_export_model_refuses_bad_labels_before_any_work(tmp_path: Path, photo_folder: Path, labels, error):
+    with pytest.raises(ValueError, match=error):
+        _tiny_export(tmp_path, photo_folder, labels)
+    assert not (tmp_path / "m.onnx").exists()
+
+
+def test_export_model_skips_a_corrupt_image_in_the_verify_folder(
+    tmp_path: Path, photo_folder: Path, capsys: pytest.CaptureFixture
+) -> None:
+    import shutil
+
+    folder = Path(shutil.copytree(photo_folder, tmp_path / "photos"))
+    (folder / "dog" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 20)
+    summary = _tiny_export(tmp_path, folder, CLASSES)
+    assert summary["verification"]["images"] == len(_files(photo_folder))
+    warnings = capsys.readouterr().err.strip().splitlines()
+    assert len(warnings) == 1 and warnings[0].startswith(
+        f"warning: skipping unreadable image {folder}/dog/broken.png"
+    )

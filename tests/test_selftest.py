@@ -146,6 +146,8 @@ def test_a_model_without_self_test_says_so(tmp_path):
         lambda d: d["cases"][0].update(output=["x"]),
         lambda d: d["cases"][0].update(name="\x1b[2Jcleared"),
         lambda d: d["made_with"].update(machine="x\ny"),
+        lambda d: d["cases"][0].update(png="!!not base64"),
+        lambda d: d["cases"][0].update(png="aGVsbG8="),  # base64 of "hello": not an image
     ],
 )
 def test_a_malformed_self_test_is_a_metadata_error(tmp_path, edit):
@@ -202,3 +204,15 @@ def test_generated_images_follow_the_documented_integer_recipe(mode):
                 expected[y, x, c] = min(255, max(0, gradient + noise))
     image = generate_image(seed, h, w, mode)
     assert np.array_equal(image, expected[:, :, 0] if mode == "L" else expected)
+
+
+def test_generating_a_large_case_needs_little_more_memory_than_the_image():
+    import tracemalloc  # NumPy reports its array allocations to tracemalloc
+
+    tracemalloc.start()
+    try:
+        image = generate_image(7, 1024, 1024, "RGB")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 4 * image.nbytes, f"peak {peak} bytes for an image of {image.nbytes}"

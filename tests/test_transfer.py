@@ -91,6 +91,11 @@ def test_weights_file_of_another_model_is_rejected(tmp_path):
         load_backbone("mobilenet_v3_small", str(path))
     with pytest.raises(ValueError, match="does not exist"):
         load_backbone("mobilenet_v3_small", str(tmp_path / "missing.pt"))
+    empty = tmp_path / "empty.pt"
+    empty.write_bytes(b"")  # torch.load raises EOFError with an empty message
+    message = f"^{empty} is not a state_dict of torchvision's mobilenet_v3_small: EOFError$"
+    with pytest.raises(ValueError, match=message):
+        load_backbone("mobilenet_v3_small", str(empty))
 
 
 @pytest.mark.skipif(not HAVE_DATA, reason=f"Fashion-MNIST not installed in {DEFAULT_DATA_DIR}")

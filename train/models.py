@@ -15,6 +15,8 @@ from typing import Any
 
 from torch import nn
 
+from edgeinfer.errors import describe
+
 
 def build_model(config: dict[str, Any]) -> nn.Module:
     """Build the untrained network described by ``config`` (keys as in a checkpoint's ``config``).
@@ -59,7 +61,7 @@ def backbone(arch: str) -> nn.Module:
     try:
         model = factory()
     except Exception as e:  # a user's factory can raise anything; report it on one line
-        raise ValueError(f"arch {arch!r}: {factory_name}() failed: {_first_line(e)}") from None
+        raise ValueError(f"arch {arch!r}: {factory_name}() failed: {describe(e)}") from None
     if not isinstance(model, nn.Module):
         kind = type(model).__name__
         raise ValueError(f"arch {arch!r}: {factory_name}() must return an nn.Module, got {kind}")
@@ -117,11 +119,6 @@ def _head(model: nn.Module) -> tuple[str, nn.Linear]:
     if not linears:
         raise ValueError(f"{type(model).__name__} has no nn.Linear classifier head to replace")
     return linears[-1]
-
-
-def _first_line(error: Exception) -> str:
-    text = str(error).strip()
-    return f"{type(error).__name__}: {text.splitlines()[0]}" if text else type(error).__name__
 
 
 def _cnn(config: dict[str, Any]) -> nn.Sequential:

@@ -47,6 +47,7 @@ import torch
 from torch import nn
 
 from edgeinfer.config import DataConfig
+from edgeinfer.errors import first_line
 from train import augment, engine, folders, report
 from train.data import ArrayDataset, add_data_arguments, load_data_set
 from train.models import backbone, count_parameters, freeze, replace_head
@@ -152,9 +153,8 @@ def load_backbone(arch: str, weights: str) -> nn.Module:
         state_dict = torch.load(path, map_location="cpu", weights_only=True)
         model.load_state_dict(state_dict)
     except Exception as e:  # torch raises bare RuntimeError/UnpicklingError for foreign or mismatched files
-        message = str(e).strip().splitlines()[0]
         owner = arch if ":" in arch else f"torchvision's {arch}"
-        raise ValueError(f"{path} is not a state_dict of {owner}: {message}") from None
+        raise ValueError(f"{path} is not a state_dict of {owner}: {first_line(e)}") from None
     return model
 
 
