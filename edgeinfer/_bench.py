@@ -19,8 +19,7 @@ import numpy as np
 from edgeinfer._engines import EngineOptions, available_engines
 from edgeinfer.errors import ModelError
 from edgeinfer.model import Model
-
-_DYNAMIC_SIDE = 224  # image side used when the model's input height/width are dynamic
+from edgeinfer.pipeline import DYNAMIC_SIDE
 
 
 @dataclass(frozen=True)
@@ -47,7 +46,7 @@ def benchmark(model: Model, *, batch_size: int, runs: int, image: Any = None) ->
     """
     if image is None:
         _, _, height, width = model.metadata.input.shape
-        shape = (height or _DYNAMIC_SIDE, width or _DYNAMIC_SIDE)
+        shape = (height or DYNAMIC_SIDE, width or DYNAMIC_SIDE)
         image = np.random.default_rng(0).integers(
             0, 256, shape + ((3,) if model.metadata.image_mode == "RGB" else ())
         )

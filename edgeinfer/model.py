@@ -108,8 +108,9 @@ class Model:
         self.max_pixels = max_pixels
         self.engine_choice: tuple[Any, ...] = ()  # what engine="auto" measured
         if engine == "auto":
+            wanted = EngineOptions("onnxruntime", threads, spinning, optimization)  # checks them first
             overrides = {"preprocessing": preprocessing, "labels": labels, "image_mode": image_mode}
-            engine, self.engine_choice = choose_engine(self.path, threads, output=output, **overrides)
+            engine, self.engine_choice = choose_engine(self.path, wanted, output=output, **overrides)
         self.options = EngineOptions(engine, threads, spinning, optimization)
         self._session = _open_session(self.path, self.options)
         try:
@@ -368,15 +369,18 @@ def _open_session(path: Path, options: EngineOptions) -> Any:
     return open_session(path, options)
 
 
-def choose_engine(path: Path, threads: int | None, **model_args: Any) -> tuple[str, tuple[Any, ...]]:
+def choose_engine(
+    path: Path, options: EngineOptions, **model_args: Any
+) -> tuple[str, tuple[Any, ...]]:
     """The installed engine with the lowest median batch-1 latency among those where the self-test passes
-    (without a self-test, only onnxruntime, the engine the model was exported and checked with, qualifies).
+    (without a self-test, only onnxruntime, the engine the model was exported and checked with, qualifies),
+    each run with ``options`` (threads; spinning and optimisation where the engine has them).
 
     Returns the engine and the measured rows (``edgeinfer._bench.SweepRow``).
     """
     from edgeinfer._bench import sweep
 
-    settings = [EngineOptions(engine, threads) for engine in available_engines()]
+    settings = [dataclasses.replace(options, engine=engine) for engine in available_engines()]
     rows = sweep(path, batch_size=1, runs=30, settings=settings, **model_args)
     eligible = [row for row in rows if row.eligible]
     if not eligible:

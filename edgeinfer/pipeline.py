@@ -18,6 +18,8 @@ from edgeinfer.errors import ImageError
 from edgeinfer.metadata import ModelMetadata
 from edgeinfer.transforms import Transform, from_spec
 
+DYNAMIC_SIDE = 224  # the image side assumed for a dynamic input height or width (self-test, bench)
+
 
 def preprocess(
     image: Any,

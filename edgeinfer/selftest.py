@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from edgeinfer.errors import ImageError, MetadataError, ModelError
+from edgeinfer.pipeline import DYNAMIC_SIDE
 
 if TYPE_CHECKING:
     from edgeinfer.model import Model
@@ -43,7 +44,6 @@ if TYPE_CHECKING:
 SELF_TEST_KEY = "edgeinfer.self_test"
 SELF_TEST_VERSION = 1
 GENERATOR = "splitmix64-gradient-v1"
-DYNAMIC_SIDE = 64  # the side used for a dynamic input axis
 _MAX_SIDE = 4096
 _MAX_CASES = 64
 _MAX_PNG_BYTES = 1 << 16
