@@ -251,6 +251,10 @@ def _resize_nearest(
     return out
 
 
+# NumPy 2 moved byte_bounds to numpy.lib.array_utils; the runtime supports NumPy >= 1.24.
+_byte_bounds = getattr(getattr(np.lib, "array_utils", None), "byte_bounds", None) or np.byte_bounds
+
+
 def _pixel_words(img: np.ndarray) -> np.ndarray | None:
     """An RGB(A) image whose pixels are 4 bytes apart (Pillow's storage, as ``pil_pixels`` exposes it) as
     an (H, W) uint32 view of whole pixels, or None for other layouts."""
@@ -260,8 +264,8 @@ def _pixel_words(img: np.ndarray) -> np.ndarray | None:
     while isinstance(base.base, np.ndarray):
         base = base.base
     words = np.lib.stride_tricks.as_strided(img, img.shape[:2] + (4,), img.strides, writeable=False)
-    low, high = np.lib.array_utils.byte_bounds(base)
-    words_low, words_high = np.lib.array_utils.byte_bounds(words)
+    low, high = _byte_bounds(base)
+    words_low, words_high = _byte_bounds(words)
     if words_low < low or words_high > high:  # the fourth byte of the last pixel is not there
         return None
     return words.view(np.uint32)[:, :, 0]
