@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Fresh machine -> passing tests: venv, the test extra, Debian's Fashion-MNIST, ruff, pytest.
+# Fresh machine -> passing tests: venv, the test extra, Debian's Fashion-MNIST, ruff, the oldest-versions
+# check (scripts/test-oldest.sh), pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}
@@ -17,7 +18,6 @@ fi
 "$VENV/bin/python" -m pip install -q -e ".[test]"
 
 "$VENV/bin/ruff" check .
-"$VENV/bin/python" -m pytest "$@"
-
 # The runtime at its oldest declared versions, without torch (verify, predict, transforms byte-identical).
-bash scripts/test-oldest.sh
+VENV_CURRENT="$VENV" bash scripts/test-oldest.sh
+"$VENV/bin/python" -m pytest "$@"
