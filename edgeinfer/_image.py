@@ -18,6 +18,8 @@ Float arrays follow torchvision's ``ToPILImage`` on a float tensor: values in [0
 
 from __future__ import annotations
 
+import contextlib
+import importlib
 import io
 import os
 import threading
@@ -33,32 +35,19 @@ from edgeinfer.errors import ImageError, describe
 # Pillow's own limit; past 2× this, Pillow refuses on open with DecompressionBombError.
 DEFAULT_MAX_PIXELS = Image.MAX_IMAGE_PIXELS
 
-# The formats images are decoded from (Pillow format names): raster formats only, no EPS/PostScript
-# (Ghostscript), WMF/EMF, PDF or scientific containers, whatever the file name says. Those this Pillow
-# lacks (AVIF before Pillow 11.3) are left out: Image.open fails on a name it has no plugin for.
-Image.init()
-RASTER_FORMATS = tuple(
-    f
-    for f in (
-        "PNG",
-        "JPEG",
-        "JPEG2000",
-        "BMP",
-        "DIB",
-        "GIF",
-        "TIFF",
-        "WEBP",
-        "AVIF",
-        "PPM",
-        "TGA",
-        "ICO",
-        "PCX",
-        "SGI",
-        "QOI",
-        "PSD",
-    )  # fmt: skip
-    if f in Image.OPEN
-)
+# The formats images are decoded from (Pillow format name → the plugin module that registers it): raster
+# formats only, no EPS/PostScript (Ghostscript), WMF/EMF, PDF or scientific containers, whatever the file
+# name says. Only these plugins are imported (not Image.init(), which loads all forty: slower start-up, and
+# code edgeinfer never wants to run); those this Pillow lacks (AVIF before Pillow 11.3) are left out.
+_RASTER_PLUGINS = {
+    "PNG": "Png", "JPEG": "Jpeg", "JPEG2000": "Jpeg2K", "BMP": "Bmp", "DIB": "Bmp", "GIF": "Gif",
+    "TIFF": "Tiff", "WEBP": "WebP", "AVIF": "Avif", "PPM": "Ppm", "TGA": "Tga", "ICO": "Ico", "PCX": "Pcx",
+    "SGI": "Sgi", "QOI": "Qoi", "PSD": "Psd",
+}  # fmt: skip
+for _plugin in sorted(set(_RASTER_PLUGINS.values())):
+    with contextlib.suppress(ImportError):
+        importlib.import_module(f"PIL.{_plugin}ImagePlugin")
+RASTER_FORMATS = tuple(f for f in _RASTER_PLUGINS if f in Image.OPEN)
 _BOMB_LIMIT_LOCK = threading.Lock()
 
 

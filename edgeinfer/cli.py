@@ -546,8 +546,9 @@ def _image_extensions() -> frozenset[str]:
 
     from edgeinfer._image import RASTER_FORMATS
 
-    # Extensions of the formats edgeinfer decodes (Pillow also registers .eps, .pdf, ...).
-    return frozenset(ext for ext, fmt in Image.registered_extensions().items() if fmt in RASTER_FORMATS)
+    # Extensions of the formats edgeinfer decodes: Image.EXTENSION holds those of the plugins imported so
+    # far, which edgeinfer._image limits to its raster formats (registered_extensions() would load all).
+    return frozenset(ext for ext, fmt in Image.EXTENSION.items() if fmt in RASTER_FORMATS)
 
 
 def escape(text: str) -> str:
