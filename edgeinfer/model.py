@@ -11,10 +11,9 @@ import dataclasses
 import os
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, overload
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 import numpy as np
 
@@ -27,8 +26,10 @@ from edgeinfer.metadata import METADATA_KEY, InputSpec, ModelMetadata, check_lab
 from edgeinfer.pipeline import image_name, preprocess
 from edgeinfer.pipeline import shape_fits as _shape_fits
 from edgeinfer.pipeline import shape_str as _shape_str
-from edgeinfer.selftest import SelfTestResult, read_self_test, verify
 from edgeinfer.transforms import from_spec
+
+if TYPE_CHECKING:  # imported where used: a plain predict needs neither (start-up time)
+    from edgeinfer.selftest import SelfTestResult
 
 DEFAULT_MODEL = Path(__file__).resolve().parent / "models" / "default.onnx"
 
@@ -296,6 +297,8 @@ class Model:
         workers = min(len(images), self.threads or os.cpu_count() or 1)
         if workers <= 1:
             return [outcome(image) for image in images]
+        from concurrent.futures import ThreadPoolExecutor
+
         with ThreadPoolExecutor(workers, thread_name_prefix="edgeinfer-decode") as pool:
             # One image per thread: the resampler then stays on its thread.
             return list(pool.map(lambda image: self._one_thread(outcome, image), images))
@@ -321,10 +324,14 @@ class Model:
             raise ModelError(
                 f"{self.path}: the model carries no self-test (export it with export/to_onnx.py to add one)"
             )
+        from edgeinfer.selftest import verify
+
         return verify(self, document)
 
     def _self_test(self) -> dict[str, Any] | None:
         try:
+            from edgeinfer.selftest import read_self_test
+
             return read_self_test(self._session.get_modelmeta().custom_metadata_map)
         except MetadataError as e:
             raise MetadataError(f"{self.path}: {e}") from None
