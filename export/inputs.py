@@ -20,6 +20,7 @@ import numpy as np
 
 from edgeinfer.metadata import ModelMetadata
 from edgeinfer.pipeline import preprocess_batch
+from edgeinfer.transforms import to_torchvision
 
 if TYPE_CHECKING:
     import PIL.Image
@@ -157,8 +158,9 @@ def reference_preprocess(
 
 
 def reference_transform(spec: dict[str, Any]) -> Callable[[PIL.Image.Image], torch.Tensor]:
-    """``torchvision_pipeline(spec)`` as a function of one PIL image, the way a torchvision user feeds it."""
-    return pil_callable(torchvision_pipeline(spec))
+    """torchvision's pipeline for ``spec`` (``edgeinfer.transforms.to_torchvision``) as a function of one PIL
+    image, the way a torchvision user feeds it."""
+    return pil_callable(to_torchvision(spec))
 
 
 def pil_callable(transform: Callable[[Any], Any]) -> Callable[[PIL.Image.Image], Any]:
@@ -168,22 +170,6 @@ def pil_callable(transform: Callable[[Any], Any]) -> Callable[[PIL.Image.Image],
     if type(steps[0]).__name__ == "ToPILImage":
         return lambda image: transform(np.asarray(image))
     return transform
-
-
-def torchvision_pipeline(spec: dict[str, Any]) -> Callable[[Any], Any]:
-    """torchvision's classic transform for an edgeinfer spec (the names and arguments are torchvision's)."""
-    from torchvision import transforms
-
-    kind = spec["type"]
-    if kind == "Compose":
-        return transforms.Compose([torchvision_pipeline(step) for step in spec["transforms"]])
-    # pass_order records which Pillow the spec reproduces; torchvision always uses the installed one.
-    kwargs = {k: v for k, v in spec.items() if k not in ("type", "pass_order")}
-    if "interpolation" in kwargs:
-        kwargs["interpolation"] = transforms.InterpolationMode(kwargs["interpolation"])
-    if not hasattr(transforms, kind):
-        raise ValueError(f"no torchvision transform named {kind!r} for the spec {spec}")
-    return getattr(transforms, kind)(**kwargs)
 
 
 def _pil_loader(image: Any, mode: str) -> PIL.Image.Image:

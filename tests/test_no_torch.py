@@ -34,6 +34,10 @@ assert out.shape == (3, 60, 60) and out.dtype == np.float32, (out.shape, out.dty
 img = Image.new("RGBA", (40, 30), (10, 20, 30, 128))
 out = E.Compose([E.Resize(16, "bicubic"), E.PILToTensor(), E.ConvertImageDtype("float32")])(img)
 assert out.shape == (4, 16, 21), out.shape
+import edgeinfer.transforms.functional as F, edgeinfer.transforms.interop, edgeinfer.transforms.planner
+tensor = F.normalize(F.to_tensor(F.center_crop(F.resize(img, 20), 18)), [0.5], [0.2])
+assert F.to_pil_image(F.convert_image_dtype(tensor, "uint8")).shape == (18, 18, 4)
+assert E.from_spec(E.Compose([E.Pad(2), E.Grayscale(3)]).to_spec())(img).shape == (34, 44, 3)
 """
 
 
@@ -113,19 +117,39 @@ def _torch_imports(tree: ast.AST) -> list[int]:
     return lines
 
 
+# The one exception: the function that rebuilds torchvision's pipeline from a spec (the oracle for export's
+# verification) imports torchvision in its body. Only train/, export/ and the tests call it; the runtime
+# paths above are checked not to load torch.
+ALLOWED_IN_FUNCTION = {"edgeinfer/transforms/interop.py": "to_torchvision"}
+
+
+def _lines_inside(tree: ast.AST, function: str) -> set[int]:
+    return {
+        n
+        for node in ast.walk(tree)
+        if isinstance(node, ast.FunctionDef) and node.name == function
+        for n in range(node.body[0].lineno, node.end_lineno + 1)
+    }
+
+
 def test_no_torch_import_under_edgeinfer():
-    offenders = []
+    offenders, allowed = [], []
     for path in sorted((ROOT / "edgeinfer").rglob("*.py")):
         source = path.read_text()
-        lines = _torch_imports(ast.parse(source, filename=str(path)))
+        tree = ast.parse(source, filename=str(path))
+        lines = _torch_imports(tree)
         # The promise is also that a grep finds nothing: a line starting so is refused even in a docstring.
         lines += [
             n
             for n, line in enumerate(source.splitlines(), 1)
             if line.strip().startswith(("import torch", "from torch"))
         ]
-        offenders += [f"{path.relative_to(ROOT)}:{n}" for n in sorted(set(lines))]
+        name = str(path.relative_to(ROOT))
+        exempt = _lines_inside(tree, ALLOWED_IN_FUNCTION[name]) if name in ALLOWED_IN_FUNCTION else set()
+        allowed += [f"{name}:{n}" for n in sorted(set(lines) & exempt)]
+        offenders += [f"{name}:{n}" for n in sorted(set(lines) - exempt)]
     assert not offenders, offenders
+    assert len(allowed) == 1, allowed  # the exemption is used, once: not a blanket pass for the module
 
 
 def test_the_static_check_finds_each_kind_of_torch_import():

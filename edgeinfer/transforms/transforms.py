@@ -1,0 +1,241 @@
+"""The transform classes: torchvision's names and constructor arguments, over the functional layer.
+
+Each class checks its arguments when built (so that a bad spec fails when it is read, not on the first
+image), keeps them as public attributes named like the constructor's arguments (what ``to_spec()``
+writes and the Compose planner reads), and calls one function of :mod:`edgeinfer.transforms.functional`.
+``__repr__`` is torchvision's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from edgeinfer.transforms import _checks
+from edgeinfer.transforms import functional as F
+
+__all__ = [
+    "CenterCrop",
+    "Compose",
+    "ConvertImageDtype",
+    "Grayscale",
+    "Normalize",
+    "PILToTensor",
+    "Pad",
+    "Resize",
+    "ToPILImage",
+    "ToTensor",
+    "Transform",
+]
+
+
+class Transform:
+    """Base class: a callable on an image (PIL or array) or a tensor, with a spec and a repr."""
+
+    def __call__(self, img: Any) -> np.ndarray:
+        raise NotImplementedError
+
+    def to_spec(self) -> dict[str, Any]:
+        """A JSON-able description; :func:`edgeinfer.transforms.from_spec` rebuilds the transform from it."""
+        from edgeinfer.transforms.spec import to_spec  # the spec module imports this one
+
+        return to_spec(self)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+class Resize(Transform):
+    """Resize to ``size`` like ``torchvision.transforms.Resize`` on a PIL image (Pillow's resampling).
+
+    The arguments are :func:`~edgeinfer.transforms.functional.resize`'s; ``interpolation`` is kept as its
+    name ("bilinear", ...).
+    """
+
+    def __init__(
+        self,
+        size: int | Sequence[int] | None,
+        interpolation: Any = "bilinear",
+        max_size: int | None = None,
+        antialias: bool | None = True,
+        pass_order: str = "pillow13",
+    ) -> None:
+        self.size = _checks.resize_size(size, max_size, antialias, pass_order)
+        if max_size is not None:
+            _checks.check_budget(f"Resize max_size={max_size}", 1, max_size)
+        if self.size is not None:  # the output is at least size×size, or exactly (h, w)
+            smallest = (self.size, self.size) if isinstance(self.size, int) else (self.size[0], self.size[-1])
+            _checks.check_budget(f"Resize(size={self.size})", *smallest)
+        self.interpolation = _checks.interpolation_name(interpolation)
+        self.max_size = max_size
+        self.antialias = antialias
+        self.pass_order = pass_order
+
+    def output_size(self, height: int, width: int) -> tuple[int, int]:
+        """The (height, width) an image of this size is resized to."""
+        return _checks.resized_size(height, width, self.size, self.max_size)
+
+    def __call__(self, img: Any) -> np.ndarray:
+        return F.resize(
+            img, self.size, self.interpolation, self.max_size, self.antialias, pass_order=self.pass_order
+        )
+
+    def __repr__(self) -> str:
+        extra = f", pass_order={self.pass_order}" if self.pass_order != "pillow13" else ""
+        return (
+            f"{type(self).__name__}(size={self.size}, interpolation={self.interpolation}, "
+            f"max_size={self.max_size}, antialias={self.antialias}{extra})"
+        )
+
+
+class CenterCrop(Transform):
+    """Crop the centre ``size`` (int or (h, w)); a crop larger than the image pads it with zeros first.
+
+    ``size`` is kept as torchvision keeps it: an (h, w) pair (a list stays a list; its repr shows it).
+    """
+
+    def __init__(self, size: int | Sequence[int]) -> None:
+        self.size = _checks.crop_size(size)
+        _checks.check_budget(f"CenterCrop(size={list(self.size)})", int(self.size[0]), int(self.size[1]))
+
+    def __call__(self, img: Any) -> np.ndarray:
+        return F.center_crop(img, self.size)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(size={self.size})"
+
+
+class Pad(Transform):
+    """Pad the borders: ``padding`` is an int, (left/right, top/bottom) or (left, top, right, bottom).
+
+    Negative padding crops, as in torchvision. ``fill`` (number or per-channel tuple, int()-truncated
+    except for F images) is used by the "constant" mode; "edge", "reflect" and "symmetric" follow np.pad.
+    """
+
+    def __init__(
+        self, padding: int | Sequence[int], fill: float | Sequence[float] = 0, padding_mode: str = "constant"
+    ) -> None:
+        ltrb = _checks.padding_ltrb(padding, fill, padding_mode)
+        left, top, right, bottom = (max(p, 0) for p in ltrb)  # what a 1×1 image would grow to
+        _checks.check_budget(f"Pad(padding={padding!r})", 1 + top + bottom, 1 + left + right)
+        if min(ltrb) < -_checks.MAX_OUTPUT_PIXELS:
+            raise ValueError(f"Pad padding must be >= {-_checks.MAX_OUTPUT_PIXELS}, got {padding!r}")
+        self.padding = padding
+        self.fill = fill
+        self.padding_mode = padding_mode
+
+    def __call__(self, img: Any) -> np.ndarray:
+        return F.pad(img, self.padding, self.fill, self.padding_mode)
+
+    def __repr__(self) -> str:
+        name = type(self).__name__
+        return f"{name}(padding={self.padding}, fill={self.fill}, padding_mode={self.padding_mode})"
+
+
+class Grayscale(Transform):
+    """Pillow's ``convert("L")`` (L24 weights, alpha ignored); 3 output channels repeat it as RGB."""
+
+    def __init__(self, num_output_channels: int = 1) -> None:
+        self.num_output_channels = _checks.grayscale_channels(num_output_channels)
+
+    def __call__(self, img: Any) -> np.ndarray:
+        return F.rgb_to_grayscale(img, self.num_output_channels)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(num_output_channels={self.num_output_channels})"
+
+
+class ToTensor(Transform):
+    """Image → C×H×W tensor: 8-bit images become float32 / 255; I → int32, F → float32, I;16 → int16."""
+
+    def __call__(self, img: Any) -> np.ndarray:
+        return F.to_tensor(img)
+
+
+class PILToTensor(Transform):
+    """Image → C×H×W tensor of the same dtype (I;16 stays uint16)."""
+
+    def __call__(self, img: Any) -> np.ndarray:
+        return F.pil_to_tensor(img)
+
+
+class ConvertImageDtype(Transform):
+    """Convert a tensor's dtype and rescale like ``torchvision.transforms.ConvertImageDtype``.
+
+    uint8 → float divides by 255; float → uint8 multiplies by 255.999 and truncates. ``dtype`` is kept as
+    its name ("float32").
+    """
+
+    def __init__(self, dtype: Any) -> None:
+        self.dtype = _checks.dtype_name(dtype)
+
+    def __call__(self, img: Any) -> np.ndarray:
+        return F.convert_image_dtype(img, self.dtype)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(dtype={self.dtype})"
+
+
+class Normalize(Transform):
+    """``(tensor - mean) / std`` per channel, in the tensor's float dtype (subtract, then true divide)."""
+
+    def __init__(self, mean: Sequence[float], std: Sequence[float], inplace: bool = False) -> None:
+        _checks.normalize_arguments(mean, std, inplace)
+        self.mean = list(mean)
+        self.std = list(std)
+        self.inplace = inplace
+
+    def __call__(self, img: Any) -> np.ndarray:
+        return F.normalize(img, self.mean, self.std, self.inplace)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(mean={self.mean}, std={self.std})"
+
+
+class ToPILImage(Transform):
+    """C×H×W (or H×W) tensor → image array, like ``torchvision.transforms.ToPILImage`` on a tensor.
+
+    As the first step of a Compose it receives the decoded image, an H×W[×C] array, and reads it as
+    torchvision's ToPILImage reads an ndarray (channels last): e.g. a pipeline declared for
+    ImageFolder-style array loaders, ``[ToPILImage(), Resize(...), ...]``. The conversion rules are
+    :func:`~edgeinfer.transforms.functional.to_pil_image`'s.
+    """
+
+    def __init__(self, mode: str | None = None) -> None:
+        self.mode = _checks.pil_image_mode(mode)
+
+    def __call__(self, img: Any) -> np.ndarray:
+        return F.to_pil_image(img, self.mode)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({'' if self.mode is None else f'mode={self.mode}'})"
+
+
+class Compose(Transform):
+    """Run transforms in order. The pipeline is planned once, at construction, by
+    :mod:`edgeinfer.transforms.planner`: the result equals running the transforms one by one, bit for bit.
+    """
+
+    def __init__(self, transforms: Sequence[Transform]) -> None:
+        from edgeinfer.transforms.planner import plan  # the planner imports this module
+
+        if not _checks.is_sequence(transforms):
+            raise TypeError(f"Compose expects a sequence of transforms, got {type(transforms).__name__}")
+        for i, t in enumerate(transforms):
+            if not isinstance(t, Transform):
+                raise TypeError(
+                    f"Compose transforms[{i}] is {type(t).__name__}, not an edgeinfer transform "
+                    "(use edgeinfer.transforms.from_torchvision to convert torchvision objects)"
+                )
+        self.transforms = list(transforms)
+        self._steps = plan(self.transforms)
+
+    def __call__(self, img: Any) -> np.ndarray:
+        for step in self._steps:
+            img = step(img)
+        return img
+
+    def __repr__(self) -> str:
+        return "Compose(" + "".join(f"\n    {t}" for t in self.transforms) + "\n)"
