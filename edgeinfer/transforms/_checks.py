@@ -7,6 +7,7 @@ the functions of :mod:`edgeinfer.transforms.functional` on every call.
 
 from __future__ import annotations
 
+import math
 import numbers
 from collections.abc import Sequence
 from typing import Any
@@ -31,20 +32,24 @@ UINT8_MODES = ("L", "LA", "RGB", "RGBA")
 MAX_OUTPUT_PIXELS = 2**25
 
 
+# The functions check their arguments on every call: the exact types that specs and classes hold are
+# tried first, before the slower abstract base classes.
+
+
 def is_int(x: Any) -> bool:
-    return isinstance(x, numbers.Integral) and not isinstance(x, bool)
+    return type(x) is int or (isinstance(x, numbers.Integral) and not isinstance(x, bool))
 
 
 def is_number(x: Any) -> bool:
-    return isinstance(x, numbers.Real) and not isinstance(x, bool)
+    return type(x) in (float, int) or (isinstance(x, numbers.Real) and not isinstance(x, bool))
 
 
 def is_finite_number(x: Any) -> bool:
-    return is_int(x) or (is_number(x) and bool(np.isfinite(float(x))))
+    return is_int(x) or (is_number(x) and math.isfinite(x))
 
 
 def is_sequence(x: Any) -> bool:
-    return isinstance(x, Sequence) and not isinstance(x, str)
+    return type(x) in (list, tuple) or (isinstance(x, Sequence) and not isinstance(x, str))
 
 
 def positive_int(name: str, value: Any) -> int:
@@ -109,7 +114,8 @@ def resize_size(
         if len(size) not in (1, 2):
             raise ValueError(f"Resize size must be an int or a sequence of 1 or 2 ints, got {size!r}")
         for s in size:
-            positive_int(f"Resize size {list(size)}: each value", s)
+            if not (is_int(s) and s > 0):  # the message is built only for a bad value
+                positive_int(f"Resize size {list(size)}: each value", s)
         if max_size is not None and len(size) == 2:
             raise ValueError(f"Resize max_size applies only to an int size, got size={size!r}")
     else:
@@ -173,7 +179,8 @@ def crop_size(size: Any) -> int | Sequence[int]:
     elif len(size) != 2:
         raise ValueError(f"CenterCrop size must be an int or (h, w), got {size!r}")
     for s in size:
-        positive_int(f"CenterCrop size {list(size)}: each value", s)
+        if not (is_int(s) and s > 0):
+            positive_int(f"CenterCrop size {list(size)}: each value", s)
     return size
 
 
@@ -256,6 +263,16 @@ def dtype_name(value: Any) -> str:
     return name
 
 
+def per_channel(name: str, values: Any, dtype: np.dtype) -> np.ndarray:
+    """Normalize's ``mean`` or ``std`` as a 1-D array of ``dtype`` (what torchvision's normalize makes)."""
+    if is_sequence(values) and values and all(is_number(v) for v in values):
+        return np.asarray(values, dtype)
+    raise TypeError(f"Normalize {name} must be a non-empty sequence of numbers, got {values!r}")
+
+
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
 def normalize_arguments(mean: Any, std: Any, inplace: Any) -> None:
     for name, v in (("mean", mean), ("std", std)):
         if not is_sequence(v) or not v or not all(is_number(x) for x in v):
@@ -265,9 +282,9 @@ def normalize_arguments(mean: Any, std: Any, inplace: Any) -> None:
     if not isinstance(inplace, bool):
         raise TypeError(f"Normalize inplace must be a bool, got {inplace!r}")
     for name, v in (("mean", mean), ("std", std)):
-        if not all(is_finite_number(x) and abs(x) <= float(np.finfo(np.float32).max) for x in v):
+        if not all(is_finite_number(x) and abs(x) <= _FLOAT32_MAX for x in v):
             raise ValueError(f"Normalize {name} must be finite float32 numbers, got {list(v)}")
-    if np.any(np.asarray(std, np.float32) == 0):
+    if any(np.float32(s) == 0 for s in std):
         raise ValueError(f"Normalize std evaluates to zero in float32: std={list(std)}")
 
 

@@ -236,24 +236,30 @@ def normalize(
     """``(tensor - mean) / std`` per channel in the tensor's float dtype (subtract, then true divide), as
     torchvision's ``normalize``; ``inplace`` writes into ``tensor`` when it is writable.
 
+    As in torchvision, mean and std are converted to the tensor's dtype, and a std that becomes zero there
+    is refused (the :class:`~edgeinfer.transforms.Normalize` class also refuses non-finite values).
+
     Raises:
-        TypeError: not a float tensor. ValueError: fewer than 3 dimensions, or mean/std values that are
-            neither one nor one per channel.
+        TypeError: not a float tensor, or mean/std not sequences of numbers. ValueError: fewer than 3
+            dimensions, a zero std, or mean/std values that are neither one nor one per channel.
     """
-    _checks.normalize_arguments(mean, std, inplace)
     x = _checks.tensor(tensor, "Normalize")
     if x.dtype.kind != "f":
         raise TypeError(f"Normalize expects a float tensor, got dtype {x.dtype} (add ToTensor before it)")
     if x.ndim < 3:
         raise ValueError(f"Normalize expects a tensor of shape (..., C, H, W), got shape {x.shape}")
-    values = max(len(mean), len(std))
-    if values not in (1, x.shape[-3]):
+    mean_, std_ = (_checks.per_channel(name, v, x.dtype) for name, v in (("mean", mean), ("std", std)))
+    values = max(len(mean_), len(std_))
+    if values not in (1, x.shape[-3]) or len(mean_) not in (1, values) or len(std_) not in (1, values):
         raise ValueError(
             f"Normalize has {values} mean/std values (mean={list(mean)}, std={list(std)}) "
             f"but the tensor has {x.shape[-3]} channels"
         )
-    mean_ = np.asarray(mean, x.dtype).reshape(-1, 1, 1)
-    std_ = np.asarray(std, x.dtype).reshape(-1, 1, 1)
+    if not std_.all():
+        raise ValueError(f"Normalize std evaluates to zero in {x.dtype}: std={list(std)}")
+    if not isinstance(inplace, bool):
+        raise TypeError(f"Normalize inplace must be a bool, got {inplace!r}")
+    mean_, std_ = mean_.reshape(-1, 1, 1), std_.reshape(-1, 1, 1)
     if inplace and x.flags.writeable:
         np.subtract(x, mean_, out=x)
         return np.divide(x, std_, out=x)
