@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 
 import numpy as np
@@ -15,47 +16,122 @@ import edgeinfer.transforms as E
 
 IMAGENET = ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
 
-TRANSFORMS = [
-    E.Resize(256),
-    E.Resize([224]),
-    E.Resize((32, 48), "lanczos", antialias=False, pass_order="pillow12"),
-    E.Resize(100, "nearest-exact", max_size=150),
-    E.Resize(None, max_size=64),
-    E.CenterCrop(224),
-    E.CenterCrop((10, 20)),
-    E.Pad(3),
-    E.Pad((1, 2), fill=5.5, padding_mode="reflect"),
-    E.Pad([1, -2, 3, 4], fill=(1, 2, 3), padding_mode="constant"),
-    E.Grayscale(),
-    E.Grayscale(3),
-    E.ToTensor(),
-    E.PILToTensor(),
-    E.ConvertImageDtype("float32"),
-    E.ConvertImageDtype("uint8"),
-    E.Normalize(*IMAGENET),
-    E.Normalize([0.5], [0.25], inplace=True),
-    E.ToPILImage(),
-    E.ToPILImage("F"),
-    E.Compose(
-        [
-            E.ToPILImage(),
-            E.Grayscale(3),
-            E.Resize(256),
-            E.CenterCrop(224),
-            E.ToTensor(),
-            E.Normalize(*IMAGENET),
-        ]
+# Each edgeinfer transform with the torchvision transform it stands for, written out independently.
+PAIRS = [
+    (E.Resize(256), T.Resize(256)),
+    (E.Resize([224]), T.Resize([224])),
+    (
+        E.Resize((32, 48), "lanczos", antialias=False, pass_order="pillow12"),
+        T.Resize((32, 48), T.InterpolationMode.LANCZOS, antialias=False),
     ),
-    E.Compose([E.Compose([E.Resize(8)]), E.ToTensor()]),
+    (
+        E.Resize(100, "nearest-exact", max_size=150),
+        T.Resize(100, T.InterpolationMode.NEAREST_EXACT, max_size=150),
+    ),
+    (E.Resize(None, max_size=64), T2.Resize(None, max_size=64)),
+    (E.CenterCrop(224), T.CenterCrop(224)),
+    (E.CenterCrop((10, 20)), T.CenterCrop((10, 20))),
+    (E.Pad(3), T.Pad(3)),
+    (E.Pad((1, 2), fill=5.5, padding_mode="reflect"), T.Pad((1, 2), fill=5.5, padding_mode="reflect")),
+    (E.Pad([1, -2, 3, 4], fill=(1, 2, 3), padding_mode="constant"), T.Pad([1, -2, 3, 4], fill=(1, 2, 3))),
+    (E.Grayscale(), T.Grayscale()),
+    (E.Grayscale(3), T.Grayscale(3)),
+    (E.ToTensor(), T.ToTensor()),
+    (E.PILToTensor(), T.PILToTensor()),
+    (E.ConvertImageDtype("float32"), T.ConvertImageDtype(torch.float32)),
+    (E.ConvertImageDtype("uint8"), T.ConvertImageDtype(torch.uint8)),
+    (E.Normalize(*IMAGENET), T.Normalize(*IMAGENET)),
+    (E.Normalize([0.5], [0.25], inplace=True), T.Normalize([0.5], [0.25], inplace=True)),
+    (E.ToPILImage(), T.ToPILImage()),
+    (E.ToPILImage("F"), T.ToPILImage("F")),
+    (
+        E.Compose(
+            [
+                E.ToPILImage(),
+                E.Grayscale(3),
+                E.Resize(256),
+                E.CenterCrop(224),
+                E.ToTensor(),
+                E.Normalize(*IMAGENET),
+            ]
+        ),
+        T.Compose(
+            [
+                T.ToPILImage(),
+                T.Grayscale(3),
+                T.Resize(256),
+                T.CenterCrop(224),
+                T.ToTensor(),
+                T.Normalize(*IMAGENET),
+            ]
+        ),
+    ),
+    (
+        E.Compose([E.Compose([E.Resize(8)]), E.ToTensor()]),
+        T.Compose([T.Compose([T.Resize(8)]), T.ToTensor()]),
+    ),
 ]
 
 
-@pytest.mark.parametrize("transform", TRANSFORMS, ids=repr)
-def test_spec_round_trips_through_json(transform):
-    spec = transform.to_spec()
-    rebuilt = E.from_spec(json.loads(json.dumps(spec)))
+def _json_value(value):
+    """A torchvision attribute as a spec holds it: enums and dtypes by name, sequences as lists."""
+    if isinstance(value, T.InterpolationMode):
+        return value.value
+    if isinstance(value, torch.dtype):
+        return str(value).removeprefix("torch.")
+    if isinstance(value, (list, tuple)):
+        return [_json_value(v) for v in value]
+    return value
+
+
+def assert_spec_describes(spec, tv):
+    """``spec`` holds torchvision's constructor arguments, each equal to the torchvision transform's own
+    attribute of that name (pass_order, which torchvision does not have, aside)."""
+    if spec["type"] == "Compose":
+        assert type(tv).__name__ == "Compose"
+        assert len(spec["transforms"]) == len(tv.transforms)
+        for step, tv_step in zip(spec["transforms"], tv.transforms, strict=True):
+            assert_spec_describes(step, tv_step)
+        return
+    assert spec["type"] == {"ToImage": "PILToTensor"}.get(type(tv).__name__, type(tv).__name__)
+    assert set(spec) - {"type", "pass_order"} == set(inspect.signature(type(tv)).parameters), spec
+    for key, value in spec.items():
+        if key not in ("type", "pass_order"):
+            assert value == _json_value(getattr(tv, key)), (spec, key)
+
+
+def run_both(parity, ours, tv, what):
+    """``ours`` and ``tv`` on the same input, of the kind torchvision's first transform takes."""
+    compose = type(tv).__name__ == "Compose"
+    first = tv.transforms[0] if compose else tv
+    name = type(first).__name__
+    rng = np.random.default_rng(1)
+    pixels = rng.integers(0, 256, (45, 70, 3), dtype=np.uint8)
+    if compose and name == "ToPILImage":
+        ours_in = theirs_in = pixels  # an image array, channels last, as an array loader gives it
+    elif name in ("ToPILImage", "ConvertImageDtype", "Normalize"):
+        if name == "ToPILImage" and first.mode == "F":
+            ours_in = rng.uniform(-2, 2, (1, 9, 7)).astype(np.float32)
+        elif name == "ToPILImage" or (name == "ConvertImageDtype" and first.dtype.is_floating_point):
+            ours_in = pixels.transpose(2, 0, 1).copy()
+        else:
+            ours_in = rng.uniform(0, 1, (3, 45, 70)).astype(np.float32)
+        theirs_in = torch.from_numpy(ours_in.copy())  # Normalize(inplace=True) writes into its input
+    else:
+        ours_in = theirs_in = PIL.Image.fromarray(pixels)
+    expected = tv(theirs_in)
+    expected = expected.numpy() if isinstance(expected, torch.Tensor) else np.asarray(expected)
+    parity.check(ours(ours_in), expected, what)
+
+
+@pytest.mark.parametrize(("transform", "tv"), PAIRS, ids=lambda x: repr(x)[:40])
+def test_spec_through_json_rebuilds_the_torchvision_transform(parity, transform, tv):
+    """A spec, through JSON and back, holds torchvision's arguments and computes what torchvision does."""
+    spec = json.loads(json.dumps(transform.to_spec()))
+    assert_spec_describes(spec, tv)
+    rebuilt = E.from_spec(spec)
     assert type(rebuilt) is type(transform)
-    assert rebuilt.to_spec() == spec
+    run_both(parity, rebuilt, tv, f"{spec['type']} rebuilt from its spec")
 
 
 def test_spec_has_the_documented_shape():
@@ -117,51 +193,52 @@ def test_bad_specs_raise_naming_the_problem(spec, error, match):
 # --------------------------------------------------------------------------------------------------
 # from_torchvision
 
-V1_AND_EXPECTED = [
-    (T.Resize(256), E.Resize(256)),
-    (
-        T.Resize((10, 20), T.InterpolationMode.BICUBIC, antialias=False),
-        E.Resize((10, 20), "bicubic", antialias=False),
-    ),
-    (T.Resize(30, PIL.Image.Resampling.LANCZOS, max_size=40), E.Resize(30, "lanczos", max_size=40)),
-    (T.Resize(9, T.InterpolationMode.NEAREST_EXACT), E.Resize(9, "nearest-exact")),
-    (T.CenterCrop(224), E.CenterCrop(224)),
-    (T.CenterCrop([3, 5]), E.CenterCrop((3, 5))),
-    (T.Pad((1, 2, 3, 4), fill=(1, 2, 3), padding_mode="constant"), E.Pad((1, 2, 3, 4), (1, 2, 3))),
-    (T.Pad(2, padding_mode="symmetric"), E.Pad(2, padding_mode="symmetric")),
-    (T.Grayscale(3), E.Grayscale(3)),
-    (T.ToTensor(), E.ToTensor()),
-    (T.PILToTensor(), E.PILToTensor()),
-    (T.ConvertImageDtype(torch.float32), E.ConvertImageDtype("float32")),
-    (T.ConvertImageDtype(torch.uint8), E.ConvertImageDtype("uint8")),
-    (T.Normalize(*IMAGENET), E.Normalize(*IMAGENET)),
-    (T.Normalize((0.5,), (0.5,), inplace=True), E.Normalize([0.5], [0.5], inplace=True)),
-    (T.ToPILImage(), E.ToPILImage()),
-    (T.ToPILImage("RGB"), E.ToPILImage("RGB")),
+V1 = [
+    T.Resize(256),
+    T.Resize((10, 20), T.InterpolationMode.BICUBIC, antialias=False),
+    T.Resize(30, PIL.Image.Resampling.LANCZOS, max_size=40),
+    T.Resize(9, T.InterpolationMode.NEAREST_EXACT),
+    T.CenterCrop(224),
+    T.CenterCrop([3, 5]),
+    T.Pad((1, 2, 3, 4), fill=(1, 2, 3), padding_mode="constant"),
+    T.Pad(2, padding_mode="symmetric"),
+    T.Grayscale(3),
+    T.ToTensor(),
+    T.PILToTensor(),
+    T.ConvertImageDtype(torch.float32),
+    T.ConvertImageDtype(torch.uint8),
+    T.Normalize(*IMAGENET),
+    T.Normalize((0.5,), (0.5,), inplace=True),
+    T.ToPILImage(),
+    T.ToPILImage("RGB"),
 ]
 
-V2_AND_EXPECTED = [
-    (T2.Resize(256), E.Resize([256])),
-    (T2.Resize((10, 20), interpolation=T2.InterpolationMode.BOX), E.Resize((10, 20), "box")),
-    (T2.Resize(None, max_size=50), E.Resize(None, max_size=50)),
-    (T2.CenterCrop(7), E.CenterCrop(7)),
-    (T2.Pad([1, 2], fill=4, padding_mode="edge"), E.Pad([1, 2], 4, "edge")),
-    (T2.Grayscale(1), E.Grayscale(1)),
-    (T2.PILToTensor(), E.PILToTensor()),
-    (T2.ToImage(), E.PILToTensor()),
-    (T2.ConvertImageDtype(torch.uint8), E.ConvertImageDtype("uint8")),
-    (T2.Normalize(*IMAGENET), E.Normalize(*IMAGENET)),
-    (T2.ToPILImage(), E.ToPILImage()),
+V2 = [
+    T2.Resize(256),
+    T2.Resize((10, 20), interpolation=T2.InterpolationMode.BOX),
+    T2.Resize(None, max_size=50),
+    T2.CenterCrop(7),
+    T2.Pad([1, 2], fill=4, padding_mode="edge"),
+    T2.Grayscale(1),
+    T2.PILToTensor(),
+    T2.ToImage(),
+    T2.ConvertImageDtype(torch.uint8),
+    T2.Normalize(*IMAGENET),
+    T2.ToPILImage(),
 ]
 
 
 @pytest.mark.filterwarnings("ignore:The transform `ToTensor\\(\\)` is deprecated")
-@pytest.mark.parametrize(("tv", "expected"), V1_AND_EXPECTED + V2_AND_EXPECTED, ids=lambda x: repr(x)[:40])
-def test_from_torchvision_reads_each_transform(tv, expected):
-    assert E.from_torchvision(tv).to_spec() == expected.to_spec()
+@pytest.mark.filterwarnings("ignore:Anti-alias option is always applied")
+@pytest.mark.parametrize("tv", V1 + V2, ids=lambda x: f"{type(x).__module__.split('.')[-1]}.{x!r}"[:50])
+def test_from_torchvision_reads_each_transform(parity, tv):
+    """The conversion holds torchvision's arguments and computes what the torchvision object does."""
+    ours = E.from_torchvision(tv)
+    assert_spec_describes(ours.to_spec(), tv)
+    run_both(parity, ours, tv, f"from_torchvision({tv!r})")
 
 
-REPR_SAME = [tv for tv, _ in V1_AND_EXPECTED if not isinstance(tv, (T.ConvertImageDtype, T.Normalize))]
+REPR_SAME = [tv for tv in V1 if not isinstance(tv, (T.ConvertImageDtype, T.Normalize))]
 
 
 @pytest.mark.parametrize("tv", REPR_SAME + [T.Normalize(*IMAGENET), T.Compose(REPR_SAME[:3])], ids=repr)
@@ -169,23 +246,29 @@ def test_repr_matches_torchvision(tv):
     assert repr(E.from_torchvision(tv)) == repr(tv)
 
 
-def test_from_torchvision_converts_compose_v1_and_v2():
-    steps = [E.Grayscale(3), E.Resize(256), E.CenterCrop(224), E.ToTensor(), E.Normalize(*IMAGENET)]
-    v1 = T.Compose([T.Grayscale(3), T.Resize(256), T.CenterCrop(224), T.ToTensor(), T.Normalize(*IMAGENET)])
-    assert E.from_torchvision(v1).to_spec() == E.Compose(steps).to_spec()
-    v2 = T2.Compose([T2.Grayscale(3), T2.Resize(256), T2.CenterCrop(224), T2.ToImage()])
-    converted = E.from_torchvision(v2)
-    assert [type(t).__name__ for t in converted.transforms] == [
-        "Grayscale",
-        "Resize",
-        "CenterCrop",
-        "PILToTensor",
-    ]
+@pytest.mark.parametrize(
+    "tv",
+    [
+        T.Compose([T.Grayscale(3), T.Resize(256), T.CenterCrop(224), T.ToTensor(), T.Normalize(*IMAGENET)]),
+        T2.Compose([T2.Grayscale(3), T2.Resize(256), T2.CenterCrop(224), T2.ToImage()]),
+    ],
+    ids=["v1", "v2"],
+)
+def test_from_torchvision_converts_compose_v1_and_v2(parity, tv):
+    ours = E.from_torchvision(tv)
+    assert_spec_describes(ours.to_spec(), tv)
+    run_both(parity, ours, tv, f"from_torchvision(Compose) {type(tv).__module__}")
 
 
-def test_from_torchvision_records_the_installed_pillow_pass_order(monkeypatch):
-    expected = "pillow13" if int(PIL.__version__.split(".")[0]) >= 13 else "pillow12"
-    assert E.from_torchvision(T.Resize(5)).pass_order == expected
+def test_from_torchvision_records_the_installed_pillow_pass_order(parity, monkeypatch):
+    """On a tall downscale, where Pillow 12 and 13 order the passes differently, the conversion computes
+    what the installed Pillow does."""
+    img = PIL.Image.fromarray(np.random.default_rng(3).integers(0, 256, (1000, 100, 3), dtype=np.uint8))
+    tv = T.Resize((640, 64))
+    ours = E.from_torchvision(tv)
+    parity.check(ours(img), np.asarray(tv(img)), "tall downscale")
+    other = {"pillow13": "pillow12", "pillow12": "pillow13"}[ours.pass_order]
+    assert not np.array_equal(E.Resize((640, 64), pass_order=other)(img), np.asarray(tv(img)))
     monkeypatch.setattr(PIL, "__version__", "12.3.0")
     assert E.from_torchvision(T.Resize(5)).pass_order == "pillow12"
     monkeypatch.setattr(PIL, "__version__", "13.1.0")

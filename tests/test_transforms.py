@@ -20,7 +20,7 @@ import edgeinfer.transforms as E
 
 MODES_8BIT = ("L", "LA", "RGB", "RGBA")
 MODES_ALL = MODES_8BIT + ("I", "F", "I;16")
-INTERPOLATIONS = ("nearest", "nearest-exact", "bilinear", "bicubic", "box", "hamming", "lanczos")
+INTERPOLATIONS = tuple(mode.value for mode in T.InterpolationMode)  # all seven, named as torchvision does
 IMAGENET = ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
 
 
@@ -117,13 +117,16 @@ def test_resize_v2_matches(parity, image_factory):
 
 
 def test_resize_pillow12_pass_order_matches_recorded_pillow12(parity):
-    """Resize(pass_order="pillow12") against outputs a real Pillow 12 recorded (tests/data)."""
+    """Resize(pass_order="pillow12"), also as read back from its spec, against outputs a real Pillow 12
+    recorded (tests/data)."""
     data = np.load(Path(__file__).parent / "data" / "pillow12_resize.npz")
     differing = 0
     for i in range(sum(1 for key in data.files if key.startswith("in_"))):
         img, (h, w), want = data[f"in_{i}"], data[f"size_{i}"].tolist(), data[f"out_{i}"]
         name = Image.Resampling(int(data[f"filter_{i}"])).name.lower()
-        out12 = E.Resize((h, w), name, pass_order="pillow12")(img)
+        out12 = E.from_spec(
+            {"type": "Resize", "size": [h, w], "interpolation": name, "pass_order": "pillow12"}
+        )(img)
         parity.check(out12, want, f"pillow12 {img.shape} {name}")
         differing += not np.array_equal(E.Resize((h, w), name)(img), want)
     assert differing >= 8  # tall downscales: the two Pillow generations differ, so the option matters
@@ -273,9 +276,11 @@ def test_to_pil_image_matches_torchvision(parity, name, make, mode):
     parity.check(E.ToPILImage(mode)(x), expected, f"ToPILImage {name}")
 
 
-def test_uint8_round_trip_through_tensor_is_exact(image_factory):
-    img = image_factory(9, 7, "RGBA", kind="noise")
-    assert np.array_equal(E.Compose([E.ToTensor(), E.ToPILImage()])(img), img)
+@pytest.mark.parametrize("mode", MODES_8BIT)
+def test_uint8_round_trip_through_tensor_matches_torchvision(parity, mode, image_factory):
+    img = image_factory(9, 7, mode, kind="noise")
+    ours, theirs = E.Compose([E.ToTensor(), E.ToPILImage()]), T.Compose([T.ToTensor(), T.ToPILImage()])
+    check_both(parity, ours, theirs, img, f"ToTensor then ToPILImage {mode}")
 
 
 # --------------------------------------------------------------------------------------------------
