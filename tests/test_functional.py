@@ -25,19 +25,16 @@ def check_image_function(parity, ours, theirs, img: np.ndarray, what: str) -> No
 
 @pytest.mark.parametrize("interpolation", INTERPOLATIONS)
 @pytest.mark.parametrize("mode", MODES_8BIT + ("I", "F"))
-@pytest.mark.parametrize(
-    ("size", "max_size"), [(5, None), ([12], None), ((9, 4), None), (6, 8), ((17, 11), None)]
-)
-def test_resize(parity, image_factory, size, max_size, mode, interpolation):
-    img = image_factory(17, 11, mode, seed=len(str(size)))
+def test_resize(parity, image_factory, mode, interpolation):
     theirs = TF.InterpolationMode(interpolation)
-    check_image_function(
-        parity,
-        lambda x: F.resize(x, size, interpolation, max_size),
-        lambda x: TF.resize(x, size, theirs, max_size),
-        img,
-        f"resize {size} {max_size} {mode} {interpolation}",
-    )
+    for size, max_size in [(5, None), ([12], None), ((9, 4), None), (6, 8), ((17, 11), None)]:
+        check_image_function(
+            parity,
+            lambda x, size=size, max_size=max_size: F.resize(x, size, interpolation, max_size),
+            lambda x, size=size, max_size=max_size: TF.resize(x, size, theirs, max_size),
+            image_factory(17, 11, mode, seed=len(str(size))),
+            f"resize {size} {max_size} {mode} {interpolation}",
+        )
 
 
 @pytest.mark.parametrize("interpolation", INTERPOLATIONS)
@@ -66,51 +63,49 @@ def test_resize_region_is_torchvisions_crop_of_the_resize(
     )
 
 
-@pytest.mark.parametrize("output_size", [1, 4, (3, 8), [6], (9, 2), 10, (15, 7), (2, 20)], ids=str)
 @pytest.mark.parametrize("mode", MODES_ALL)
-def test_center_crop(parity, image_factory, mode, output_size):
+def test_center_crop(parity, image_factory, mode):
     img = image_factory(9, 8, mode, seed=3)
-    check_image_function(
-        parity,
-        lambda x: F.center_crop(x, output_size),
-        lambda x: TF.center_crop(x, output_size),
-        img,
-        f"center_crop {output_size} {mode}",
-    )
+    for output_size in [1, 4, (3, 8), [6], (9, 2), 10, (15, 7), (2, 20)]:
+        check_image_function(
+            parity,
+            lambda x, output_size=output_size: F.center_crop(x, output_size),
+            lambda x, output_size=output_size: TF.center_crop(x, output_size),
+            img,
+            f"center_crop {output_size} {mode}",
+        )
 
 
-@pytest.mark.parametrize(
-    "output_size", [1, 4, (3, 8), (8, 3), 9, (9, 2), (10, 10), (15, 7), (2, 20)], ids=str
-)
 @pytest.mark.parametrize("image_size", [(9, 8), (8, 9), (1, 1), (6, 6)], ids=str)
-def test_center_crop_box_is_the_window_torchvision_keeps(image_size, output_size):
+def test_center_crop_box_is_the_window_torchvision_keeps(image_size):
     """Every pixel numbered: the window read from the box equals torchvision's crop, zeros outside."""
     h, w = image_size
     numbered = np.arange(1, h * w + 1, dtype=np.int32).reshape(h, w)
-    expected = np.asarray(TF.center_crop(Image.fromarray(numbered), output_size))
-    top, left, height, width = F.center_crop_box(image_size, output_size)
-    window = np.zeros((height, width), np.int32)
-    for y in range(height):
-        for x in range(width):
-            if 0 <= top + y < h and 0 <= left + x < w:
-                window[y, x] = numbered[top + y, left + x]
-    assert np.array_equal(window, expected), (top, left, height, width)
+    for output_size in [1, 4, (3, 8), (8, 3), 9, (9, 2), (10, 10), (15, 7), (2, 20)]:
+        expected = np.asarray(TF.center_crop(Image.fromarray(numbered), output_size))
+        top, left, height, width = F.center_crop_box(image_size, output_size)
+        window = np.zeros((height, width), np.int32)
+        for y in range(height):
+            for x in range(width):
+                if 0 <= top + y < h and 0 <= left + x < w:
+                    window[y, x] = numbered[top + y, left + x]
+        assert np.array_equal(window, expected), (output_size, top, left, height, width)
 
 
 @pytest.mark.parametrize("padding_mode", ["constant", "edge", "reflect", "symmetric"])
-@pytest.mark.parametrize("padding", [2, (1, 3), (0, 2, 4, 1), (-1, 2, 1, -2)], ids=str)
 @pytest.mark.parametrize("mode", MODES_ALL)
-def test_pad(parity, image_factory, mode, padding, padding_mode):
+def test_pad(parity, image_factory, mode, padding_mode):
     img = image_factory(6, 5, mode, seed=1)
     channels = {"LA": 2, "RGB": 3, "RGBA": 4}.get(mode, 1)
     fill = 300 if channels == 1 else tuple(40 * c + 0.5 for c in range(channels))
-    check_image_function(
-        parity,
-        lambda x: F.pad(x, padding, fill, padding_mode),
-        lambda x: TF.pad(x, padding, fill, padding_mode),
-        img,
-        f"pad {padding} {fill} {padding_mode} {mode}",
-    )
+    for padding in [2, (1, 3), (0, 2, 4, 1), (-1, 2, 1, -2)]:
+        check_image_function(
+            parity,
+            lambda x, padding=padding: F.pad(x, padding, fill, padding_mode),
+            lambda x, padding=padding: TF.pad(x, padding, fill, padding_mode),
+            img,
+            f"pad {padding} {fill} {padding_mode} {mode}",
+        )
 
 
 @pytest.mark.parametrize("num_output_channels", [1, 3])
