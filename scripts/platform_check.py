@@ -27,9 +27,9 @@ sys.path.insert(0, str(ROOT))
 
 from edgeinfer import Model, __version__  # noqa: E402
 from edgeinfer._resample import resize  # noqa: E402
+from edgeinfer._resample_reference import FILTERS  # noqa: E402
 
 MODES = {"L": (), "LA": (2,), "RGB": (3,), "RGBA": (4,)}
-FILTERS = {"nearest": 0, "lanczos": 1, "bilinear": 2, "bicubic": 3, "box": 4, "hamming": 5}
 GEOMETRIES = [  # (in_h, in_w, out_h, out_w): down, up, tall (vertical pass first on Pillow 13), wide, mixed
     (375, 500, 256, 341),
     (500, 375, 341, 256),
