@@ -11,27 +11,15 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from edgeinfer.transforms import transforms as classes
 from edgeinfer.transforms.spec import CLASSES
-from edgeinfer.transforms.transforms import (
-    CenterCrop,
-    Compose,
-    ConvertImageDtype,
-    Grayscale,
-    Normalize,
-    Pad,
-    PILToTensor,
-    Resize,
-    ToPILImage,
-    ToTensor,
-    Transform,
-)
 
 __all__ = ["from_torchvision", "to_torchvision"]
 
 _SUPPORTED = ", ".join(sorted(CLASSES))
 
 
-def from_torchvision(obj: Any) -> Transform:
+def from_torchvision(obj: Any) -> classes.Transform:
     """The edgeinfer equivalent of a torchvision v1 or v2 transform or Compose, read from its attributes.
 
     Resize records the installed Pillow's pass order ("pillow13" for Pillow >= 13, else "pillow12"),
@@ -46,26 +34,26 @@ def from_torchvision(obj: Any) -> Transform:
     if not cls.__module__.startswith("torchvision.transforms"):
         raise TypeError(f"expected a torchvision transform, got {name} from module {cls.__module__!r}")
     if name == "Compose":
-        return Compose([from_torchvision(t) for t in obj.transforms])
+        return classes.Compose([from_torchvision(t) for t in obj.transforms])
     if name == "Resize":
-        return Resize(
+        return classes.Resize(
             obj.size, obj.interpolation, obj.max_size, obj.antialias, pass_order=_installed_pass_order()
         )
     if name == "CenterCrop":
-        return CenterCrop(obj.size)
+        return classes.CenterCrop(obj.size)
     if name == "Pad":
         if isinstance(obj.fill, Mapping):
             raise ValueError(
                 f"Pad with a per-type fill dict ({obj.fill!r}) is not supported; use one fill value"
             )
-        return Pad(obj.padding, obj.fill, obj.padding_mode)
+        return classes.Pad(obj.padding, obj.fill, obj.padding_mode)
     if name == "Grayscale":
-        return Grayscale(obj.num_output_channels)
+        return classes.Grayscale(obj.num_output_channels)
     if name == "ToTensor":
-        return ToTensor()
+        return classes.ToTensor()
     if name in ("PILToTensor", "ToImage"):
         # v2's ToImage on a PIL image is pil_to_tensor: the same values.
-        return PILToTensor()
+        return classes.PILToTensor()
     if name == "ConvertImageDtype":
         if cls.__module__.startswith("torchvision.transforms.v2") and obj.dtype.is_floating_point:
             # v2's to_dtype scales integers by x * (1 / max), v1 by x / max: 1 ulp apart for about half
@@ -74,11 +62,11 @@ def from_torchvision(obj: Any) -> Transform:
                 f"torchvision.transforms.v2.ConvertImageDtype({obj.dtype}) is not supported: v2 multiplies "
                 "by 1/max where v1 divides by max, the floats differ; use v1's ConvertImageDtype or ToTensor"
             )
-        return ConvertImageDtype(str(obj.dtype))
+        return classes.ConvertImageDtype(str(obj.dtype))
     if name == "Normalize":
-        return Normalize(list(obj.mean), list(obj.std), obj.inplace)
+        return classes.Normalize(list(obj.mean), list(obj.std), obj.inplace)
     if name == "ToPILImage":
-        return ToPILImage(obj.mode)
+        return classes.ToPILImage(obj.mode)
     raise ValueError(
         f"{name} is not supported (edgeinfer supports only deterministic transforms: {_SUPPORTED})"
     )
@@ -90,7 +78,7 @@ def _installed_pass_order() -> str:
     return "pillow13" if int(PIL.__version__.split(".")[0]) >= 13 else "pillow12"
 
 
-def to_torchvision(spec: Transform | Mapping[str, Any]) -> Callable[[Any], Any]:
+def to_torchvision(spec: classes.Transform | Mapping[str, Any]) -> Callable[[Any], Any]:
     """torchvision's classic (v1) transform for an edgeinfer transform or spec: the same names and
     arguments. Needs torchvision (the ``train`` extra); edgeinfer's runtime never calls it.
 
@@ -100,7 +88,7 @@ def to_torchvision(spec: Transform | Mapping[str, Any]) -> Callable[[Any], Any]:
     # The one torchvision import under edgeinfer/ (tests/test_no_torch.py allows it here only).
     import torchvision.transforms as transforms
 
-    if isinstance(spec, Transform):
+    if isinstance(spec, classes.Transform):
         spec = spec.to_spec()
     kind = spec["type"]
     if kind == "Compose":

@@ -22,30 +22,18 @@ from typing import Any
 import numpy as np
 
 from edgeinfer.transforms import functional as F
-from edgeinfer.transforms.transforms import (
-    CenterCrop,
-    Compose,
-    ConvertImageDtype,
-    Grayscale,
-    Normalize,
-    Pad,
-    PILToTensor,
-    Resize,
-    ToPILImage,
-    ToTensor,
-    Transform,
-)
+from edgeinfer.transforms import transforms as classes
 
 Step = Callable[[Any], Any]
 
 # What each transform consumes; every other transform takes an image (PIL image or H×W[×C] array).
-_TAKES_TENSOR = (ConvertImageDtype, Normalize, ToPILImage)
-_GIVES_TENSOR = (ToTensor, PILToTensor, ConvertImageDtype, Normalize)
+_TAKES_TENSOR = (classes.ConvertImageDtype, classes.Normalize, classes.ToPILImage)
+_GIVES_TENSOR = (classes.ToTensor, classes.PILToTensor, classes.ConvertImageDtype, classes.Normalize)
 # What a gray image held as one plane may go through before it must become three channels.
-_GRAY_PLANE_SAFE = (Resize, CenterCrop, Pad, Grayscale, ToTensor)
+_GRAY_PLANE_SAFE = (classes.Resize, classes.CenterCrop, classes.Pad, classes.Grayscale, classes.ToTensor)
 
 
-def plan(transforms: Sequence[Transform]) -> list[Step]:
+def plan(transforms: Sequence[classes.Transform]) -> list[Step]:
     """Steps equivalent to running ``transforms`` one by one, with the fusions described above.
 
     Raises:
@@ -63,25 +51,25 @@ def plan(transforms: Sequence[Transform]) -> list[Step]:
         if gray3 and not isinstance(t, _GRAY_PLANE_SAFE):
             steps.append(_three_channels)
             gray3 = False
-        if isinstance(t, Grayscale):
+        if isinstance(t, classes.Grayscale):
             if not gray3:
                 steps.append(F.rgb_to_grayscale)
             gray3 = t.num_output_channels == 3
-        elif isinstance(t, Resize):
-            crop = nxt if isinstance(nxt, CenterCrop) else None
+        elif isinstance(t, classes.Resize):
+            crop = nxt if isinstance(nxt, classes.CenterCrop) else None
             steps.append(_resize_crop(t, crop))
             i += 1 if crop else 0
-        elif isinstance(t, Pad) and gray3:
+        elif isinstance(t, classes.Pad) and gray3:
             fill = _one_fill(t)
             if fill is None:
                 steps.extend([_three_channels, t])
                 gray3 = False
             else:
                 steps.append(lambda a, t=t, fill=fill: F.pad(a, t.padding, fill, t.padding_mode))
-        elif isinstance(t, ToPILImage) and i == 0:  # fed the decoded image array, not a tensor
+        elif isinstance(t, classes.ToPILImage) and i == 0:  # fed the decoded image array, not a tensor
             steps.append(lambda a, mode=t.mode: F.to_pil_image(a, mode, channels_last=True))
-        elif isinstance(t, ToTensor):
-            norm = nxt if isinstance(nxt, Normalize) else None
+        elif isinstance(t, classes.ToTensor):
+            norm = nxt if isinstance(nxt, classes.Normalize) else None
             steps.append(_to_tensor_normalize(norm, gray3))
             gray3 = False
             i += 1 if norm else 0
@@ -93,14 +81,14 @@ def plan(transforms: Sequence[Transform]) -> list[Step]:
     return steps
 
 
-def _flatten(transforms: Sequence[Transform]) -> list[Transform]:
-    flat: list[Transform] = []
+def _flatten(transforms: Sequence[classes.Transform]) -> list[classes.Transform]:
+    flat: list[classes.Transform] = []
     for t in transforms:
-        flat.extend(_flatten(t.transforms) if isinstance(t, Compose) else [t])
+        flat.extend(_flatten(t.transforms) if isinstance(t, classes.Compose) else [t])
     return flat
 
 
-def _check_kinds(flat: Sequence[Transform]) -> None:
+def _check_kinds(flat: Sequence[classes.Transform]) -> None:
     kind = None
     for i, t in enumerate(flat):
         takes = "tensor" if isinstance(t, _TAKES_TENSOR) else "image"
@@ -120,7 +108,7 @@ def _three_channels(gray: np.ndarray) -> np.ndarray:
     return np.repeat(gray[:, :, None], 3, axis=2)
 
 
-def _one_fill(pad: Pad) -> Any:
+def _one_fill(pad: classes.Pad) -> Any:
     """The fill that pads every channel of a gray RGB image alike, as one number; None if there is none."""
     fill = pad.fill
     if pad.padding_mode != "constant" or isinstance(fill, numbers.Real):
@@ -130,7 +118,7 @@ def _one_fill(pad: Pad) -> Any:
     return None
 
 
-def _resize_crop(resize: Resize, crop: CenterCrop | None) -> Step:
+def _resize_crop(resize: classes.Resize, crop: classes.CenterCrop | None) -> Step:
     """Resize, then CenterCrop if given: only the cropped window is resampled when it lies inside the
     resized image. A PIL image is taken as it is; only the pixels the window needs are read."""
     args = (resize.size, resize.interpolation, resize.max_size, resize.antialias)
@@ -148,7 +136,7 @@ def _resize_crop(resize: Resize, crop: CenterCrop | None) -> Step:
     return resize_crop
 
 
-def _to_tensor_normalize(normalize: Normalize | None, gray3: bool) -> Step:
+def _to_tensor_normalize(normalize: classes.Normalize | None, gray3: bool) -> Step:
     """ToTensor, and the Normalize after it if any, of an image or of a gray plane that stands for three
     equal channels (scaled once, broadcast into the three channels by the subtraction or a copy).
 

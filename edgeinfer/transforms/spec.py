@@ -9,63 +9,33 @@ transform's public attributes of the same names; a Compose holds the list of its
 
 from __future__ import annotations
 
-import functools
 import inspect
 from collections.abc import Mapping
 from typing import Any
 
 from edgeinfer.transforms import _checks
-from edgeinfer.transforms.transforms import (
-    CenterCrop,
-    Compose,
-    ConvertImageDtype,
-    Grayscale,
-    Normalize,
-    Pad,
-    PILToTensor,
-    Resize,
-    ToPILImage,
-    ToTensor,
-    Transform,
-)
+from edgeinfer.transforms import transforms as classes
 
 __all__ = ["MAX_SPEC_DEPTH", "from_spec", "to_spec"]
 
 MAX_SPEC_DEPTH = 16  # nested Compose levels in a spec
 
-CLASSES: dict[str, type[Transform]] = {
-    cls.__name__: cls
-    for cls in (
-        Compose,
-        Resize,
-        CenterCrop,
-        Pad,
-        Grayscale,
-        ToTensor,
-        PILToTensor,
-        ConvertImageDtype,
-        Normalize,
-        ToPILImage,
-    )
+# Every transform class, by name.
+CLASSES: dict[str, type[classes.Transform]] = {
+    name: cls
+    for name, cls in vars(classes).items()
+    if isinstance(cls, type) and issubclass(cls, classes.Transform) and cls is not classes.Transform
 }
 
 _REQUIRED = inspect.Parameter.empty
 
 
-@functools.cache
-def _fields(cls: type[Transform]) -> dict[str, Any]:
-    """A class's constructor arguments → their defaults (``_REQUIRED`` for none), in order."""
-    parameters = inspect.signature(cls.__init__).parameters.values()
-    kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
-    return {p.name: p.default for p in parameters if p.kind in kinds and p.name != "self"}
-
-
-def to_spec(transform: Transform) -> dict[str, Any]:
+def to_spec(transform: classes.Transform) -> dict[str, Any]:
     """The spec of ``transform`` (what ``transform.to_spec()`` returns)."""
-    if isinstance(transform, Compose):
+    if isinstance(transform, classes.Compose):
         return {"type": "Compose", "transforms": [to_spec(t) for t in transform.transforms]}
     spec = {"type": type(transform).__name__}
-    spec.update({name: _jsonable(getattr(transform, name)) for name in _fields(type(transform))})
+    spec.update({name: _jsonable(getattr(transform, name)) for name in classes.arguments(type(transform))})
     return spec
 
 
@@ -79,7 +49,7 @@ def _jsonable(x: Any) -> Any:
     return x
 
 
-def from_spec(spec: Mapping[str, Any]) -> Transform:
+def from_spec(spec: Mapping[str, Any]) -> classes.Transform:
     """Rebuild a transform from its spec (as stored in a model's metadata).
 
     Raises:
@@ -88,7 +58,7 @@ def from_spec(spec: Mapping[str, Any]) -> Transform:
     return _from_spec(spec, "spec", 0)
 
 
-def _from_spec(spec: Any, where: str, depth: int) -> Transform:
+def _from_spec(spec: Any, where: str, depth: int) -> classes.Transform:
     if depth > MAX_SPEC_DEPTH:
         raise ValueError(f"{where}: Compose nested more than {MAX_SPEC_DEPTH} levels deep")
     if not isinstance(spec, Mapping):
@@ -97,7 +67,7 @@ def _from_spec(spec: Any, where: str, depth: int) -> Transform:
     if not isinstance(kind, str) or kind not in CLASSES:
         raise ValueError(f"{where}['type'] must be one of {sorted(CLASSES)}, got {kind!r}")
     cls = CLASSES[kind]
-    fields = _fields(cls)
+    fields = classes.arguments(cls)
     unknown = sorted(set(spec) - set(fields) - {"type"})
     if unknown:
         raise ValueError(f"{where} ({kind}) has unknown key(s) {unknown}; allowed: {sorted(fields)}")
@@ -105,11 +75,13 @@ def _from_spec(spec: Any, where: str, depth: int) -> Transform:
     if missing:
         raise ValueError(f"{where} ({kind}) lacks required key(s) {missing}")
     kwargs = {k: spec[k] for k in fields if k in spec}
-    if cls is Compose:
+    if cls is classes.Compose:
         items = kwargs["transforms"]
         if not isinstance(items, list):
             raise TypeError(f"{where}['transforms'] must be a list, got {type(items).__name__}")
-        return Compose([_from_spec(s, f"{where}['transforms'][{i}]", depth + 1) for i, s in enumerate(items)])
+        return classes.Compose(
+            [_from_spec(s, f"{where}['transforms'][{i}]", depth + 1) for i, s in enumerate(items)]
+        )
     try:
         return cls(**kwargs)
     except (TypeError, ValueError) as e:

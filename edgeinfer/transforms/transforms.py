@@ -8,6 +8,8 @@ writes and the Compose planner reads), and calls one function of :mod:`edgeinfer
 
 from __future__ import annotations
 
+import functools
+import inspect
 from collections.abc import Sequence
 from typing import Any
 
@@ -16,19 +18,14 @@ import numpy as np
 from edgeinfer.transforms import _checks
 from edgeinfer.transforms import functional as F
 
-__all__ = [
-    "CenterCrop",
-    "Compose",
-    "ConvertImageDtype",
-    "Grayscale",
-    "Normalize",
-    "PILToTensor",
-    "Pad",
-    "Resize",
-    "ToPILImage",
-    "ToTensor",
-    "Transform",
-]
+
+@functools.cache
+def arguments(cls: type) -> dict[str, Any]:
+    """A transform class's constructor arguments → their defaults (``inspect.Parameter.empty`` when
+    required), in order: the public attributes its instances keep, what a spec holds."""
+    parameters = inspect.signature(cls.__init__).parameters.values()
+    kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    return {p.name: p.default for p in parameters if p.kind in kinds and p.name != "self"}
 
 
 class Transform:
@@ -44,7 +41,9 @@ class Transform:
         return to_spec(self)
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}()"
+        """torchvision's: ``Name(argument=value, ...)``."""
+        values = ", ".join(f"{name}={getattr(self, name)}" for name in arguments(type(self)))
+        return f"{type(self).__name__}({values})"
 
 
 class Resize(Transform):
@@ -103,9 +102,6 @@ class CenterCrop(Transform):
     def __call__(self, img: Any) -> np.ndarray:
         return F.center_crop(img, self.size)
 
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}(size={self.size})"
-
 
 class Pad(Transform):
     """Pad the borders: ``padding`` is an int, (left/right, top/bottom) or (left, top, right, bottom).
@@ -129,10 +125,6 @@ class Pad(Transform):
     def __call__(self, img: Any) -> np.ndarray:
         return F.pad(img, self.padding, self.fill, self.padding_mode)
 
-    def __repr__(self) -> str:
-        name = type(self).__name__
-        return f"{name}(padding={self.padding}, fill={self.fill}, padding_mode={self.padding_mode})"
-
 
 class Grayscale(Transform):
     """Pillow's ``convert("L")`` (L24 weights, alpha ignored); 3 output channels repeat it as RGB."""
@@ -142,9 +134,6 @@ class Grayscale(Transform):
 
     def __call__(self, img: Any) -> np.ndarray:
         return F.rgb_to_grayscale(img, self.num_output_channels)
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}(num_output_channels={self.num_output_channels})"
 
 
 class ToTensor(Transform):
@@ -173,9 +162,6 @@ class ConvertImageDtype(Transform):
 
     def __call__(self, img: Any) -> np.ndarray:
         return F.convert_image_dtype(img, self.dtype)
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}(dtype={self.dtype})"
 
 
 class Normalize(Transform):
