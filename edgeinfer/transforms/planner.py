@@ -15,6 +15,7 @@ attributes of the transforms; the results equal running the transforms one by on
 
 from __future__ import annotations
 
+import functools
 import numbers
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -31,6 +32,8 @@ _TAKES_TENSOR = (classes.ConvertImageDtype, classes.Normalize, classes.ToPILImag
 _GIVES_TENSOR = (classes.ToTensor, classes.PILToTensor, classes.ConvertImageDtype, classes.Normalize)
 # What a gray image held as one plane may go through before it must become three channels.
 _GRAY_PLANE_SAFE = (classes.Resize, classes.CenterCrop, classes.Pad, classes.Grayscale, classes.ToTensor)
+# The RGB image whose three channels equal an L image: Grayscale(3) of it.
+_three_channels = functools.partial(F.rgb_to_grayscale, num_output_channels=3)
 
 
 def plan(transforms: Sequence[classes.Transform]) -> list[Step]:
@@ -101,11 +104,6 @@ def _check_kinds(flat: Sequence[classes.Transform]) -> None:
         if kind == "image" and takes == "tensor":
             raise ValueError(f"Compose: {type(t).__name__} (step {i}) needs a tensor; add ToTensor before it")
         kind = "tensor" if isinstance(t, _GIVES_TENSOR) else "image"
-
-
-def _three_channels(gray: np.ndarray) -> np.ndarray:
-    """The RGB image whose three channels equal the L image ``gray`` (what Grayscale(3) returns)."""
-    return np.repeat(gray[:, :, None], 3, axis=2)
 
 
 def _one_fill(pad: classes.Pad) -> Any:
