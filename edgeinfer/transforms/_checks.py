@@ -160,9 +160,12 @@ def resized_size(h: int, w: int, size: int | Sequence[int] | None, max_size: int
 
 def region(value: Any, height: int, width: int) -> tuple[int, int, int, int]:
     """A (top, left, height, width) window inside a ``height``×``width`` image."""
-    if not is_sequence(value) or len(value) != 4 or not all(is_int(v) for v in value):
+    if not is_sequence(value) or len(value) != 4:
         raise TypeError(f"region must be (top, left, height, width) ints, got {value!r}")
-    top, left, h, w = (int(v) for v in value)
+    top, left, h, w = value
+    if not (is_int(top) and is_int(left) and is_int(h) and is_int(w)):
+        raise TypeError(f"region must be (top, left, height, width) ints, got {value!r}")
+    top, left, h, w = int(top), int(left), int(h), int(w)
     if top < 0 or left < 0 or h < 1 or w < 1 or top + h > height or left + w > width:
         raise ValueError(f"region {tuple(value)!r} is not a non-empty window of the {height}×{width} image")
     return top, left, h, w
@@ -264,8 +267,12 @@ def dtype_name(value: Any) -> str:
 
 
 def per_channel(name: str, values: Any, dtype: np.dtype) -> np.ndarray:
-    """Normalize's ``mean`` or ``std`` as a 1-D array of ``dtype`` (what torchvision's normalize makes)."""
-    if is_sequence(values) and values and all(is_number(v) for v in values):
+    """Normalize's ``mean`` or ``std`` (numbers, or a 1-D float array) as a 1-D array of ``dtype``, what
+    torchvision's normalize makes of them."""
+    if isinstance(values, np.ndarray):
+        if values.ndim == 1 and values.size and values.dtype.kind == "f":
+            return values.astype(dtype, copy=False)
+    elif is_sequence(values) and values and all(is_number(v) for v in values):
         return np.asarray(values, dtype)
     raise TypeError(f"Normalize {name} must be a non-empty sequence of numbers, got {values!r}")
 

@@ -105,7 +105,8 @@ def center_crop_box(image_size: Sequence[int], output_size: int | Sequence[int])
 
     Resize followed by CenterCrop passes this window to :func:`resize` as its ``region``.
     """
-    ch, cw = (int(s) for s in _checks.crop_size(output_size))
+    ch, cw = _checks.crop_size(output_size)
+    ch, cw = int(ch), int(cw)
     h, w = image_size
     # torchvision pads (crop - size) // 2 on the top/left of a too small side, then crops at 0; otherwise
     # the anchor is Python's round() of the half difference (half-to-even).
@@ -231,13 +232,17 @@ def convert_image_dtype(image: np.ndarray, dtype: Any = "float32") -> np.ndarray
 
 
 def normalize(
-    tensor: np.ndarray, mean: Sequence[float], std: Sequence[float], inplace: bool = False
+    tensor: np.ndarray,
+    mean: Sequence[float] | np.ndarray,
+    std: Sequence[float] | np.ndarray,
+    inplace: bool = False,
 ) -> np.ndarray:
     """``(tensor - mean) / std`` per channel in the tensor's float dtype (subtract, then true divide), as
     torchvision's ``normalize``; ``inplace`` writes into ``tensor`` when it is writable.
 
-    As in torchvision, mean and std are converted to the tensor's dtype, and a std that becomes zero there
-    is refused (the :class:`~edgeinfer.transforms.Normalize` class also refuses non-finite values).
+    As in torchvision, mean and std (sequences of numbers, or 1-D float arrays) are converted to the
+    tensor's dtype, and a std that becomes zero there is refused (the
+    :class:`~edgeinfer.transforms.Normalize` class also refuses non-finite values).
 
     Raises:
         TypeError: not a float tensor, or mean/std not sequences of numbers. ValueError: fewer than 3
@@ -248,7 +253,7 @@ def normalize(
         raise TypeError(f"Normalize expects a float tensor, got dtype {x.dtype} (add ToTensor before it)")
     if x.ndim < 3:
         raise ValueError(f"Normalize expects a tensor of shape (..., C, H, W), got shape {x.shape}")
-    mean_, std_ = (_checks.per_channel(name, v, x.dtype) for name, v in (("mean", mean), ("std", std)))
+    mean_, std_ = _checks.per_channel("mean", mean, x.dtype), _checks.per_channel("std", std, x.dtype)
     values = max(len(mean_), len(std_))
     if values not in (1, x.shape[-3]) or len(mean_) not in (1, values) or len(std_) not in (1, values):
         raise ValueError(

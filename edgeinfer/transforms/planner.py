@@ -145,7 +145,8 @@ def _to_tensor_normalize(normalize: classes.Normalize | None, gray3: bool) -> St
         if not gray3:
             return F.to_tensor
         return lambda gray: np.repeat(F.to_tensor(gray), 3, axis=0)
-    mean, std = normalize.mean, normalize.std
+    # As float32 arrays once, not converted from the lists on every image.
+    mean, std = np.asarray(normalize.mean, np.float32), np.asarray(normalize.std, np.float32)
 
     def to_tensor_normalize(img: Any) -> np.ndarray:
         tensor = F.to_tensor(img)
