@@ -169,6 +169,9 @@ def test_normalize(parity, mean, std, shape, dtype, inplace):
     assert (out is x) == inplace
     if inplace:
         parity.check(x, theirs.numpy(), "normalize inplace writes into its input, as torchvision's")
+    else:  # mean and std given as float arrays (what the Compose planner passes)
+        arrays = np.asarray(mean, np.float64), np.asarray(std, dtype)
+        parity.check(F.normalize(x, *arrays), expected, "normalize with array mean/std")
 
 
 @pytest.mark.parametrize(("name", "make", "mode"), TENSORS, ids=[t[0] for t in TENSORS])
@@ -223,6 +226,8 @@ TENSOR = np.zeros((3, 4, 5), np.float32)
         (lambda: F.normalize(TENSOR, [0.5, 0.5], [0.2, 0.2]), ValueError, "3 channels"),
         (lambda: F.normalize(TENSOR, [0.5], [0.0]), ValueError, "zero"),
         (lambda: F.normalize(TENSOR, "0.5", [0.2]), TypeError, "'0.5'"),
+        (lambda: F.normalize(TENSOR, np.array([1, 2, 3]), [0.2]), TypeError, r"\[1 2 3\]"),
+        (lambda: F.normalize(TENSOR, np.zeros((3, 1)), [0.2]), TypeError, "mean"),
         (lambda: F.normalize(IMG.transpose(2, 0, 1), [0.5], [0.2]), TypeError, "uint8"),
         (lambda: F.normalize(TENSOR[0], [0.5], [0.2]), ValueError, r"\(4, 5\)"),
         (lambda: F.to_pil_image(TENSOR, "CMYK"), ValueError, "CMYK"),
