@@ -124,6 +124,7 @@ def run_both(parity, ours, tv, what):
     parity.check(ours(ours_in), expected, what)
 
 
+@pytest.mark.filterwarnings("ignore:Anti-alias option is always applied")
 @pytest.mark.parametrize(("transform", "tv"), PAIRS, ids=lambda x: repr(x)[:40])
 def test_spec_through_json_rebuilds_the_torchvision_transform(parity, transform, tv):
     """A spec, through JSON and back, holds torchvision's arguments and computes what torchvision does."""
