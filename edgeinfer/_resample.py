@@ -40,10 +40,12 @@ from edgeinfer._resample_reference import (
     HAMMING,
     HAMMING_A,
     HAMMING_B,
+    LANCZOS,
     NEAREST,
     PASS_ORDERS,
     PRECISION_BITS,
     SUPPORTS,
+    installed_pass_order,
     vertical_first,
 )
 
@@ -62,6 +64,7 @@ _SCRATCH_KEPT = 1 << 21  # largest work buffer (in float32 elements, 8 MB) kept 
 _TABLE_CHUNK = 1 << 20  # coefficients computed per step of a table
 _PLAN_CACHE_BYTES = 32 << 20  # pass plans kept for reuse, in bytes of their arrays
 _PARALLEL_WORK = 1 << 20  # pixels a pass must read before it is split over threads
+_SPLIT_PIXELS = 1 << 18  # source pixels before a resize Pillow would do alone is shared with NumPy
 
 
 def resize(
@@ -71,6 +74,7 @@ def resize(
     *,
     pass_order: str = "pillow13",
     region: tuple[int, int, int, int] | None = None,
+    engine: str = "auto",
 ) -> np.ndarray:
     """Resize ``img`` to ``size`` = (height, width) exactly as Pillow's ``Image.resize`` does.
 
@@ -83,11 +87,14 @@ def resize(
             "pillow12" (horizontal pass always first, Pillow <= 12).
         region: optional (top, left, height, width) window of the output; only that window is computed,
             bit-identical to resizing fully and slicing.
+        engine: "auto" lets a PIL image be resized by Pillow itself where that is provably the same
+            arithmetic and cheaper (see ``_pillow_pays``); "numpy" always computes here.
 
     Work may be split over threads: see :func:`parallel`.
 
     Returns:
-        A new array of the input's dtype and channel count, shaped like the output (or the region).
+        A new array of the input's dtype and channel count, shaped like the output (or the region); when
+        Pillow computed it, a read-only view of Pillow's new image (as ``to_array`` gives for PIL images).
 
     Raises:
         TypeError: ``img`` is not an array of a supported dtype, or an argument has the wrong type.
@@ -103,10 +110,22 @@ def resize(
     filter = _check_filter(filter)
     if pass_order not in PASS_ORDERS:
         raise ValueError(f"pass_order must be one of {PASS_ORDERS}, got {pass_order!r}")
+    if engine not in ("auto", "numpy"):
+        raise ValueError(f"engine must be 'auto' or 'numpy', got {engine!r}")
     top, left, reg_h, reg_w = _check_region(region, out_h, out_w)
 
     if (in_h, in_w) == (out_h, out_w):  # Image.resize returns a copy
         return np.array(_window(img, top, top + reg_h, left, left + reg_w))
+    if (
+        engine == "auto"
+        and _convert.is_pil(img)
+        and _pillow_pays(img, filter, pass_order, (out_h, out_w), region)
+    ):
+        split = _pillow_rows(img, filter, (out_h, out_w), top, top + reg_h)
+        if split is None:
+            resized = img.resize((out_w, out_h), filter)
+            return _convert.pil_pixels(resized, (left, top, left + reg_w, top + reg_h))  # Pillow's new image
+        return _pillow_and_numpy(img, filter, pass_order, (out_h, out_w), (top, left, reg_h, reg_w), split)
     if filter == NEAREST:
         return _resize_nearest(img, out_h, out_w, top, left, reg_h, reg_w)
 
@@ -129,6 +148,82 @@ def resize(
     if mode in ("F", "I"):
         return _resample_32bit(window, mode, h_plan, v_plan, v_first)
     return _resample_8bit(window, mode, h_plan, v_plan, v_first)
+
+
+# NumPy's cost over Pillow's per pixel of a downscale, by filter and by mode (measured with
+# bench/preprocess.py on x86_64): Pillow's loops cost in proportion to the taps, the banded products far
+# less; a single L plane is converted cheaply, and Pillow's RGBA premultiplication is slow.
+_NUMPY_OVER_PILLOW = {BOX: 2.5, BILINEAR: 1.6, HAMMING: 1.6, BICUBIC: 1.3, LANCZOS: 1.1}
+_MODE_FACTOR = {"L": 0.6, "LA": 0.5, "RGB": 1.0, "RGBA": 0.5}
+
+
+def _pillow_pays(img, filter: int, pass_order: str, size: tuple[int, int], region) -> bool:
+    """Whether ``img.resize`` (Pillow, the call torchvision makes) gives this result faster than NumPy.
+
+    Same result: Pillow runs the arithmetic ported here; only its pass order depends on its version, so a
+    two-pass resize is handed over only when the installed Pillow orders the passes as ``pass_order`` asks.
+    Faster: Pillow resizes the whole frame, NumPy only the kept window. NEAREST reads one source pixel per
+    output pixel either way. A downscale goes to Pillow when NumPy's cost per pixel times the kept part
+    of the frame exceeds Pillow's; upscales of small images are cheaper here.
+    """
+    (in_w, in_h), (out_h, out_w) = img.size, size
+    whole = out_h * out_w
+    kept = whole if region is None else region[2] * region[3]
+    if filter == NEAREST:
+        return whole <= 4 * kept + (1 << 16)
+    if img.mode not in _MODE_FACTOR or in_h * in_w <= whole:
+        return False
+    if in_h != out_h and in_w != out_w:
+        ours = vertical_first(pass_order, in_h, in_w, out_h, out_w)
+        if ours != vertical_first(installed_pass_order(), in_h, in_w, out_h, out_w):
+            return False
+    return _NUMPY_OVER_PILLOW[filter] * _MODE_FACTOR[img.mode] * kept > whole
+
+
+def _pillow_rows(img, filter: int, size: tuple[int, int], top: int, bottom: int) -> tuple[int, int] | None:
+    """With threads to spare, (k, y): Pillow can compute output rows [0, k) alone, exactly, from source
+    rows [0, y) while NumPy computes the rest; None when there is no such split worth making.
+
+    ``img.resize((w, k), box=(0, 0, W, y))`` computes Pillow's coefficients with ``in0 = 0`` and
+    ``scale = y / k``: when y / k equals H / h exactly, every centre ``(i + 0.5) * scale`` and so every
+    coefficient is the full resize's (an FMA would add 0, so this holds on every CPU), and the pass order
+    must be the same. k is a multiple of h / gcd(H, h), near Pillow's fair share of the work.
+    """
+    (in_w, in_h), (out_h, out_w) = img.size, size
+    if filter == NEAREST or _PARALLELISM.threads < 2 or in_h * in_w < _SPLIT_PIXELS:
+        return None
+    step = out_h // math.gcd(in_h, out_h)
+    numpy_cost = _NUMPY_OVER_PILLOW[filter] * _MODE_FACTOR[img.mode]
+    share = top + (bottom - top) * numpy_cost / (1 + numpy_cost)
+    k = round(share / step) * step
+    if not top < k < bottom:
+        return None
+    y = k * in_h // out_h
+    if in_w != out_w:
+        # Pillow 13's order for a box is not documented: the box's height or the image's may count. The
+        # split is made only where both readings give the full resize's order.
+        order = installed_pass_order()
+        full = vertical_first(order, in_h, in_w, out_h, out_w)
+        if (
+            vertical_first(order, y, in_w, k, out_w) != full
+            or vertical_first(order, in_h, in_w, k, out_w) != full
+        ):
+            return None
+    return k, y
+
+
+def _pillow_and_numpy(img, filter: int, pass_order: str, size, region, split) -> np.ndarray:
+    """Rows [top, k) of the output from Pillow on a worker thread, the rest from NumPy on this one."""
+    out_w, (top, left, reg_h, reg_w), (k, y) = size[1], region, split
+    upper = _pool(1).submit(img.resize, (out_w, k), filter, (0, 0, img.width, y))
+    with parallel(1):
+        lower = resize(
+            img, size, filter, pass_order=pass_order, region=(k, left, top + reg_h - k, reg_w), engine="numpy"
+        )
+    out = np.empty((reg_h,) + lower.shape[1:], lower.dtype)
+    out[k - top :] = lower
+    out[: k - top] = _convert.pil_pixels(upper.result(), (left, top, left + reg_w, k))
+    return out
 
 
 def _window(img, row_lo: int, row_hi: int, col_lo: int, col_hi: int) -> np.ndarray:
