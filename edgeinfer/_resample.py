@@ -144,10 +144,14 @@ def resize(
     else:
         col_lo, col_hi, h_plan = left, left + reg_w, None
 
-    window = _window(img, row_lo, row_hi, col_lo, col_hi)
     if mode in ("F", "I"):
-        return _resample_32bit(window, mode, h_plan, v_plan, v_first)
-    return _resample_8bit(window, mode, h_plan, v_plan, v_first)
+        return _resample_32bit(_window(img, row_lo, row_hi, col_lo, col_hi), mode, h_plan, v_plan, v_first)
+    if h_plan is not None and not v_first and _convert.is_pil(img):  # read band by band, never all at once
+        box = (col_lo, row_lo, col_hi, row_hi)
+        shape = (row_hi - row_lo, col_hi - col_lo) + ((channels,) if mode != "L" else ())
+        return _resample_8bit(_convert.pil_bands(img, box), shape, mode, h_plan, v_plan, v_first)
+    window = _window(img, row_lo, row_hi, col_lo, col_hi)
+    return _resample_8bit([(0, window)], window.shape, mode, h_plan, v_plan, v_first)
 
 
 # NumPy's cost over Pillow's per pixel of a downscale, by filter and by mode (measured with
@@ -783,7 +787,7 @@ def _direct_pass(src: np.ndarray, plan: _Pass8, axis: int, out: np.ndarray) -> N
 
 
 class _Scratch(threading.local):
-    """Per-thread float32 work buffers, reused from call to call.
+    """Per-thread work buffers (float32 unless asked), reused from call to call.
 
     Freshly allocated arrays of a few hundred KB cost more than the arithmetic done in them here: glibc
     returns freed memory at the top of the heap to the system, so every call would page-fault it back in.
@@ -792,13 +796,13 @@ class _Scratch(threading.local):
     def __init__(self) -> None:
         self.buffers: dict[str, np.ndarray] = {}
 
-    def take(self, name: str, shape: tuple[int, ...]) -> np.ndarray:
+    def take(self, name: str, shape: tuple[int, ...], dtype: type = np.float32) -> np.ndarray:
         size = math.prod(shape)
         if size > _SCRATCH_KEPT:  # big images: the work dwarfs the page faults; do not hold the memory
-            return np.empty(shape, np.float32)
+            return np.empty(shape, dtype)
         buffer = self.buffers.get(name)
         if buffer is None or buffer.size < size:
-            buffer = self.buffers[name] = np.empty(size, np.float32)
+            buffer = self.buffers[name] = np.empty(size, dtype)
         return buffer[:size].reshape(shape)
 
 
@@ -918,7 +922,12 @@ def _horizontal_8bit(src: np.ndarray, plan: _Pass8, out: np.ndarray, premultiply
         planes = _SCRATCH.take("planes", (channels, n, plan.length))
         plan.pad(planes, 2)
         inner = planes[:, :, plan.pad_before : plan.pad_before + width]
-        np.copyto(inner, src[r0 : r0 + n].transpose(2, 0, 1))
+        if channels == 1:
+            np.copyto(inner, src[r0 : r0 + n].transpose(2, 0, 1))
+        else:  # de-interleaving bytes, then widening contiguous planes, beats doing both in one copy
+            planar = _SCRATCH.take("planar bytes", (channels, n, width), np.uint8)
+            np.copyto(planar, src[r0 : r0 + n].transpose(2, 0, 1))
+            np.copyto(inner, planar)
         if premultiply:
             _premultiply(inner, 0)
         _pass_along_rows(planes.reshape(channels * n, plan.length), plan, out[:, :, r0 : r0 + n])
@@ -936,16 +945,22 @@ def _vertical_8bit(src: np.ndarray, plan: _Pass8, out: np.ndarray) -> None:
     _in_parallel(range(0, src.shape[0], step), strip, src.shape[0] * plan.length)
 
 
-def _resample_8bit(window: np.ndarray, mode: str, h_plan, v_plan, vertical_first: bool) -> np.ndarray:
-    """The two passes on a uint8 window (R, W[, C]); intermediates are float32 holding exact integers.
+def _resample_8bit(
+    bands, shape: tuple[int, ...], mode: str, h_plan, v_plan, vertical_first: bool
+) -> np.ndarray:
+    """The two passes on a uint8 window of ``shape`` (R, W[, C]), given as bands of rows (first row, array);
+    intermediates are float32 holding exact integers. The horizontal pass reads the bands one by one,
+    so a PIL image is never copied whole; the vertical pass needs a single band.
 
     Layouts are chosen so that no step iterates over the few channels of an interleaved pixel, which
     NumPy does slowly: LA/RGBA keep each channel contiguous (channel-major) until the end.
     """
     alpha = mode in ("LA", "RGBA")
-    values = window if window.ndim == 3 else window[:, :, None]
-    height, width, channels = values.shape
+    ndim = len(shape)
+    height, width, channels = shape if ndim == 3 else shape + (1,)
     if v_plan is not None and (vertical_first or h_plan is None):
+        ((_, window),) = bands
+        values = window if ndim == 3 else window[:, :, None]
         if alpha:  # rare (tall LA/RGBA images): premultiply the interleaved window
             values = values.astype(np.float32)
             _premultiply(values, 2)
@@ -958,8 +973,9 @@ def _resample_8bit(window: np.ndarray, mode: str, h_plan, v_plan, vertical_first
         if h_plan is None:
             if alpha:
                 _unpremultiply(values, 2)
-            return _as_image(values, window.ndim)
+            return _as_image(values, ndim)
         premultiply = False
+        bands = [(0, values)]
     else:
         premultiply = alpha
 
@@ -972,25 +988,27 @@ def _resample_8bit(window: np.ndarray, mode: str, h_plan, v_plan, vertical_first
     first_row = 0 if v_plan is None else v_plan.pad_before
     if v_plan is not None:
         v_plan.pad(transposed, 2)
-    _horizontal_8bit(values, h_plan, as_wcr[:, :, first_row : first_row + height], premultiply)
+    for r0, band in bands:
+        rows_in = as_wcr[:, :, first_row + r0 : first_row + r0 + len(band)]
+        _horizontal_8bit(band if band.ndim == 3 else band[:, :, None], h_plan, rows_in, premultiply)
     if v_plan is None:
         upright = transposed[:, : h_plan.size] if alpha else transposed[: h_plan.size]
         if alpha:
             _unpremultiply(upright, 0)
-        return _as_image(upright.transpose(2, 1, 0) if alpha else upright.transpose(2, 0, 1), window.ndim)
+        return _as_image(upright.transpose(2, 1, 0) if alpha else upright.transpose(2, 0, 1), ndim)
 
     if not alpha:  # the vertical pass writes the uint8 result directly
         out = np.empty((v_plan.padded_size, h_plan.size, channels), np.uint8)
         _vertical_8bit(
             transposed[: h_plan.size].reshape(-1, rows), v_plan, out.reshape(v_plan.padded_size, -1)
         )
-        return _as_image(out[: v_plan.size], window.ndim)
+        return _as_image(out[: v_plan.size], ndim)
     planar = _SCRATCH.take("vertical out", (v_plan.padded_size, channels, h_plan.size))
     for channel in range(channels):
         _vertical_8bit(transposed[channel, : h_plan.size], v_plan, planar[:, channel])
     upright = planar[: v_plan.size]
     _unpremultiply(upright, 1)
-    return _as_image(upright.transpose(0, 2, 1), window.ndim)
+    return _as_image(upright.transpose(0, 2, 1), ndim)
 
 
 def _as_image(values: np.ndarray, ndim: int) -> np.ndarray:
