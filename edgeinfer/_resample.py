@@ -922,7 +922,7 @@ def _horizontal_8bit(src: np.ndarray, plan: _Pass8, out: np.ndarray, premultiply
         planes = _SCRATCH.take("planes", (channels, n, plan.length))
         plan.pad(planes, 2)
         inner = planes[:, :, plan.pad_before : plan.pad_before + width]
-        if channels == 1:
+        if channels == 1 or src.dtype != np.uint8:
             np.copyto(inner, src[r0 : r0 + n].transpose(2, 0, 1))
         else:  # de-interleaving bytes, then widening contiguous planes, beats doing both in one copy
             planar = _SCRATCH.take("planar bytes", (channels, n, width), np.uint8)
