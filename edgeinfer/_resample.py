@@ -64,7 +64,7 @@ _SCRATCH_KEPT = 1 << 21  # largest work buffer (in float32 elements, 8 MB) kept 
 _TABLE_CHUNK = 1 << 20  # coefficients computed per step of a table
 _PLAN_CACHE_BYTES = 32 << 20  # pass plans kept for reuse, in bytes of their arrays
 _PARALLEL_WORK = 1 << 20  # pixels a pass must read before it is split over threads
-_SPLIT_PIXELS = 1 << 18  # source pixels before a resize Pillow would do alone is shared with NumPy
+_SPLIT_PIXELS = 1 << 19  # source pixels before a resize is split in two over threads
 
 
 def resize(
@@ -128,6 +128,8 @@ def resize(
         return _pillow_and_numpy(img, filter, pass_order, (out_h, out_w), (top, left, reg_h, reg_w), split)
     if filter == NEAREST:
         return _resize_nearest(img, out_h, out_w, top, left, reg_h, reg_w)
+    if _PARALLELISM.threads > 1 and reg_h > 1 and in_h * in_w >= _SPLIT_PIXELS:
+        return _halves(img, (out_h, out_w), filter, pass_order, (top, left, reg_h, reg_w))
 
     need_h, need_v = out_w != in_w, out_h != in_h
     v_first = need_h and need_v and vertical_first(pass_order, in_h, in_w, out_h, out_w)
@@ -228,6 +230,26 @@ def _pillow_and_numpy(img, filter: int, pass_order: str, size, region, split) ->
     out[k - top :] = lower
     out[: k - top] = _convert.pil_pixels(upper.result(), (left, top, left + reg_w, k))
     return out
+
+
+def _halves(img, size, filter: int, pass_order: str, region) -> np.ndarray:
+    """The window's upper half on a worker thread and its lower half here, each exactly as a window of
+    its own; each half repeats only the few source rows the filter shares across the cut."""
+    top, left, reg_h, reg_w = region
+    mid = top + reg_h // 2
+    upper = _pool(1).submit(
+        resize, img, size, filter, pass_order=pass_order, region=(top, left, mid - top, reg_w), engine="numpy"
+    )
+    with parallel(1):
+        lower = resize(
+            img,
+            size,
+            filter,
+            pass_order=pass_order,
+            region=(mid, left, top + reg_h - mid, reg_w),
+            engine="numpy",
+        )
+    return np.concatenate([upper.result(), lower])
 
 
 def _window(img, row_lo: int, row_hi: int, col_lo: int, col_hi: int) -> np.ndarray:

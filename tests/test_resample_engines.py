@@ -2,7 +2,8 @@
 
 ``_resample.resize`` hands a PIL image to ``Image.resize`` where that is the same arithmetic and cheaper,
 and with two threads lets Pillow compute the top rows (through a ``box`` that reproduces the full resize's
-coefficients) while NumPy computes the rest. These tests hold each way to the installed Pillow.
+coefficients) while NumPy computes the rest, or computes a window in two halves on two threads. These
+tests hold each way to the installed Pillow.
 """
 
 from __future__ import annotations
@@ -57,7 +58,7 @@ def test_pillow_and_numpy_sharing_a_resize_match_pillow(mode, filter_name, geome
 
 def test_photo_geometries_are_shared() -> None:
     """The split is not dead code: common photo resizes do get one (and the refusals are reasoned)."""
-    img = Image.new("RGB", (640, 480))
+    img = Image.new("RGB", (1280, 960))
     with _resample.parallel(2):
         assert _resample._pillow_rows(img, FILTERS["bilinear"], (224, 224), 0, 224) is not None
         assert _resample._pillow_rows(img, FILTERS["nearest"], (224, 224), 0, 224) is None
@@ -67,7 +68,7 @@ def test_photo_geometries_are_shared() -> None:
 @st.composite
 def pil_cases(draw):
     in_h, in_w = draw(st.integers(2, 70)), draw(st.integers(2, 70))
-    out_h, out_w = draw(st.integers(1, in_h)), draw(st.integers(1, in_w))  # downscales: Pillow's domain
+    out_h, out_w = draw(st.integers(1, 2 * in_h)), draw(st.integers(1, 2 * in_w))
     top, left = draw(st.integers(0, out_h - 1)), draw(st.integers(0, out_w - 1))
     region = (top, left, draw(st.integers(1, out_h - top)), draw(st.integers(1, out_w - left)))
     mode = draw(st.sampled_from(MODES))
@@ -83,8 +84,8 @@ def pil_cases(draw):
 )
 @given(case=pil_cases())
 def test_every_engine_matches_pillow_on_random_pil_images(case, image_factory, parity, monkeypatch) -> None:
-    """Pillow alone, NumPy alone (``engine="numpy"``) and the two sharing rows (any image size allowed to
-    split), with and without a window, all equal Pillow's full resize."""
+    """Pillow alone, NumPy alone (``engine="numpy"``), the two sharing rows and NumPy in two halves (any
+    image size allowed to split), with and without a window, all equal Pillow's full resize."""
     (in_h, in_w, mode, seed), size, filter, region = case
     img = pil_image(in_h, in_w, mode, seed % 1000, image_factory)
     want = pillow(img, size, filter)
