@@ -43,7 +43,10 @@ SPLIT_GEOMETRIES = [
 @pytest.mark.parametrize("geometry", SPLIT_GEOMETRIES, ids=lambda g: f"{g[0]}->{g[1]}")
 @pytest.mark.parametrize("filter_name", [f for f in FILTERS if f != "nearest"])
 @pytest.mark.parametrize("mode", MODES)
-def test_pillow_and_numpy_sharing_a_resize_match_pillow(mode, filter_name, geometry, image_factory, parity):
+def test_pillow_and_numpy_sharing_a_resize_match_pillow(
+    mode, filter_name, geometry, image_factory, parity, monkeypatch
+):
+    monkeypatch.setattr(_resample, "_SPLIT_PIXELS", 0)
     (in_h, in_w), size = geometry
     img = pil_image(in_h, in_w, mode, 3, image_factory)
     filter = FILTERS[filter_name]
