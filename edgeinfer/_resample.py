@@ -15,6 +15,12 @@ Speed (8-bit modes) comes from
   indices without walking the whole axis, filters of thousands of taps as direct exact float64 products,
   plans cached up to a byte budget.
 
+A PIL image (what a decoded file is) can also be resized by Pillow itself, which runs exactly this
+arithmetic: ``resize`` hands it over where Pillow is provably exact (same pass order) and cheaper
+(``_pillow_pays``: full-frame downscales; NumPy wins on windows, upscales, L, RGBA and long filters). With
+two threads allowed, Pillow computes the top rows while NumPy computes the rest (``_pillow_rows``), or
+NumPy computes a window as two halves (``_halves``).
+
 ``_resample_reference`` is the loop-for-loop port of Pillow's C code that these paths are tested against;
 it owns the constants both share (filter codes and supports, fixed point precision, the pass order).
 """
