@@ -81,6 +81,7 @@ def build_model(workdir: Path) -> tuple[Path, Path]:
     import torchvision.transforms as T
 
     from bench.common import export_fp32
+    from edgeinfer.config import DataConfig
     from edgeinfer.transforms import from_torchvision
     from train.checkpoint import save_checkpoint
     from train.models import build_model as build_network
@@ -93,7 +94,9 @@ def build_model(workdir: Path) -> tuple[Path, Path]:
     ).to_spec()
     labels = tuple(f"class_{i:03d}" for i in range(1000))
     checkpoint = workdir / "mobilenet.pt"
-    save_checkpoint(checkpoint, network, config, spec, labels, (3, 224, 224), {}, "RGB", "bench photos")
+    dataset = {"kind": "bench photos"}
+    data_config = DataConfig("mobilenet_v3_small", labels, "RGB", (3, 224, 224), spec, dataset)
+    save_checkpoint(checkpoint, network, config, data_config, {})
     return checkpoint, export_fp32(checkpoint, workdir / "mobilenet.onnx")
 
 

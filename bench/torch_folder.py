@@ -18,21 +18,22 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch
 from torchvision.datasets import ImageFolder
 
-from export.checkpoint import build_network, load_checkpoint
+from export.checkpoint import build_network, data_config, load_checkpoint
 from export.inputs import reference_transform
 
 
 def main(checkpoint_path: str, folder: str) -> None:
     ckpt = load_checkpoint(checkpoint_path)
+    config = data_config(ckpt)
     network = build_network(ckpt).eval()
-    dataset = ImageFolder(folder, transform=reference_transform(ckpt["preprocessing"]))
+    dataset = ImageFolder(folder, transform=reference_transform(config.preprocessing))
     loader = torch.utils.data.DataLoader(dataset, batch_size=64, num_workers=2)
     paths = iter(path for path, _ in dataset.samples)
     with torch.inference_mode():
         for images, _ in loader:
             scores, indices = torch.softmax(network(images), dim=1).max(dim=1)
             for score, index in zip(scores.tolist(), indices.tolist(), strict=True):
-                print(f"{next(paths)}\t{ckpt['labels'][index]}\t{score:.4f}")
+                print(f"{next(paths)}\t{config.labels[index]}\t{score:.4f}")
 
 
 if __name__ == "__main__":

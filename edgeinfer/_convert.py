@@ -7,6 +7,7 @@ An image is an array whose dtype and shape imply its PIL mode: uint8 ``H×W`` = 
 from __future__ import annotations
 
 import ctypes
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -142,17 +143,40 @@ def pil_pixels(img: Any, box: tuple[int, int, int, int] | None = None) -> np.nda
     """
     if not hasattr(img, "__arrow_c_array__"):  # Pillow < 11.2
         return np.asarray(img if box is None else img.crop(box))
-    nbytes, typestr, channels = _STORAGE[img.mode]
-    left, top, right, bottom = box or (0, 0, img.width, img.height)
-    whole = pil_view(img)
-    if whole is not None:
-        return whole[top:bottom, left:right]
-    rows = max(1, _BAND_BYTES // ((right - left) * nbytes))
-    pixels = np.empty(_stored_shape(img.mode, bottom - top, right - left), typestr)
-    for y in range(top, bottom, rows):
-        band = img.crop((left, y, right, min(bottom, y + rows)))
-        pixels[y - top : y - top + band.height] = _exported(band, typestr)
+    bands = list(_stored_bands(img, box))
+    if len(bands) == 1:
+        pixels = bands[0][1]
+    else:
+        pixels = np.empty((sum(len(band) for _, band in bands),) + bands[0][1].shape[1:], bands[0][1].dtype)
+        for y, band in bands:
+            pixels[y : y + len(band)] = band
+    channels = _STORAGE[img.mode][2]
     return pixels if channels is None else pixels[:, :, channels]
+
+
+def pil_bands(img: Any, box: tuple[int, int, int, int] | None = None) -> Iterator[tuple[int, np.ndarray]]:
+    """The pixels of ``pil_pixels(img, box)`` as consecutive bands of rows, (first row, read-only pixels),
+    each made only when asked for: a reader that goes band by band never holds a copy of the whole."""
+    if not hasattr(img, "__arrow_c_array__"):  # Pillow < 11.2
+        yield 0, pil_pixels(img, box)
+        return
+    channels = _STORAGE[img.mode][2]
+    for y, band in _stored_bands(img, box):
+        yield y, band if channels is None else band[:, :, channels]
+
+
+def _stored_bands(img: Any, box: tuple[int, int, int, int] | None) -> Iterator[tuple[int, np.ndarray]]:
+    """Bands of the window as Pillow stores its pixels: one view of the whole when the image is one block
+    of memory, else crops of about _BAND_BYTES."""
+    nbytes, typestr, _ = _STORAGE[img.mode]
+    left, top, right, bottom = box or (0, 0, img.width, img.height)
+    whole = _stored_view(img)
+    if whole is not None:
+        yield 0, whole[top:bottom, left:right]
+        return
+    rows = max(1, _BAND_BYTES // ((right - left) * nbytes))
+    for y in range(top, bottom, rows):
+        yield y - top, _exported(img.crop((left, y, right, min(bottom, y + rows))), typestr)
 
 
 def pil_rows(img: Any, rows: list[int], left: int, right: int) -> np.ndarray:
@@ -168,15 +192,19 @@ def pil_rows(img: Any, rows: list[int], left: int, right: int) -> np.ndarray:
 
 def pil_view(img: Any) -> np.ndarray | None:
     """All of a PIL image's pixels without a copy when Pillow holds them in one block, else None."""
+    pixels = _stored_view(img)
+    channels = _STORAGE[img.mode][2]
+    return pixels if pixels is None or channels is None else pixels[:, :, channels]
+
+
+def _stored_view(img: Any) -> np.ndarray | None:
     img.load()
     if not hasattr(img, "__arrow_c_array__"):  # Pillow < 11.2 exports nothing
         return None
     try:
-        pixels = _exported(img, _STORAGE[img.mode][1])
+        return _exported(img, _STORAGE[img.mode][1])
     except ValueError:  # "Image rows are not contiguous in memory"
         return None
-    channels = _STORAGE[img.mode][2]
-    return pixels if channels is None else pixels[:, :, channels]
 
 
 def _stored_shape(mode: str, height: int, width: int) -> tuple[int, ...]:

@@ -15,6 +15,12 @@ Speed (8-bit modes) comes from
   indices without walking the whole axis, filters of thousands of taps as direct exact float64 products,
   plans cached up to a byte budget.
 
+A PIL image (what a decoded file is) can also be resized by Pillow itself, which runs exactly this
+arithmetic: ``resize`` hands it over where Pillow is provably exact (same pass order) and cheaper
+(``_pillow_pays``: full-frame downscales; NumPy wins on windows, upscales, L, RGBA and long filters). With
+two threads allowed, Pillow computes the top rows while NumPy computes the rest (``_pillow_rows``), or
+NumPy computes a window as two halves (``_halves``).
+
 ``_resample_reference`` is the loop-for-loop port of Pillow's C code that these paths are tested against;
 it owns the constants both share (filter codes and supports, fixed point precision, the pass order).
 """
@@ -40,10 +46,12 @@ from edgeinfer._resample_reference import (
     HAMMING,
     HAMMING_A,
     HAMMING_B,
+    LANCZOS,
     NEAREST,
     PASS_ORDERS,
     PRECISION_BITS,
     SUPPORTS,
+    installed_pass_order,
     vertical_first,
 )
 
@@ -62,6 +70,7 @@ _SCRATCH_KEPT = 1 << 21  # largest work buffer (in float32 elements, 8 MB) kept 
 _TABLE_CHUNK = 1 << 20  # coefficients computed per step of a table
 _PLAN_CACHE_BYTES = 32 << 20  # pass plans kept for reuse, in bytes of their arrays
 _PARALLEL_WORK = 1 << 20  # pixels a pass must read before it is split over threads
+_SPLIT_PIXELS = 1 << 19  # source pixels before a resize is split in two over threads
 
 
 def resize(
@@ -71,6 +80,7 @@ def resize(
     *,
     pass_order: str = "pillow13",
     region: tuple[int, int, int, int] | None = None,
+    engine: str = "auto",
 ) -> np.ndarray:
     """Resize ``img`` to ``size`` = (height, width) exactly as Pillow's ``Image.resize`` does.
 
@@ -83,11 +93,14 @@ def resize(
             "pillow12" (horizontal pass always first, Pillow <= 12).
         region: optional (top, left, height, width) window of the output; only that window is computed,
             bit-identical to resizing fully and slicing.
+        engine: "auto" lets a PIL image be resized by Pillow itself where that is provably the same
+            arithmetic and cheaper (see ``_pillow_pays``); "numpy" always computes here.
 
     Work may be split over threads: see :func:`parallel`.
 
     Returns:
-        A new array of the input's dtype and channel count, shaped like the output (or the region).
+        A new array of the input's dtype and channel count, shaped like the output (or the region); when
+        Pillow computed it, a read-only view of Pillow's new image (as ``to_array`` gives for PIL images).
 
     Raises:
         TypeError: ``img`` is not an array of a supported dtype, or an argument has the wrong type.
@@ -103,12 +116,26 @@ def resize(
     filter = _check_filter(filter)
     if pass_order not in PASS_ORDERS:
         raise ValueError(f"pass_order must be one of {PASS_ORDERS}, got {pass_order!r}")
+    if engine not in ("auto", "numpy"):
+        raise ValueError(f"engine must be 'auto' or 'numpy', got {engine!r}")
     top, left, reg_h, reg_w = _check_region(region, out_h, out_w)
 
     if (in_h, in_w) == (out_h, out_w):  # Image.resize returns a copy
         return np.array(_window(img, top, top + reg_h, left, left + reg_w))
+    if (
+        engine == "auto"
+        and _convert.is_pil(img)
+        and _pillow_pays(img, filter, pass_order, (out_h, out_w), region)
+    ):
+        split = _pillow_rows(img, filter, (out_h, out_w), top, top + reg_h)
+        if split is None:
+            resized = img.resize((out_w, out_h), filter)
+            return _convert.pil_pixels(resized, (left, top, left + reg_w, top + reg_h))  # Pillow's new image
+        return _pillow_and_numpy(img, filter, pass_order, (out_h, out_w), (top, left, reg_h, reg_w), split)
     if filter == NEAREST:
         return _resize_nearest(img, out_h, out_w, top, left, reg_h, reg_w)
+    if _PARALLELISM.threads > 1 and reg_h > 1 and in_h * in_w >= _SPLIT_PIXELS:
+        return _halves(img, (out_h, out_w), filter, pass_order, (top, left, reg_h, reg_w))
 
     need_h, need_v = out_w != in_w, out_h != in_h
     v_first = need_h and need_v and vertical_first(pass_order, in_h, in_w, out_h, out_w)
@@ -125,10 +152,110 @@ def resize(
     else:
         col_lo, col_hi, h_plan = left, left + reg_w, None
 
-    window = _window(img, row_lo, row_hi, col_lo, col_hi)
     if mode in ("F", "I"):
-        return _resample_32bit(window, mode, h_plan, v_plan, v_first)
-    return _resample_8bit(window, mode, h_plan, v_plan, v_first)
+        return _resample_32bit(_window(img, row_lo, row_hi, col_lo, col_hi), mode, h_plan, v_plan, v_first)
+    if h_plan is not None and not v_first and _convert.is_pil(img):  # read band by band, never all at once
+        box = (col_lo, row_lo, col_hi, row_hi)
+        shape = (row_hi - row_lo, col_hi - col_lo) + ((channels,) if mode != "L" else ())
+        return _resample_8bit(_convert.pil_bands(img, box), shape, mode, h_plan, v_plan, v_first)
+    window = _window(img, row_lo, row_hi, col_lo, col_hi)
+    return _resample_8bit([(0, window)], window.shape, mode, h_plan, v_plan, v_first)
+
+
+# NumPy's cost over Pillow's per pixel of a downscale, by filter and by mode (measured with
+# bench/preprocess.py on x86_64): Pillow's loops cost in proportion to the taps, the banded products far
+# less; a single L plane is converted cheaply, and Pillow's RGBA premultiplication is slow.
+_NUMPY_OVER_PILLOW = {BOX: 2.5, BILINEAR: 1.6, HAMMING: 1.6, BICUBIC: 1.3, LANCZOS: 1.1}
+_MODE_FACTOR = {"L": 0.6, "LA": 0.5, "RGB": 1.0, "RGBA": 0.5}
+
+
+def _pillow_pays(img, filter: int, pass_order: str, size: tuple[int, int], region) -> bool:
+    """Whether ``img.resize`` (Pillow, the call torchvision makes) gives this result faster than NumPy.
+
+    Same result: Pillow runs the arithmetic ported here; only its pass order depends on its version, so a
+    two-pass resize is handed over only when the installed Pillow orders the passes as ``pass_order`` asks.
+    Faster: Pillow resizes the whole frame, NumPy only the kept window. NEAREST reads one source pixel per
+    output pixel either way. A downscale goes to Pillow when NumPy's cost per pixel times the kept part
+    of the frame exceeds Pillow's; upscales of small images are cheaper here.
+    """
+    (in_w, in_h), (out_h, out_w) = img.size, size
+    whole = out_h * out_w
+    kept = whole if region is None else region[2] * region[3]
+    if filter == NEAREST:
+        return whole <= 4 * kept + (1 << 16)
+    if img.mode not in _MODE_FACTOR or in_h * in_w <= whole:
+        return False
+    if in_h != out_h and in_w != out_w:
+        ours = vertical_first(pass_order, in_h, in_w, out_h, out_w)
+        if ours != vertical_first(installed_pass_order(), in_h, in_w, out_h, out_w):
+            return False
+    return _NUMPY_OVER_PILLOW[filter] * _MODE_FACTOR[img.mode] * kept > whole
+
+
+def _pillow_rows(img, filter: int, size: tuple[int, int], top: int, bottom: int) -> tuple[int, int] | None:
+    """With threads to spare, (k, y): Pillow can compute output rows [0, k) alone, exactly, from source
+    rows [0, y) while NumPy computes the rest; None when there is no such split worth making.
+
+    ``img.resize((w, k), box=(0, 0, W, y))`` computes Pillow's coefficients with ``in0 = 0`` and
+    ``scale = y / k``: when y / k equals H / h exactly, every centre ``(i + 0.5) * scale`` and so every
+    coefficient is the full resize's (an FMA would add 0, so this holds on every CPU), and the pass order
+    must be the same. k is a multiple of h / gcd(H, h), near Pillow's fair share of the work.
+    """
+    (in_w, in_h), (out_h, out_w) = img.size, size
+    if filter == NEAREST or _PARALLELISM.threads < 2 or in_h * in_w < _SPLIT_PIXELS:
+        return None
+    step = out_h // math.gcd(in_h, out_h)
+    numpy_cost = _NUMPY_OVER_PILLOW[filter] * _MODE_FACTOR[img.mode]
+    share = top + (bottom - top) * numpy_cost / (1 + numpy_cost)
+    k = round(share / step) * step
+    if not top < k < bottom:
+        return None
+    y = k * in_h // out_h
+    if in_w != out_w:
+        # Pillow 13's order for a box is not documented: the box's height or the image's may count. The
+        # split is made only where both readings give the full resize's order.
+        order = installed_pass_order()
+        full = vertical_first(order, in_h, in_w, out_h, out_w)
+        if (
+            vertical_first(order, y, in_w, k, out_w) != full
+            or vertical_first(order, in_h, in_w, k, out_w) != full
+        ):
+            return None
+    return k, y
+
+
+def _pillow_and_numpy(img, filter: int, pass_order: str, size, region, split) -> np.ndarray:
+    """Rows [top, k) of the output from Pillow on a worker thread, the rest from NumPy on this one."""
+    out_w, (top, left, reg_h, reg_w), (k, y) = size[1], region, split
+    upper = _pool(1).submit(img.resize, (out_w, k), filter, (0, 0, img.width, y))
+    with parallel(1):
+        lower = resize(
+            img, size, filter, pass_order=pass_order, region=(k, left, top + reg_h - k, reg_w), engine="numpy"
+        )
+    out = np.empty((reg_h,) + lower.shape[1:], lower.dtype)
+    out[k - top :] = lower
+    out[: k - top] = _convert.pil_pixels(upper.result(), (left, top, left + reg_w, k))
+    return out
+
+
+def _halves(img, size, filter: int, pass_order: str, region) -> np.ndarray:
+    """The window's upper half on a worker thread and its lower half here, each exactly as a window of
+    its own; each half repeats only the few source rows the filter shares across the cut."""
+    top, left, reg_h, reg_w = region
+    mid = top + reg_h // 2
+    upper = _pool(1).submit(
+        resize, img, size, filter, pass_order=pass_order, region=(top, left, mid - top, reg_w), engine="numpy"
+    )
+    with parallel(1):
+        lower = resize(
+            img,
+            size,
+            filter,
+            pass_order=pass_order,
+            region=(mid, left, top + reg_h - mid, reg_w),
+            engine="numpy",
+        )
+    return np.concatenate([upper.result(), lower])
 
 
 def _window(img, row_lo: int, row_hi: int, col_lo: int, col_hi: int) -> np.ndarray:
@@ -688,7 +815,7 @@ def _direct_pass(src: np.ndarray, plan: _Pass8, axis: int, out: np.ndarray) -> N
 
 
 class _Scratch(threading.local):
-    """Per-thread float32 work buffers, reused from call to call.
+    """Per-thread work buffers (float32 unless asked), reused from call to call.
 
     Freshly allocated arrays of a few hundred KB cost more than the arithmetic done in them here: glibc
     returns freed memory at the top of the heap to the system, so every call would page-fault it back in.
@@ -697,13 +824,13 @@ class _Scratch(threading.local):
     def __init__(self) -> None:
         self.buffers: dict[str, np.ndarray] = {}
 
-    def take(self, name: str, shape: tuple[int, ...]) -> np.ndarray:
+    def take(self, name: str, shape: tuple[int, ...], dtype: type = np.float32) -> np.ndarray:
         size = math.prod(shape)
         if size > _SCRATCH_KEPT:  # big images: the work dwarfs the page faults; do not hold the memory
-            return np.empty(shape, np.float32)
+            return np.empty(shape, dtype)
         buffer = self.buffers.get(name)
         if buffer is None or buffer.size < size:
-            buffer = self.buffers[name] = np.empty(size, np.float32)
+            buffer = self.buffers[name] = np.empty(size, dtype)
         return buffer[:size].reshape(shape)
 
 
@@ -823,7 +950,12 @@ def _horizontal_8bit(src: np.ndarray, plan: _Pass8, out: np.ndarray, premultiply
         planes = _SCRATCH.take("planes", (channels, n, plan.length))
         plan.pad(planes, 2)
         inner = planes[:, :, plan.pad_before : plan.pad_before + width]
-        np.copyto(inner, src[r0 : r0 + n].transpose(2, 0, 1))
+        if channels == 1 or src.dtype != np.uint8:
+            np.copyto(inner, src[r0 : r0 + n].transpose(2, 0, 1))
+        else:  # de-interleaving bytes, then widening contiguous planes, beats doing both in one copy
+            planar = _SCRATCH.take("planar bytes", (channels, n, width), np.uint8)
+            np.copyto(planar, src[r0 : r0 + n].transpose(2, 0, 1))
+            np.copyto(inner, planar)
         if premultiply:
             _premultiply(inner, 0)
         _pass_along_rows(planes.reshape(channels * n, plan.length), plan, out[:, :, r0 : r0 + n])
@@ -841,16 +973,22 @@ def _vertical_8bit(src: np.ndarray, plan: _Pass8, out: np.ndarray) -> None:
     _in_parallel(range(0, src.shape[0], step), strip, src.shape[0] * plan.length)
 
 
-def _resample_8bit(window: np.ndarray, mode: str, h_plan, v_plan, vertical_first: bool) -> np.ndarray:
-    """The two passes on a uint8 window (R, W[, C]); intermediates are float32 holding exact integers.
+def _resample_8bit(
+    bands, shape: tuple[int, ...], mode: str, h_plan, v_plan, vertical_first: bool
+) -> np.ndarray:
+    """The two passes on a uint8 window of ``shape`` (R, W[, C]), given as bands of rows (first row, array);
+    intermediates are float32 holding exact integers. The horizontal pass reads the bands one by one,
+    so a PIL image is never copied whole; the vertical pass needs a single band.
 
     Layouts are chosen so that no step iterates over the few channels of an interleaved pixel, which
     NumPy does slowly: LA/RGBA keep each channel contiguous (channel-major) until the end.
     """
     alpha = mode in ("LA", "RGBA")
-    values = window if window.ndim == 3 else window[:, :, None]
-    height, width, channels = values.shape
+    ndim = len(shape)
+    height, width, channels = shape if ndim == 3 else shape + (1,)
     if v_plan is not None and (vertical_first or h_plan is None):
+        ((_, window),) = bands
+        values = window if ndim == 3 else window[:, :, None]
         if alpha:  # rare (tall LA/RGBA images): premultiply the interleaved window
             values = values.astype(np.float32)
             _premultiply(values, 2)
@@ -863,8 +1001,9 @@ def _resample_8bit(window: np.ndarray, mode: str, h_plan, v_plan, vertical_first
         if h_plan is None:
             if alpha:
                 _unpremultiply(values, 2)
-            return _as_image(values, window.ndim)
+            return _as_image(values, ndim)
         premultiply = False
+        bands = [(0, values)]
     else:
         premultiply = alpha
 
@@ -877,25 +1016,27 @@ def _resample_8bit(window: np.ndarray, mode: str, h_plan, v_plan, vertical_first
     first_row = 0 if v_plan is None else v_plan.pad_before
     if v_plan is not None:
         v_plan.pad(transposed, 2)
-    _horizontal_8bit(values, h_plan, as_wcr[:, :, first_row : first_row + height], premultiply)
+    for r0, band in bands:
+        rows_in = as_wcr[:, :, first_row + r0 : first_row + r0 + len(band)]
+        _horizontal_8bit(band if band.ndim == 3 else band[:, :, None], h_plan, rows_in, premultiply)
     if v_plan is None:
         upright = transposed[:, : h_plan.size] if alpha else transposed[: h_plan.size]
         if alpha:
             _unpremultiply(upright, 0)
-        return _as_image(upright.transpose(2, 1, 0) if alpha else upright.transpose(2, 0, 1), window.ndim)
+        return _as_image(upright.transpose(2, 1, 0) if alpha else upright.transpose(2, 0, 1), ndim)
 
     if not alpha:  # the vertical pass writes the uint8 result directly
         out = np.empty((v_plan.padded_size, h_plan.size, channels), np.uint8)
         _vertical_8bit(
             transposed[: h_plan.size].reshape(-1, rows), v_plan, out.reshape(v_plan.padded_size, -1)
         )
-        return _as_image(out[: v_plan.size], window.ndim)
+        return _as_image(out[: v_plan.size], ndim)
     planar = _SCRATCH.take("vertical out", (v_plan.padded_size, channels, h_plan.size))
     for channel in range(channels):
         _vertical_8bit(transposed[channel, : h_plan.size], v_plan, planar[:, channel])
     upright = planar[: v_plan.size]
     _unpremultiply(upright, 1)
-    return _as_image(upright.transpose(0, 2, 1), window.ndim)
+    return _as_image(upright.transpose(0, 2, 1), ndim)
 
 
 def _as_image(values: np.ndarray, ndim: int) -> np.ndarray:

@@ -17,6 +17,7 @@ This module also owns the constants both implementations share: the filter table
 from __future__ import annotations
 
 import math
+from functools import cache
 
 import numpy as np
 
@@ -30,6 +31,14 @@ PRECISION_BITS = 32 - 8 - 2  # Resample.c: 8 bits of pixel, 2 of headroom for ne
 # Hamming's 0.54f and 0.46f are float32 literals in Resample.c, promoted to double.
 HAMMING_A = float(np.float32(0.54))
 HAMMING_B = float(np.float32(0.46))
+
+
+@cache
+def installed_pass_order() -> str:
+    """The pass order of the installed Pillow (what ``Image.resize`` computes here)."""
+    import PIL
+
+    return "pillow13" if int(PIL.__version__.split(".")[0]) >= 13 else "pillow12"
 
 
 def vertical_first(pass_order: str, in_h: int, in_w: int, out_h: int, out_w: int) -> bool:

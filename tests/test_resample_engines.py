@@ -1,0 +1,108 @@
+"""Who computes a resize of a PIL image: Pillow itself, NumPy, or both at once. Every way against Pillow.
+
+``_resample.resize`` hands a PIL image to ``Image.resize`` where that is the same arithmetic and cheaper,
+and with two threads lets Pillow compute the top rows (through a ``box`` that reproduces the full resize's
+coefficients) while NumPy computes the rest, or computes a window in two halves on two threads. These
+tests hold each way to the installed Pillow.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+from edgeinfer import _resample
+
+FILTERS = {f.name.lower(): f.value for f in Image.Resampling if f.value <= 5}
+MODES = ["L", "LA", "RGB", "RGBA"]
+
+
+def pil_image(h: int, w: int, mode: str, seed: int, image_factory) -> Image.Image:
+    return Image.fromarray(image_factory(h, w, mode, seed=seed))
+
+
+def pillow(img: Image.Image, size: tuple[int, int], filter: int) -> np.ndarray:
+    return np.asarray(img.resize((size[1], size[0]), filter))
+
+
+# (input height, width) -> output (height, width): photo geometries whose rows split exactly, and tall ones
+# on either side of Pillow 13's pass-order rule.
+SPLIT_GEOMETRIES = [
+    ((480, 640), (224, 224)),
+    ((640, 480), (256, 192)),
+    ((300, 1000), (256, 853)),
+    ((1000, 300), (746, 224)),
+    ((768, 532), (651, 398)),  # the box's own geometry would go vertical first: no split
+    ((1080, 1920), (256, 455)),
+]
+
+
+@pytest.mark.parametrize("geometry", SPLIT_GEOMETRIES, ids=lambda g: f"{g[0]}->{g[1]}")
+@pytest.mark.parametrize("filter_name", [f for f in FILTERS if f != "nearest"])
+@pytest.mark.parametrize("mode", MODES)
+def test_pillow_and_numpy_sharing_a_resize_match_pillow(
+    mode, filter_name, geometry, image_factory, parity, monkeypatch
+):
+    monkeypatch.setattr(_resample, "_SPLIT_PIXELS", 0)
+    (in_h, in_w), size = geometry
+    img = pil_image(in_h, in_w, mode, 3, image_factory)
+    filter = FILTERS[filter_name]
+    with _resample.parallel(2):
+        got = _resample.resize(img, size, filter)
+        top, left = size[0] // 5, size[1] // 4
+        window = _resample.resize(img, size, filter, region=(top, left, size[0] - 2 * top, size[1] - left))
+    want = pillow(img, size, filter)
+    parity.check(got, want, f"2 threads {mode} {geometry}")
+    parity.check(window, want[top : size[0] - top, left:], f"2 threads, window {mode} {geometry}")
+
+
+def test_photo_geometries_are_shared() -> None:
+    """The split is not dead code: common photo resizes do get one (and the refusals are reasoned)."""
+    img = Image.new("RGB", (1280, 960))
+    with _resample.parallel(2):
+        assert _resample._pillow_rows(img, FILTERS["bilinear"], (224, 224), 0, 224) is not None
+        assert _resample._pillow_rows(img, FILTERS["nearest"], (224, 224), 0, 224) is None
+    assert _resample._pillow_rows(img, FILTERS["bilinear"], (224, 224), 0, 224) is None  # one thread
+
+
+@st.composite
+def pil_cases(draw):
+    in_h, in_w = draw(st.integers(2, 70)), draw(st.integers(2, 70))
+    out_h, out_w = draw(st.integers(1, 2 * in_h)), draw(st.integers(1, 2 * in_w))
+    top, left = draw(st.integers(0, out_h - 1)), draw(st.integers(0, out_w - 1))
+    region = (top, left, draw(st.integers(1, out_h - top)), draw(st.integers(1, out_w - left)))
+    mode = draw(st.sampled_from(MODES))
+    filter = draw(st.sampled_from(sorted(FILTERS.values())))
+    return (in_h, in_w, mode, draw(st.integers(0, 2**32 - 1))), (out_h, out_w), filter, region
+
+
+@settings(
+    max_examples=400,
+    derandomize=True,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],  # setattr: same value
+)
+@given(case=pil_cases())
+def test_every_engine_matches_pillow_on_random_pil_images(case, image_factory, parity, monkeypatch) -> None:
+    """Pillow alone, NumPy alone (``engine="numpy"``), the two sharing rows and NumPy in two halves (any
+    image size allowed to split), with and without a window, all equal Pillow's full resize."""
+    (in_h, in_w, mode, seed), size, filter, region = case
+    img = pil_image(in_h, in_w, mode, seed % 1000, image_factory)
+    want = pillow(img, size, filter)
+    top, left, height, width = region
+    kept = want[top : top + height, left : left + width]
+    monkeypatch.setattr(_resample, "_SPLIT_PIXELS", 0)
+    for threads in (1, 2):
+        with _resample.parallel(threads):
+            parity.check(_resample.resize(img, size, filter), want, f"auto, {threads} threads")
+            parity.check(_resample.resize(img, size, filter, region=region), kept, f"auto {region}")
+    parity.check(_resample.resize(img, size, filter, engine="numpy"), want, "numpy from PIL")
+    parity.check(_resample.resize(img, size, filter, region=region, engine="numpy"), kept, "numpy window")
+
+
+def test_unknown_engine_is_refused() -> None:
+    with pytest.raises(ValueError, match="engine must be 'auto' or 'numpy', got 'cv2'"):
+        _resample.resize(np.zeros((4, 4), np.uint8), (2, 2), 2, engine="cv2")
