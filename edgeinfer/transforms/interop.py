@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from edgeinfer._resample_reference import installed_pass_order
 from edgeinfer.transforms import transforms as classes
 from edgeinfer.transforms.spec import CLASSES
 
@@ -37,7 +38,7 @@ def from_torchvision(obj: Any) -> classes.Transform:
         return classes.Compose([from_torchvision(t) for t in obj.transforms])
     if name == "Resize":
         return classes.Resize(
-            obj.size, obj.interpolation, obj.max_size, obj.antialias, pass_order=_installed_pass_order()
+            obj.size, obj.interpolation, obj.max_size, obj.antialias, pass_order=installed_pass_order()
         )
     if name == "CenterCrop":
         return classes.CenterCrop(obj.size)
@@ -70,12 +71,6 @@ def from_torchvision(obj: Any) -> classes.Transform:
     raise ValueError(
         f"{name} is not supported (edgeinfer supports only deterministic transforms: {_SUPPORTED})"
     )
-
-
-def _installed_pass_order() -> str:
-    import PIL
-
-    return "pillow13" if int(PIL.__version__.split(".")[0]) >= 13 else "pillow12"
 
 
 def to_torchvision(spec: classes.Transform | Mapping[str, Any]) -> Callable[[Any], Any]:
