@@ -17,7 +17,6 @@ This module also owns the constants both implementations share: the filter table
 from __future__ import annotations
 
 import math
-from functools import cache
 
 import numpy as np
 
@@ -33,7 +32,6 @@ HAMMING_A = float(np.float32(0.54))
 HAMMING_B = float(np.float32(0.46))
 
 
-@cache
 def installed_pass_order() -> str:
     """The pass order of the installed Pillow (what ``Image.resize`` computes here)."""
     import PIL
