@@ -119,6 +119,8 @@ def resize(
     if engine not in ("auto", "numpy"):
         raise ValueError(f"engine must be 'auto' or 'numpy', got {engine!r}")
     top, left, reg_h, reg_w = _check_region(region, out_h, out_w)
+    if _convert.is_pil(img):
+        img.load()  # decoded here, once: a split's two threads would otherwise both decode the file
 
     if (in_h, in_w) == (out_h, out_w):  # Image.resize returns a copy
         return np.array(_window(img, top, top + reg_h, left, left + reg_w))

@@ -106,3 +106,16 @@ def test_every_engine_matches_pillow_on_random_pil_images(case, image_factory, p
 def test_unknown_engine_is_refused() -> None:
     with pytest.raises(ValueError, match="engine must be 'auto' or 'numpy', got 'cv2'"):
         _resample.resize(np.zeros((4, 4), np.uint8), (2, 2), 2, engine="cv2")
+
+
+@pytest.mark.parametrize("engine", ["auto", "numpy"])
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG"])
+def test_two_threads_on_an_image_not_yet_loaded(fmt, engine, image_factory, tmp_path, parity) -> None:
+    """``Image.open`` decodes lazily: the two threads of a split must not both decode the same file."""
+    path = tmp_path / f"photo.{fmt.lower()}"
+    Image.fromarray(image_factory(1200, 1600, "RGB", seed=5)).save(path, fmt)
+    with Image.open(path) as img:
+        want = pillow(img, (224, 224), FILTERS["bilinear"])
+    with Image.open(path) as img, _resample.parallel(2):
+        got = _resample.resize(img, (224, 224), FILTERS["bilinear"], engine=engine)
+    parity.check(got, want, f"2 threads, {fmt} not loaded, {engine}")
