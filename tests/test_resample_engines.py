@@ -119,3 +119,14 @@ def test_two_threads_on_an_image_not_yet_loaded(fmt, engine, image_factory, tmp_
     with Image.open(path) as img, _resample.parallel(2):
         got = _resample.resize(img, (224, 224), FILTERS["bilinear"], engine=engine)
     parity.check(got, want, f"2 threads, {fmt} not loaded, {engine}")
+
+
+def test_rows_shared_with_pillow_beyond_float32_heights(parity) -> None:
+    """Pillow gets box edges as C floats: above 2**24 rows the box's scale is not the full resize's."""
+    height = 2**24 + 1  # = 673 * 24929, which float32 rounds to 2**24
+    pixels = np.random.default_rng(0).integers(0, 256, (height, 1), np.uint8)
+    img = Image.fromarray(pixels)
+    want = pillow(img, (673, 1), FILTERS["box"])
+    with _resample.parallel(2):
+        got = _resample.resize(img, (673, 1), FILTERS["box"])
+    parity.check(got, want, "2 threads, 2**24 + 1 rows")
