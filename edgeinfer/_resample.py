@@ -206,7 +206,7 @@ def _pillow_rows(img, filter: int, size: tuple[int, int], top: int, bottom: int)
     (in_w, in_h), (out_h, out_w) = img.size, size
     if filter == NEAREST or _PARALLELISM.threads < 2 or in_h * in_w < _SPLIT_PIXELS:
         return None
-    if in_h > 1 << 24:  # Pillow gets the box as C floats: y and H round differently, and so the scales
+    if in_h > 1 << 24:  # Pillow gets box edges as C floats: y / k and H / h would round apart
         return None
     step = out_h // math.gcd(in_h, out_h)
     numpy_cost = _NUMPY_OVER_PILLOW[filter] * _MODE_FACTOR[img.mode]
