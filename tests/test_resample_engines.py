@@ -130,3 +130,15 @@ def test_rows_shared_with_pillow_beyond_float32_heights(parity) -> None:
     with _resample.parallel(2):
         got = _resample.resize(img, (673, 1), FILTERS["box"])
     parity.check(got, want, "2 threads, 2**24 + 1 rows")
+
+
+def test_very_wide_windows_are_not_split_in_halves(monkeypatch, parity) -> None:
+    """Both halves would build the same horizontal plan, too big for the plan cache: twice the memory."""
+    calls = []
+    monkeypatch.setattr(_resample, "_halves", lambda *args: calls.append(args))
+    img = Image.fromarray(np.random.default_rng(5).integers(0, 256, (64, 40000), dtype=np.uint8))
+    size = (48, _resample._SPLIT_WIDTH + 1)
+    with _resample.parallel(2):
+        got = _resample.resize(img, size, FILTERS["bicubic"])
+    assert calls == []
+    parity.check(got, pillow(img, size, FILTERS["bicubic"]), "wide, 2 threads")
