@@ -160,7 +160,9 @@ def reference_preprocess(
 def reference_transform(spec: dict[str, Any]) -> Callable[[PIL.Image.Image], torch.Tensor]:
     """torchvision's pipeline for ``spec`` (``edgeinfer.transforms.to_torchvision``) as a function of one PIL
     image, the way a torchvision user feeds it."""
-    return pil_callable(to_torchvision(spec))
+    import torchvision.transforms as T
+
+    return pil_callable(to_torchvision(spec, T))
 
 
 def pil_callable(transform: Callable[[Any], Any]) -> Callable[[PIL.Image.Image], Any]:

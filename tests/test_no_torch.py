@@ -117,39 +117,19 @@ def _torch_imports(tree: ast.AST) -> list[int]:
     return lines
 
 
-# The one exception: the function that rebuilds torchvision's pipeline from a spec (the oracle for export's
-# verification) imports torchvision in its body. Only train/, export/ and the tests call it; the runtime
-# paths above are checked not to load torch.
-ALLOWED_IN_FUNCTION = {"edgeinfer/transforms/interop.py": "to_torchvision"}
-
-
-def _lines_inside(tree: ast.AST, function: str) -> set[int]:
-    return {
-        n
-        for node in ast.walk(tree)
-        if isinstance(node, ast.FunctionDef) and node.name == function
-        for n in range(node.body[0].lineno, node.end_lineno + 1)
-    }
-
-
 def test_no_torch_import_under_edgeinfer():
-    offenders, allowed = [], []
+    offenders = []
     for path in sorted((ROOT / "edgeinfer").rglob("*.py")):
         source = path.read_text()
-        tree = ast.parse(source, filename=str(path))
-        lines = _torch_imports(tree)
+        lines = _torch_imports(ast.parse(source, filename=str(path)))
         # The promise is also that a grep finds nothing: a line starting so is refused even in a docstring.
         lines += [
             n
             for n, line in enumerate(source.splitlines(), 1)
             if line.strip().startswith(("import torch", "from torch"))
         ]
-        name = str(path.relative_to(ROOT))
-        exempt = _lines_inside(tree, ALLOWED_IN_FUNCTION[name]) if name in ALLOWED_IN_FUNCTION else set()
-        allowed += [f"{name}:{n}" for n in sorted(set(lines) & exempt)]
-        offenders += [f"{name}:{n}" for n in sorted(set(lines) - exempt)]
+        offenders += [f"{path.relative_to(ROOT)}:{n}" for n in sorted(set(lines))]
     assert not offenders, offenders
-    assert len(allowed) == 1, allowed  # the exemption is used, once: not a blanket pass for the module
 
 
 def test_the_static_check_finds_each_kind_of_torch_import():

@@ -2,13 +2,14 @@
 
 :func:`from_torchvision` reads a torchvision v1 or v2 transform by its attributes, without importing
 torch. :func:`to_torchvision` rebuilds torchvision's classic transform from an edgeinfer spec: the
-oracle that export's verification and the tests compare edgeinfer with. It is the one function of
-``edgeinfer`` that imports torchvision, inside its body, and only the training/export side calls it.
+oracle that export's verification and the tests compare edgeinfer with. It is given the
+``torchvision.transforms`` module by its caller, so that no code under ``edgeinfer/`` imports torchvision.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from types import ModuleType
 from typing import Any
 
 from edgeinfer._resample_reference import installed_pass_order
@@ -73,21 +74,21 @@ def from_torchvision(obj: Any) -> classes.Transform:
     )
 
 
-def to_torchvision(spec: classes.Transform | Mapping[str, Any]) -> Callable[[Any], Any]:
+def to_torchvision(
+    spec: classes.Transform | Mapping[str, Any], transforms: ModuleType
+) -> Callable[[Any], Any]:
     """torchvision's classic (v1) transform for an edgeinfer transform or spec: the same names and
-    arguments. Needs torchvision (the ``train`` extra); edgeinfer's runtime never calls it.
+    arguments. ``transforms`` is the ``torchvision.transforms`` module, imported by the caller (train/,
+    export/, tests): edgeinfer itself never imports torchvision.
 
     Raises:
         ValueError: a spec type torchvision has no transform for.
     """
-    # The one torchvision import under edgeinfer/ (tests/test_no_torch.py allows it here only).
-    import torchvision.transforms as transforms
-
     if isinstance(spec, classes.Transform):
         spec = spec.to_spec()
     kind = spec["type"]
     if kind == "Compose":
-        return transforms.Compose([to_torchvision(step) for step in spec["transforms"]])
+        return transforms.Compose([to_torchvision(step, transforms) for step in spec["transforms"]])
     # pass_order records which Pillow the spec reproduces; torchvision always uses the installed one.
     kwargs = {k: v for k, v in spec.items() if k not in ("type", "pass_order")}
     if "interpolation" in kwargs:
