@@ -18,8 +18,9 @@ Speed (8-bit modes) comes from
 A PIL image (what a decoded file is) can also be resized by Pillow itself, which runs exactly this
 arithmetic: ``resize`` hands it over where Pillow is provably exact (same pass order) and cheaper
 (``_pillow_pays``: full-frame downscales; NumPy wins on windows, upscales, L, RGBA and long filters). With
-two threads allowed, Pillow computes the top rows while NumPy computes the rest (``_pillow_rows``), or
-NumPy computes a window as two halves (``_halves``).
+two threads allowed, Pillow computes each half of the rows or columns on its own thread, through boxes
+that reproduce the full resize's coefficients; or Pillow computes the top rows while NumPy computes the
+rest (both ``_pillow_split``); or NumPy computes a window as two halves (``_halves``).
 
 ``_resample_reference`` is the loop-for-loop port of Pillow's C code that these paths are tested against;
 it owns the constants both share (filter codes and supports, fixed point precision, the pass order).
@@ -71,6 +72,8 @@ _TABLE_CHUNK = 1 << 20  # coefficients computed per step of a table
 _PLAN_CACHE_BYTES = 32 << 20  # pass plans kept for reuse, in bytes of their arrays
 _PARALLEL_WORK = 1 << 20  # pixels a pass must read before it is split over threads
 _SPLIT_PIXELS = 1 << 19  # source pixels before a resize is split in two over threads
+_PILLOW_SPLIT_PIXELS = 1 << 17  # the same when Pillow computes both parts (no NumPy overhead to pay for)
+_CHECKED_OUTPUTS = 1 << 13  # outputs whose coefficients are checked one by one before Pillow computes them
 # NumPy halves share the horizontal plan: above this width it may not fit the plan cache and would be built
 # twice at once (a 3,000,000-pixel-wide output took 1.3 GB instead of 0.7 GB).
 _SPLIT_WIDTH = 1 << 15
@@ -132,11 +135,11 @@ def resize(
         and _convert.is_pil(img)
         and _pillow_pays(img, filter, pass_order, (out_h, out_w), region)
     ):
-        split = _pillow_rows(img, filter, (out_h, out_w), top, top + reg_h)
+        split = _pillow_split(img, filter, (out_h, out_w), (top, left, reg_h, reg_w))
         if split is None:
             resized = img.resize((out_w, out_h), filter)
             return _convert.pil_pixels(resized, (left, top, left + reg_w, top + reg_h))  # Pillow's new image
-        return _pillow_and_numpy(img, filter, pass_order, (out_h, out_w), (top, left, reg_h, reg_w), split)
+        return _shared(img, filter, pass_order, (out_h, out_w), (top, left, reg_h, reg_w), split)
     if filter == NEAREST:
         return _resize_nearest(img, out_h, out_w, top, left, reg_h, reg_w)
     if _PARALLELISM.threads > 1 and reg_h >= 32 and reg_w <= _SPLIT_WIDTH and in_h * in_w >= _SPLIT_PIXELS:
@@ -197,52 +200,126 @@ def _pillow_pays(img, filter: int, pass_order: str, size: tuple[int, int], regio
     return _NUMPY_OVER_PILLOW[filter] * _MODE_FACTOR[img.mode] * kept > whole
 
 
-def _pillow_rows(img, filter: int, size: tuple[int, int], top: int, bottom: int) -> tuple[int, int] | None:
-    """With threads to spare, (k, y): Pillow can compute output rows [0, k) alone, exactly, from source
-    rows [0, y) while NumPy computes the rest; None when there is no such split worth making.
+def _pillow_split(img, filter: int, size: tuple[int, int], region) -> tuple[int, int, int, bool] | None:
+    """With threads to spare, a way to share the resize: (axis, k, edge, both).
 
-    ``img.resize((w, k), box=(0, 0, W, y))`` computes Pillow's coefficients with ``in0 = 0`` and
-    ``scale = y / k``: when y / k equals H / h exactly, every centre ``(i + 0.5) * scale`` and so every
+    Pillow can compute outputs [0, k) along ``axis`` (0: rows, 1: columns) alone, exactly, from source
+    [0, edge); if ``both``, it computes outputs [k, n) from source [edge, N) exactly too (on the other
+    thread), else NumPy computes them (rows only). None when there is no such split worth making.
+
+    ``img.resize`` with the box [0, edge) computes Pillow's coefficients with ``in0 = 0`` and
+    ``scale = edge / k``: when that equals N / n exactly, every centre ``(i + 0.5) * scale`` and so every
     coefficient is the full resize's (an FMA would add 0, so this holds on every CPU), and the pass order
-    must be the same. k is a multiple of h / gcd(H, h), near Pillow's fair share of the work.
+    must be the same. k is a multiple of n / gcd(N, n). From the box [edge, N), ``in0 = edge`` shifts every
+    centre by a rounding: ``_outputs_from`` checks that the coefficients come out the same all the same.
     """
-    (in_w, in_h), (out_h, out_w) = img.size, size
-    if filter == NEAREST or _PARALLELISM.threads < 2 or in_h * in_w < _SPLIT_PIXELS:
+    (in_w, in_h), (top, left, reg_h, reg_w) = img.size, region
+    if filter == NEAREST or _PARALLELISM.threads < 2 or in_h * in_w < _PILLOW_SPLIT_PIXELS:
         return None
-    if in_h > 1 << 24:  # Pillow gets box edges as C floats: y / k and H / h would round apart
+    if max(in_h, in_w) > 1 << 24:  # Pillow gets box edges as C floats: edge / k and N / n would round apart
         return None
-    step = out_h // math.gcd(in_h, out_h)
+    # Pillow premultiplies a whole LA/RGBA image before resizing any box of it: not twice.
+    axes = (
+        ()
+        if img.mode in ("LA", "RGBA")
+        else ((in_h, size[0], top, top + reg_h), (in_w, size[1], left, left + reg_w))
+    )
+    for axis, (in_size, out_size, lo, hi) in enumerate(axes):
+        step = out_size // math.gcd(in_size, out_size)
+        mid = round(out_size / (2 * step))
+        for k in (mid * step, (mid - 1) * step, (mid + 1) * step, (mid - 2) * step, (mid + 2) * step):
+            edge = k * in_size // out_size
+            if (
+                lo < k < hi
+                and out_size - k <= _CHECKED_OUTPUTS
+                and _same_order(img, size, axis, edge, k)
+                and _same_order(img, size, axis, in_size - edge, out_size - k)
+                and _outputs_from(in_size, out_size, filter, k, edge)
+            ):
+                return axis, k, edge, True
+    if in_h * in_w < _SPLIT_PIXELS or in_h == size[0]:
+        return None
+    # Pillow's top rows, NumPy's the rest, in proportion to their costs.
+    step = size[0] // math.gcd(in_h, size[0])
     numpy_cost = _NUMPY_OVER_PILLOW[filter] * _MODE_FACTOR[img.mode]
-    share = top + (bottom - top) * numpy_cost / (1 + numpy_cost)
-    k = round(share / step) * step
-    if not top < k < bottom:
+    k = round((top + reg_h * numpy_cost / (1 + numpy_cost)) / step) * step
+    edge = k * in_h // size[0]
+    if not top < k < top + reg_h or not _same_order(img, size, 0, edge, k):
         return None
-    y = k * in_h // out_h
-    if in_w != out_w:
-        # Pillow 13's order for a box is not documented: the box's height or the image's may count. The
-        # split is made only where both readings give the full resize's order.
-        order = installed_pass_order()
-        full = vertical_first(order, in_h, in_w, out_h, out_w)
-        if (
-            vertical_first(order, y, in_w, k, out_w) != full
-            or vertical_first(order, in_h, in_w, k, out_w) != full
-        ):
-            return None
-    return k, y
+    return 0, k, edge, False
 
 
-def _pillow_and_numpy(img, filter: int, pass_order: str, size, region, split) -> np.ndarray:
-    """Rows [top, k) of the output from Pillow on a worker thread, the rest from NumPy on this one."""
-    out_w, (top, left, reg_h, reg_w), (k, y) = size[1], region, split
-    upper = _pool(1).submit(img.resize, (out_w, k), filter, (0, 0, img.width, y))
-    with parallel(1):
-        lower = resize(
-            img, size, filter, pass_order=pass_order, region=(k, left, top + reg_h - k, reg_w), engine="numpy"
+def _same_order(img, size: tuple[int, int], axis: int, box: int, outputs: int) -> bool:
+    """Whether Pillow orders the passes of ``outputs`` rows (axis 0) or columns (axis 1) from a box of
+    ``box`` source rows or columns as it does the full resize. Pillow 13's order for a box is not
+    documented: the box's size or the image's may count, so both readings must give the full order."""
+    (in_w, in_h), (out_h, out_w) = img.size, size
+    if in_w == out_w or in_h == out_h:  # one pass
+        return True
+    order = installed_pass_order()
+    full = vertical_first(order, in_h, in_w, out_h, out_w)
+    if axis == 0:
+        readings = (
+            vertical_first(order, box, in_w, outputs, out_w),
+            vertical_first(order, in_h, in_w, outputs, out_w),
         )
-    out = np.empty((reg_h,) + lower.shape[1:], lower.dtype)
-    out[k - top :] = lower
-    out[: k - top] = _convert.pil_pixels(upper.result(), (left, top, left + reg_w, k))
-    return out
+    else:
+        readings = (
+            vertical_first(order, in_h, box, out_h, outputs),
+            vertical_first(order, in_h, in_w, out_h, outputs),
+        )
+    return readings == (full, full)
+
+
+@lru_cache(maxsize=256)
+def _outputs_from(in_size: int, out_size: int, filter: int, k: int, edge: int) -> bool:
+    """Whether Pillow, given the box edges (edge, in_size) for outputs [k, out_size) of an axis, computes
+    the full resize's coefficient tables for them.
+
+    Resample.c computes each centre as ``in0 + (i + 0.5) * scale`` (the scale is the full resize's when
+    edge / k = N / n); the full resize computes ``(k + i + 0.5) * scale``. The two can differ in the last
+    bit, and a compiler may or may not fuse the multiply-add, so the tables are compared for both roundings.
+    """
+    scale = _axis_scale(in_size, out_size)
+    i = np.arange(out_size - k)
+    num, den = scale.as_integer_ratio()  # den is a power of two: Python's int division rounds exactly once
+    fused = np.array([(2 * den * edge + (2 * j + 1) * num) / (2 * den) for j in range(out_size - k)])
+    want = _fixed_table(in_size, scale, filter, (i + (k + 0.5)) * scale)
+    for centre in (edge + (i + 0.5) * scale, fused):
+        got = _fixed_table(in_size, scale, filter, centre)
+        if not all(np.array_equal(a, b) for a, b in zip(want, got, strict=True)):
+            return False
+    return True
+
+
+def _fixed_table(in_size: int, scale: float, filter: int, centre: np.ndarray) -> tuple[np.ndarray, ...]:
+    """First source index, tap count and 22-bit fixed point weights of outputs centred at ``centre``."""
+    first, count, weights = _coefficients_at(in_size, scale, filter, centre)
+    return first, count, _fixed_point(weights)
+
+
+def _shared(img, filter: int, pass_order: str, size, region, split) -> np.ndarray:
+    """Outputs [0, k) along the split's axis from Pillow on a worker thread, the rest from Pillow or NumPy
+    on this one."""
+    (out_h, out_w), (top, left, reg_h, reg_w), (axis, k, edge, both) = size, region, split
+    (in_w, in_h), window = img.size, (left, top, left + reg_w, top + reg_h)
+    if axis == 0:
+        first = _pool(1).submit(img.resize, (out_w, k), filter, (0, 0, in_w, edge))
+        if both:
+            rest = img.resize((out_w, out_h - k), filter, (0, edge, in_w, in_h))
+            second = _convert.pil_pixels(rest, (left, 0, left + reg_w, top + reg_h - k))
+        else:
+            with parallel(1):
+                region = (k, left, top + reg_h - k, reg_w)
+                second = resize(img, size, filter, pass_order=pass_order, region=region, engine="numpy")
+        window = (left, top, left + reg_w, k)
+    else:
+        first = _pool(1).submit(img.resize, (k, out_h), filter, (0, 0, edge, in_h))
+        rest = img.resize((out_w - k, out_h), filter, (edge, 0, in_w, in_h))
+        second = _convert.pil_pixels(rest, (0, top, left + reg_w - k, top + reg_h))
+        window = (left, top, k, top + reg_h)
+    first = _convert.pil_pixels(first.result(), window)
+    return np.concatenate([first, second], axis=axis)
 
 
 def _halves(img, size, filter: int, pass_order: str, region) -> np.ndarray:
@@ -503,17 +580,21 @@ def _coefficients(in_size: int, out_size: int, filter: int, lo: int, hi: int) ->
     normalised double weights per output. Each output's table depends on its own index alone, so the
     cost follows the kept outputs, not the size of the whole resized axis."""
     scale = _axis_scale(in_size, out_size)
+    return _coefficients_at(in_size, scale, filter, (np.arange(lo, hi) + 0.5) * scale)
+
+
+def _coefficients_at(in_size: int, scale: float, filter: int, center: np.ndarray) -> tuple[np.ndarray, ...]:
+    """precompute_coeffs for outputs centred at ``center`` (source coordinates, double)."""
     filterscale = max(scale, 1.0)
     support = SUPPORTS[filter] * filterscale
-    center = (np.arange(lo, hi) + 0.5) * scale
     # (int) casts truncate toward zero; the clamps follow.
     first = np.maximum(np.trunc(center - support + 0.5), 0).astype(np.int64)
     last = np.minimum(np.trunc(center + support + 0.5), in_size).astype(np.int64)
     count = last - first
     taps = np.arange(int(count.max()))
-    weights = np.empty((hi - lo, len(taps)))
+    weights = np.empty((len(center), len(taps)))
     rows = max(1, _TABLE_CHUNK // len(taps))  # bounds the temporaries of very long filters
-    for r0 in range(0, hi - lo, rows):
+    for r0 in range(0, len(center), rows):
         part = slice(r0, r0 + rows)
         x = ((first[part, None] + taps).astype(np.float64) - center[part, None] + 0.5) * (1.0 / filterscale)
         values = np.where(taps < count[part, None], _kernel(filter, x), 0.0)

@@ -1,9 +1,9 @@
 """Who computes a resize of a PIL image: Pillow itself, NumPy, or both at once. Every way against Pillow.
 
-``_resample.resize`` hands a PIL image to ``Image.resize`` where that is the same arithmetic and cheaper,
-and with two threads lets Pillow compute the top rows (through a ``box`` that reproduces the full resize's
-coefficients) while NumPy computes the rest, or computes a window in two halves on two threads. These
-tests hold each way to the installed Pillow.
+``_resample.resize`` hands a PIL image to ``Image.resize`` where that is the same arithmetic and cheaper.
+With two threads it lets Pillow compute each half of the rows or columns (through boxes that reproduce the
+full resize's coefficients), or the top rows while NumPy computes the rest, or computes a window in two
+halves with NumPy. These tests hold each way to the installed Pillow.
 """
 
 from __future__ import annotations
@@ -43,10 +43,16 @@ SPLIT_GEOMETRIES = [
 @pytest.mark.parametrize("geometry", SPLIT_GEOMETRIES, ids=lambda g: f"{g[0]}->{g[1]}")
 @pytest.mark.parametrize("filter_name", [f for f in FILTERS if f != "nearest"])
 @pytest.mark.parametrize("mode", MODES)
-def test_pillow_and_numpy_sharing_a_resize_match_pillow(
-    mode, filter_name, geometry, image_factory, parity, monkeypatch
+@pytest.mark.parametrize("second", ["pillow", "numpy"])
+def test_resizes_shared_over_two_threads_match_pillow(
+    second, mode, filter_name, geometry, image_factory, parity, monkeypatch
 ):
+    """Pillow on both threads where its boxes give the full resize's coefficients; with that refused,
+    Pillow's top rows and NumPy's rest."""
     monkeypatch.setattr(_resample, "_SPLIT_PIXELS", 0)
+    monkeypatch.setattr(_resample, "_PILLOW_SPLIT_PIXELS", 0)
+    if second == "numpy":
+        monkeypatch.setattr(_resample, "_outputs_from", lambda *args: False)
     (in_h, in_w), size = geometry
     img = pil_image(in_h, in_w, mode, 3, image_factory)
     filter = FILTERS[filter_name]
@@ -60,12 +66,36 @@ def test_pillow_and_numpy_sharing_a_resize_match_pillow(
 
 
 def test_photo_geometries_are_shared() -> None:
-    """The split is not dead code: common photo resizes do get one (and the refusals are reasoned)."""
-    img = Image.new("RGB", (1280, 960))
+    """The splits are not dead code: common photo resizes get one (and the refusals are reasoned)."""
+    bilinear, region = FILTERS["bilinear"], (0, 0, 224, 224)
     with _resample.parallel(2):
-        assert _resample._pillow_rows(img, FILTERS["bilinear"], (224, 224), 0, 224) is not None
-        assert _resample._pillow_rows(img, FILTERS["nearest"], (224, 224), 0, 224) is None
-    assert _resample._pillow_rows(img, FILTERS["bilinear"], (224, 224), 0, 224) is None  # one thread
+        by_rows = _resample._pillow_split(Image.new("RGB", (1280, 960)), bilinear, (224, 224), region)
+        by_columns = _resample._pillow_split(Image.new("RGB", (640, 480)), bilinear, (224, 224), region)
+        nearest = _resample._pillow_split(
+            Image.new("RGB", (1280, 960)), FILTERS["nearest"], (224, 224), region
+        )
+    assert by_rows == (0, 112, 480, True)
+    assert by_columns == (1, 112, 320, True)  # 480 -> 224 rows: no box gives the full resize's rows
+    assert nearest is None
+    assert (
+        _resample._pillow_split(Image.new("RGB", (1280, 960)), bilinear, (224, 224), region) is None
+    )  # 1 thread
+
+
+def test_box_rows_that_differ_from_the_full_resize_are_not_shared(image_factory) -> None:
+    """From a box starting at row y, Pillow computes every centre as y + (i + 0.5) * scale: a rounding
+    away from the full resize's (k + i + 0.5) * scale, which can move a filter's first tap. Wherever that
+    changes Pillow's rows, the split is refused (and there are such places: 300 -> 224 with BOX)."""
+    img = pil_image(300, 40, "RGB", 11, image_factory)
+    full = pillow(img, (224, 40), FILTERS["box"])
+    differing = []
+    for k in range(56, 224, 56):  # 224 / gcd(300, 224) = 56
+        y = k * 300 // 224
+        lower = np.asarray(img.resize((40, 224 - k), FILTERS["box"], (0, y, 40, 300)))
+        if not np.array_equal(lower, full[k:]):
+            differing.append(k)
+            assert not _resample._outputs_from(300, 224, FILTERS["box"], k, y)
+    assert differing
 
 
 @st.composite
@@ -87,14 +117,16 @@ def pil_cases(draw):
 )
 @given(case=pil_cases())
 def test_every_engine_matches_pillow_on_random_pil_images(case, image_factory, parity, monkeypatch) -> None:
-    """Pillow alone, NumPy alone (``engine="numpy"``), the two sharing rows and NumPy in two halves (any
-    image size allowed to split), with and without a window, all equal Pillow's full resize."""
+    """Pillow alone, NumPy alone (``engine="numpy"``), Pillow on two threads, Pillow and NumPy sharing rows
+    and NumPy in two halves (any image size allowed to split), with and without a window, all equal
+    Pillow's full resize."""
     (in_h, in_w, mode, seed), size, filter, region = case
     img = pil_image(in_h, in_w, mode, seed % 1000, image_factory)
     want = pillow(img, size, filter)
     top, left, height, width = region
     kept = want[top : top + height, left : left + width]
     monkeypatch.setattr(_resample, "_SPLIT_PIXELS", 0)
+    monkeypatch.setattr(_resample, "_PILLOW_SPLIT_PIXELS", 0)
     for threads in (1, 2):
         with _resample.parallel(threads):
             parity.check(_resample.resize(img, size, filter), want, f"auto, {threads} threads")
