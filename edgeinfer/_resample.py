@@ -593,14 +593,16 @@ class _Pass8:
         taps = np.arange(ntaps)
         used = taps < count[:, None]
         column = first[:, None] + self.pad_before - block_starts[outputs // block][:, None] + taps
-        stack = np.zeros((self.nblocks, block, span), np.float32)
+        # Stored (nblocks, span, block) and used transposed: with the weights in that layout OpenBLAS takes
+        # its small-matrix kernel, which skips packing the source operand (2-3x faster on these shapes).
+        stack = np.zeros((self.nblocks, span, block), np.float32)
         where = (
             np.broadcast_to((outputs // block)[:, None], used.shape)[used],
-            np.broadcast_to((outputs % block)[:, None], used.shape)[used],
             column[used],
+            np.broadcast_to((outputs % block)[:, None], used.shape)[used],
         )
         stack[where] = (fixed * 2.0**-PRECISION_BITS).astype(np.float32)[used]
-        self.stack = stack
+        self.stack = stack.transpose(0, 2, 1)
         # Source positions of every tap in the padded axis, for the exact recomputation.
         self.index = np.minimum(first[:, None] + taps, source - 1) + self.pad_before
         self.margin, self.doubt_bits = _doubt_margins(fixed, self.nblocks, block)
