@@ -605,8 +605,8 @@ class _Pass8:
         self.stack = stack.transpose(0, 2, 1)
         # Source positions of every tap in the padded axis, for the exact recomputation.
         self.index = np.minimum(first[:, None] + taps, source - 1) + self.pad_before
-        self.margin, self.doubt_bits = _doubt_margins(fixed, self.nblocks, block)
-        self.always_exact = not np.any(self.margin)
+        self.offset, self.threshold = _doubt_margins(fixed, self.nblocks, block)
+        self.always_exact = bool(np.all(self.threshold == 1))
 
     def products(self, src: np.ndarray, axis: int) -> np.ndarray:
         """Direct plans: the exact accumulations (before rounding), outputs along ``axis`` of ``src``.
@@ -657,7 +657,9 @@ def _largest_sum(fixed: np.ndarray) -> float:
 
 
 def _doubt_margins(fixed: np.ndarray, nblocks: int, block: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per output: how close to a rounding edge a float32 result may lie before it is recomputed exactly.
+    """Per output: the float32 constants with which ``_round_into`` rounds a float32 result and tells
+    which results lie too close to a rounding edge and get recomputed exactly: 1/2 - margin and
+    1 - 2 * margin, as scalars (one margin for all) or arrays of ``nblocks * block`` outputs.
 
     The fixed point weights scaled by 2**-22 are exact in float32 (integers below 2**24 times a power of
     two). When a row's weights share a power-of-two factor large enough that every partial sum (and
@@ -665,9 +667,7 @@ def _doubt_margins(fixed: np.ndarray, nblocks: int, block: int) -> tuple[np.ndar
     a 2x BOX, hit exact .5 ties all the time). Otherwise products and sums are rounded, by at most
     gamma(taps + 1) * 255 * sum|w| in any summation order, with or without FMA: 0 * p and s + 0 are
     exact, so each nonzero product meets at most ``taps`` roundings however BLAS blocks the band.
-    "+ 1/2" adds half an ulp; outputs whose fraction lies within twice that of 0 or 1 get recomputed
-    exactly in float64. Returned as a scalar or shaped (outputs, 1), with the uint32 bits of 1 - 2 * margin,
-    for ``_round_into``.
+    Adding 1/2 - margin rounds by half an ulp; the margin is twice all of that.
     """
     ntaps = fixed.shape[1]
     magnitude = np.abs(fixed)
@@ -679,15 +679,14 @@ def _doubt_margins(fixed: np.ndarray, nblocks: int, block: int) -> tuple[np.ndar
         largest + 0.5 < lowest_bit * 2.0 ** (24 - PRECISION_BITS)
     )
     gamma = (ntaps + 1) * _F32_EPS / (1 - (ntaps + 1) * _F32_EPS)
-    # 2**-20 covers the rounding of "fraction - margin" in _round_into.
+    # 2**-20 covers the float32 rounding of the two constants.
     bound = 2 * gamma * largest + (largest + 1) * 2.0**-23 + 2.0**-20
     if not exact.any():  # one margin for all: cheaper than a per-output one
-        margin = np.float32(bound.max())
-        return margin, np.float32(1 - 2 * margin).view(np.uint32)
-    margin = np.zeros(nblocks * block, np.float32)
-    margin[: len(fixed)] = np.where(exact, 0.0, bound)
-    bits = (1 - 2 * margin).astype(np.float32).view(np.uint32)
-    return margin[:, None], bits[:, None]
+        margin = bound.max()
+    else:
+        margin = np.zeros(nblocks * block)
+        margin[: len(fixed)] = np.where(exact, 0.0, bound)
+    return np.float32(0.5 - margin), np.float32(1 - 2 * margin)
 
 
 def _choose_blocks(first: np.ndarray, last: np.ndarray, scale: float, breadth: int) -> tuple:
@@ -775,35 +774,31 @@ def _unpremultiply(values: np.ndarray, axis: int) -> None:
 def _round_into(acc: np.ndarray, out: np.ndarray, plan: _Pass8, exact) -> None:
     """out = clip8 of a float32 pass result: floor(acc + 1/2) saturated to [0, 255], provably Pillow's.
 
-    ``acc`` (contiguous) and ``out`` (any view, possibly uint8) hold the same number of elements with the
+    ``acc`` (contiguous) and ``out`` (any view, float32 or uint8) hold the same number of elements with the
     outputs along their first axis; ``acc`` is overwritten. Outputs whose fraction lies within the error
     bound of a rounding edge are replaced by ``exact(positions)`` (flat indices into ``acc``).
     """
-    values = acc.reshape(out.shape[:1] + (-1,))
-    np.add(values, 0.5, out=values)
+    values = acc.reshape(out.shape)
+    per_output = (-1,) + (1,) * (out.ndim - 1)
+    # u = acc + 1/2 - margin: floor(u) is floor(acc + 1/2) unless the fraction of acc + 1/2 lies within the
+    # margin of 0 or 1, which is exactly when the fraction of u exceeds 1 - 2 * margin.
+    np.add(values, np.reshape(plan.offset, per_output), out=values)
     if plan.clips:
-        # floor(clip(t, 1/2, 255 + 1/2)) = clip(floor(t), 0, 255), and saturated outputs keep the fraction
-        # 1/2, far from any rounding edge.
-        np.clip(values, 0.5, 255.5, out=values)
-    direct = out.flags.c_contiguous
-    rounded = out.reshape(values.shape) if direct else _SCRATCH.take("rounded", values.shape)
-    np.floor(values, out=rounded, casting="unsafe")
-    doubtful = None
+        # floor(clip(u, 1/4, 255 + 1/4)) = clip(floor(u), 0, 255), and saturated outputs get the fraction
+        # 1/4, far from both edges.
+        np.clip(values, 0.25, 255.25, out=values)
+    rounded = out if out.dtype == np.float32 else _SCRATCH.take("rounded", values.shape)
+    np.floor(values, out=rounded)
     if not plan.always_exact:
-        # fraction - margin is negative (sign bit set) or above 1 - 2 * margin exactly when the fraction
-        # lies within the margin of 0 or 1; as unsigned integers both compare above 1 - 2 * margin.
         np.subtract(values, rounded, out=values)
-        np.subtract(values, plan.margin, out=values)
-        doubt = values.view(np.uint32) > plan.doubt_bits
-        if doubt.any():
-            doubtful = np.flatnonzero(doubt)
-    if doubtful is not None:
-        fixed = exact(doubtful)
-        if plan.clips:
-            np.clip(fixed, 0.0, 255.0, out=fixed)
-        rounded.flat[doubtful] = fixed
-    if not direct:
-        np.copyto(out, rounded.reshape(out.shape), casting="unsafe")
+        doubtful = np.flatnonzero(values > np.reshape(plan.threshold, per_output))
+        if len(doubtful):
+            fixed = exact(doubtful)
+            if plan.clips:
+                np.clip(fixed, 0.0, 255.0, out=fixed)
+            rounded[np.unravel_index(doubtful, rounded.shape)] = fixed
+    if rounded is not out:
+        np.copyto(out, rounded, casting="unsafe")
 
 
 def _exact_8bit(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
