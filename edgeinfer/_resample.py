@@ -55,10 +55,15 @@ from edgeinfer._resample_reference import (
     vertical_first,
 )
 
-# The overhead of one more block in a batched product, in multiply-adds (about 0.5 us at 25 GFMA/s).
-# Blocks of the banded product are sized to balance it against the zeros multiplied outside the band.
-_CALL_COST = 12_500
-_GROUP_COST = 100_000  # one more batched product call from Python (a few microseconds)
+# Cost of the banded products in ns, measured (OpenBLAS's small-matrix kernel, AVX-512, 1 thread): a block
+# over M rows and ``span`` source pixels costs 0.46 us plus 0.29 ns per row and pixel for every 16 outputs
+# of the block (they are computed together; one output is a matrix-vector product, 0.4 of that); a group
+# of blocks adds a call from Python, and each product call (a strip of rows) its conversions and rounding.
+# Blocks are sized to balance these against the multiplied zeros.
+_BLOCK_NS = 460
+_GROUP_NS = 5000
+_CALL_NS = 20000
+_PIXEL_NS = 0.29
 _F32_EPS = 2.0**-24  # unit roundoff of float32
 # OpenBLAS runs a gemm with m*n*k up to this on the calling thread. Waking its worker threads costs more
 # than these banded products gain, and on a busy machine a sleeping worker can stall a call for a whole
@@ -708,8 +713,7 @@ def _choose_blocks(first: np.ndarray, last: np.ndarray, scale: float, breadth: i
     for groups in (1, None):  # the best blocks of one group, and of groups without drift
         per_group = nblocks if groups else 1
         estimate = (blocks - 1) * scale + taps + per_group * drift
-        cost = nblocks * _CALL_COST + -(-nblocks // per_group) * _GROUP_COST
-        cost = cost + breadth * nblocks * blocks * estimate
+        cost = _product_cost(breadth, nblocks, -(-nblocks // per_group), blocks, estimate)
         for block in blocks[np.argsort(cost)[:4]].tolist():
             best = min(best or (math.inf,), _measured_blocks(first, last, scale, breadth, block))
     return best[1:]
@@ -732,11 +736,20 @@ def _measured_blocks(first: np.ndarray, last: np.ndarray, scale: float, breadth:
         padded[:count] = lo - local
         starts = padded.reshape(ngroups, group).min(axis=1)
         span = int((hi - local - np.repeat(starts, group)[:count]).max())
-        cost = count * _CALL_COST + ngroups * _GROUP_COST + breadth * count * block * span
+        cost = _product_cost(breadth, count, ngroups, block, span)
         best = min(best, (cost, block, stride, span, group, tuple(starts.tolist())))
         if group == 1:
             return best
         group = max(1, group // 2)
+
+
+def _product_cost(breadth: int, nblocks, ngroups, block, span):
+    """Estimated ns of a pass's products over ``breadth`` rows (or arrays of candidates): each product is
+    kept below _SINGLE_THREAD_MNK, so a wide band takes several calls."""
+    calls = np.ceil(breadth / np.clip(_SINGLE_THREAD_MNK // (span * block), 1, breadth))
+    width = np.where(block == 1, 0.4, np.ceil(block / 16))
+    overhead = calls * (_CALL_NS + ngroups * _GROUP_NS + nblocks * _BLOCK_NS)
+    return overhead + _PIXEL_NS * breadth * nblocks * span * width
 
 
 # ----------------------------------------------------------------------------------------- 8-bit modes
