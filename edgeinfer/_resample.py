@@ -686,8 +686,10 @@ def _doubt_margins(fixed: np.ndarray, nblocks: int, block: int) -> tuple[np.ndar
     gamma = (ntaps + 1) * _F32_EPS / (1 - (ntaps + 1) * _F32_EPS)
     # 2**-20 covers the float32 rounding of the two constants.
     bound = 2 * gamma * largest + (largest + 1) * 2.0**-23 + 2.0**-20
-    if not exact.any():  # one margin for all: cheaper than a per-output one
+    if not exact.any():  # one margin for all: cheaper than a per-output one (broadcasts run slower)
         margin = bound.max()
+    elif exact.all():
+        margin = 0.0
     else:
         margin = np.zeros(nblocks * block)
         margin[: len(fixed)] = np.where(exact, 0.0, bound)
@@ -800,7 +802,9 @@ def _round_into(acc: np.ndarray, out: np.ndarray, plan: _Pass8, exact) -> None:
         # floor(clip(u, 1/4, 255 + 1/4)) = clip(floor(u), 0, 255), and saturated outputs get the fraction
         # 1/4, far from both edges.
         np.clip(values, 0.25, 255.25, out=values)
-    rounded = out if out.dtype == np.float32 else _SCRATCH.take("rounded", values.shape)
+    # Strided ufunc loops run at half speed: a strided output is written by one copy at the end.
+    direct = out.dtype == np.float32 and out.flags.c_contiguous
+    rounded = out if direct else _SCRATCH.take("rounded", values.shape)
     np.floor(values, out=rounded)
     if not plan.always_exact:
         np.subtract(values, rounded, out=values)
@@ -809,7 +813,7 @@ def _round_into(acc: np.ndarray, out: np.ndarray, plan: _Pass8, exact) -> None:
             fixed = exact(doubtful)
             if plan.clips:
                 np.clip(fixed, 0.0, 255.0, out=fixed)
-            rounded[np.unravel_index(doubtful, rounded.shape)] = fixed
+            rounded.reshape(-1)[doubtful] = fixed
     if rounded is not out:
         np.copyto(out, rounded, casting="unsafe")
 
