@@ -565,7 +565,8 @@ class _Pass8:
     starting at ``start + i * stride`` of the source axis padded with ``pad_before`` / ``pad_after`` zeros.
     The equal stride lets one strided view and one batched matmul call compute every block.
 
-    The products run in float32; ``_doubt_margins`` says which results need an exact second look.
+    The products run in float32; ``_doubt_margins`` says which results need an exact second look (none
+    when every tap weighs the same: ``unit``).
     """
 
     def __init__(self, first, count, fixed, scale: float, breadth: int) -> None:
@@ -606,12 +607,17 @@ class _Pass8:
             column[used],
             np.broadcast_to((outputs % block)[:, None], used.shape)[used],
         )
-        stack[where] = (fixed * 2.0**-PRECISION_BITS).astype(np.float32)[used]
+        # When every tap weighs the same (BOX at an integer scale, where float32 rounding would put whole
+        # classes of sums within the error bound of a tie), the products add up pixels, exact integers, and
+        # _round_into applies the weight in float64.
+        weights = fixed[used]
+        self.unit = float(weights[0]) * 2.0**-PRECISION_BITS if weights.min() == weights.max() > 0 else None
+        stack[where] = 1.0 if self.unit else (weights * 2.0**-PRECISION_BITS).astype(np.float32)
         self.stack = stack.transpose(0, 2, 1)
         # Source positions of every tap in the padded axis, for the exact recomputation.
         self.index = np.minimum(first[:, None] + taps, source - 1) + self.pad_before
         self.offset, self.threshold = _doubt_margins(fixed, self.nblocks, block)
-        self.always_exact = bool(np.all(self.threshold == 1))
+        self.always_exact = self.unit is not None or bool(np.all(self.threshold == 1))
 
     def products(self, src: np.ndarray, axis: int) -> np.ndarray:
         """Direct plans: the exact accumulations (before rounding), outputs along ``axis`` of ``src``.
@@ -794,17 +800,21 @@ def _round_into(acc: np.ndarray, out: np.ndarray, plan: _Pass8, exact) -> None:
     bound of a rounding edge are replaced by ``exact(positions)`` (flat indices into ``acc``).
     """
     values = acc.reshape(out.shape)
-    per_output = (-1,) + (1,) * (out.ndim - 1)
-    # u = acc + 1/2 - margin: floor(u) is floor(acc + 1/2) unless the fraction of acc + 1/2 lies within the
-    # margin of 0 or 1, which is exactly when the fraction of u exceeds 1 - 2 * margin.
-    np.add(values, np.reshape(plan.offset, per_output), out=values)
-    if plan.clips:
-        # floor(clip(u, 1/4, 255 + 1/4)) = clip(floor(u), 0, 255), and saturated outputs get the fraction
-        # 1/4, far from both edges.
-        np.clip(values, 0.25, 255.25, out=values)
     # Strided ufunc loops run at half speed: a strided output is written by one copy at the end.
     direct = out.dtype == np.float32 and out.flags.c_contiguous
     rounded = out if direct else _SCRATCH.take("rounded", values.shape)
+    if plan.unit is not None:  # exact sums of pixels: (sum * weight + 2**21) >> 22 is exact in float64
+        values = np.multiply(values, np.float64(plan.unit), out=_SCRATCH.take("sums", out.shape, np.float64))
+        offset, low, high = 0.5, 0.0, 255.5
+    else:
+        # u = acc + 1/2 - margin: floor(u) is floor(acc + 1/2) unless the fraction of acc + 1/2 lies within
+        # the margin of 0 or 1, which is exactly when the fraction of u exceeds 1 - 2 * margin. Saturated
+        # outputs get the fraction 1/4, far from both edges.
+        per_output = (-1,) + (1,) * (out.ndim - 1)
+        offset, low, high = np.reshape(plan.offset, per_output), 0.25, 255.25
+    np.add(values, offset, out=values)
+    if plan.clips:  # floor(clip(u, low, high)) = clip(floor(u), 0, 255)
+        np.clip(values, low, high, out=values)
     np.floor(values, out=rounded)
     if not plan.always_exact:
         np.subtract(values, rounded, out=values)
