@@ -781,15 +781,15 @@ def _unpremultiply(values: np.ndarray, axis: int) -> None:
     untouched when alpha is 0 or 255.
 
     255 * c / alpha in float32 is exact when it is an integer and otherwise at least 1/alpha from one,
-    so floor() of it is the integer division.
+    so floor() of it is the integer division; for alpha 255 it gives c back, so only alpha 0 is masked.
     """
     channels = np.moveaxis(values, axis, 0)
     colour, alpha = channels[:-1], channels[-1:]
-    restored = colour * np.float32(255)
+    restored = np.multiply(colour, np.float32(255), out=_SCRATCH.take("unpremultiplied", colour.shape))
     np.divide(restored, np.maximum(alpha, 1), out=restored)
     np.floor(restored, out=restored)
     np.minimum(restored, 255, out=restored)
-    np.copyto(colour, restored, where=(alpha != 0) & (alpha != 255))
+    np.copyto(colour, restored, where=alpha != 0)
 
 
 def _round_into(acc: np.ndarray, out: np.ndarray, plan: _Pass8, exact) -> None:
