@@ -71,7 +71,7 @@ _F32_EPS = 2.0**-24  # unit roundoff of float32
 _SINGLE_THREAD_MNK = 65536 * 4
 _STRIP_BYTES = 1 << 22  # float32 strip buffers: big enough for few calls, small enough to reuse
 _DIRECT_TAPS = 1024  # filters at least this long take the direct float64 path
-_SCRATCH_KEPT = 1 << 21  # largest work buffer (in float32 elements, 8 MB) kept between calls
+_SCRATCH_KEPT = 8 << 20  # largest work buffer (in bytes) kept between calls
 _TABLE_CHUNK = 1 << 20  # coefficients computed per step of a table
 _PLAN_CACHE_BYTES = 32 << 20  # pass plans kept for reuse, in bytes of their arrays
 _PARALLEL_WORK = 1 << 20  # pixels a pass must read before it is split over threads
@@ -857,7 +857,7 @@ class _Scratch(threading.local):
 
     def take(self, name: str, shape: tuple[int, ...], dtype: type = np.float32) -> np.ndarray:
         size = math.prod(shape)
-        if size > _SCRATCH_KEPT:  # big images: the work dwarfs the page faults; do not hold the memory
+        if size * np.dtype(dtype).itemsize > _SCRATCH_KEPT:  # the work dwarfs the page faults: not kept
             return np.empty(shape, dtype)
         buffer = self.buffers.get(name)
         if buffer is None or buffer.size < size:
