@@ -616,8 +616,19 @@ class _Pass8:
         self.stack = stack.transpose(0, 2, 1)
         # Source positions of every tap in the padded axis, for the exact recomputation.
         self.index = np.minimum(first[:, None] + taps, source - 1) + self.pad_before
-        self.offset, self.threshold = _doubt_margins(fixed, self.nblocks, block)
-        self.always_exact = self.unit is not None or bool(np.all(self.threshold == 1))
+        # One margin (the largest) for the rows float32 rounds, 0 for those it computes exactly; the rows of
+        # the smaller class, ``minor``, are rounded apart (per-row constants would make every pass a
+        # broadcast, which NumPy runs several times slower).
+        margins = _doubt_margins(fixed)
+        exact_rows = margins == 0
+        self.margin, self.minor_margin, self.minor = float(margins.max()), 0.0, None
+        if exact_rows.any() and not exact_rows.all():
+            self.minor = np.flatnonzero(exact_rows if 2 * exact_rows.sum() <= self.size else ~exact_rows)
+            if not exact_rows[self.minor[0]]:
+                self.margin, self.minor_margin = self.minor_margin, self.margin
+            self.is_minor = np.zeros(self.padded_size, bool)
+            self.is_minor[self.minor] = True
+        self.always_exact = self.unit is not None or (self.margin == 0 and self.minor is None)
 
     def products(self, src: np.ndarray, axis: int) -> np.ndarray:
         """Direct plans: the exact accumulations (before rounding), outputs along ``axis`` of ``src``.
@@ -667,10 +678,9 @@ def _largest_sum(fixed: np.ndarray) -> float:
     return 255.0 * float(np.abs(fixed).sum(axis=1).max()) * 2.0**-PRECISION_BITS
 
 
-def _doubt_margins(fixed: np.ndarray, nblocks: int, block: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per output: the float32 constants with which ``_round_into`` rounds a float32 result and tells
-    which results lie too close to a rounding edge and get recomputed exactly: 1/2 - margin and
-    1 - 2 * margin, as scalars (one margin for all) or arrays of ``nblocks * block`` outputs.
+def _doubt_margins(fixed: np.ndarray) -> np.ndarray:
+    """Per output: how close to a rounding edge a float32 result may lie before ``_round_into`` has it
+    recomputed exactly; 0 where float32 computes it exactly.
 
     The fixed point weights scaled by 2**-22 are exact in float32 (integers below 2**24 times a power of
     two). When a row's weights share a power-of-two factor large enough that every partial sum (and
@@ -690,16 +700,9 @@ def _doubt_margins(fixed: np.ndarray, nblocks: int, block: int) -> tuple[np.ndar
         largest + 0.5 < lowest_bit * 2.0 ** (24 - PRECISION_BITS)
     )
     gamma = (ntaps + 1) * _F32_EPS / (1 - (ntaps + 1) * _F32_EPS)
-    # 2**-20 covers the float32 rounding of the two constants.
+    # 2**-20 covers the float32 rounding of the two constants of _floor_half.
     bound = 2 * gamma * largest + (largest + 1) * 2.0**-23 + 2.0**-20
-    if not exact.any():  # one margin for all: cheaper than a per-output one (broadcasts run slower)
-        margin = bound.max()
-    elif exact.all():
-        margin = 0.0
-    else:
-        margin = np.zeros(nblocks * block)
-        margin[: len(fixed)] = np.where(exact, 0.0, bound)
-    return np.float32(0.5 - margin), np.float32(1 - 2 * margin)
+    return np.where(exact, 0.0, bound)
 
 
 def _choose_blocks(first: np.ndarray, last: np.ndarray, scale: float, breadth: int) -> tuple:
@@ -805,27 +808,43 @@ def _round_into(acc: np.ndarray, out: np.ndarray, plan: _Pass8, exact) -> None:
     rounded = out if direct else _SCRATCH.take("rounded", values.shape)
     if plan.unit is not None:  # exact sums of pixels: (sum * weight + 2**21) >> 22 is exact in float64
         values = np.multiply(values, np.float64(plan.unit), out=_SCRATCH.take("sums", out.shape, np.float64))
-        offset, low, high = 0.5, 0.0, 255.5
+        doubtful = _floor_half(values, rounded, 0.0, plan.clips)
     else:
-        # u = acc + 1/2 - margin: floor(u) is floor(acc + 1/2) unless the fraction of acc + 1/2 lies within
-        # the margin of 0 or 1, which is exactly when the fraction of u exceeds 1 - 2 * margin. Saturated
-        # outputs get the fraction 1/4, far from both edges.
-        per_output = (-1,) + (1,) * (out.ndim - 1)
-        offset, low, high = np.reshape(plan.offset, per_output), 0.25, 255.25
-    np.add(values, offset, out=values)
-    if plan.clips:  # floor(clip(u, low, high)) = clip(floor(u), 0, 255)
-        np.clip(values, low, high, out=values)
-    np.floor(values, out=rounded)
-    if not plan.always_exact:
-        np.subtract(values, rounded, out=values)
-        doubtful = np.flatnonzero(values > np.reshape(plan.threshold, per_output))
-        if len(doubtful):
-            fixed = exact(doubtful)
-            if plan.clips:
-                np.clip(fixed, 0.0, 255.0, out=fixed)
-            rounded.reshape(-1)[doubtful] = fixed
+        minor = values[plan.minor] if plan.minor is not None else None  # a copy, before values change
+        doubtful = _floor_half(values, rounded, plan.margin, plan.clips)
+        if minor is not None:
+            row = values[0].size
+            minor_rounded = _SCRATCH.take("minor rounded", minor.shape)
+            local = _floor_half(minor, minor_rounded, plan.minor_margin, plan.clips)
+            rounded[plan.minor] = minor_rounded
+            if local is not None:
+                doubtful = plan.minor[local // row] * row + local % row
+            elif doubtful is not None:  # minor rows are exact: whatever the check said of them
+                doubtful = doubtful[~plan.is_minor[doubtful // row]]
+    if doubtful is not None and len(doubtful):
+        fixed = exact(doubtful)
+        if plan.clips:
+            np.clip(fixed, 0.0, 255.0, out=fixed)
+        rounded.reshape(-1)[doubtful] = fixed
     if rounded is not out:
         np.copyto(out, rounded, casting="unsafe")
+
+
+def _floor_half(values: np.ndarray, rounded: np.ndarray, margin: float, clips: bool) -> np.ndarray | None:
+    """rounded = clip(floor(values + 1/2), 0, 255) where that is provably the exact value's; returns the
+    flat indices of the others (None when ``margin`` is 0: ``values`` are exact). ``values`` is overwritten.
+
+    u = values + 1/2 - margin: floor(u) is floor(values + 1/2) unless the fraction of values + 1/2 lies
+    within the margin of 0 or 1, which is exactly when the fraction of u exceeds 1 - 2 * margin.
+    """
+    np.add(values, np.float32(0.5 - margin), out=values)
+    if clips:  # floor(clip(u, 1/4, 255 + 1/4)) = clip(floor(u), 0, 255); saturated outputs are never doubtful
+        np.clip(values, 0.25, 255.25, out=values)
+    np.floor(values, out=rounded)
+    if margin == 0:
+        return None
+    np.subtract(values, rounded, out=values)
+    return np.flatnonzero(values > np.float32(1 - 2 * margin))
 
 
 def _exact_8bit(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
