@@ -56,10 +56,15 @@ from edgeinfer._resample_reference import (
     vertical_first,
 )
 
-# The overhead of one more block in a batched product, in multiply-adds (about 0.5 us at 25 GFMA/s).
-# Blocks of the banded product are sized to balance it against the zeros multiplied outside the band.
-_CALL_COST = 12_500
-_GROUP_COST = 100_000  # one more batched product call from Python (a few microseconds)
+# Cost of the banded products in ns, measured (OpenBLAS's small-matrix kernel, AVX-512, 1 thread): a block
+# over M rows and ``span`` source pixels costs 0.46 us plus 0.29 ns per row and pixel for every 16 outputs
+# of the block (they are computed together; one output is a matrix-vector product, 0.4 of that); a group
+# of blocks adds a call from Python, and each product call (a strip of rows) its conversions and rounding.
+# Blocks are sized to balance these against the multiplied zeros.
+_BLOCK_NS = 460
+_GROUP_NS = 5000
+_CALL_NS = 20000
+_PIXEL_NS = 0.29
 _F32_EPS = 2.0**-24  # unit roundoff of float32
 # OpenBLAS runs a gemm with m*n*k up to this on the calling thread. Waking its worker threads costs more
 # than these banded products gain, and on a busy machine a sleeping worker can stall a call for a whole
@@ -67,7 +72,7 @@ _F32_EPS = 2.0**-24  # unit roundoff of float32
 _SINGLE_THREAD_MNK = 65536 * 4
 _STRIP_BYTES = 1 << 22  # float32 strip buffers: big enough for few calls, small enough to reuse
 _DIRECT_TAPS = 1024  # filters at least this long take the direct float64 path
-_SCRATCH_KEPT = 1 << 21  # largest work buffer (in float32 elements, 8 MB) kept between calls
+_SCRATCH_KEPT = 8 << 20  # largest work buffer (in bytes) kept between calls
 _TABLE_CHUNK = 1 << 20  # coefficients computed per step of a table
 _PLAN_CACHE_BYTES = 32 << 20  # pass plans kept for reuse, in bytes of their arrays
 _PARALLEL_WORK = 1 << 20  # pixels a pass must read before it is split over threads
@@ -641,7 +646,8 @@ class _Pass8:
     starting at ``start + i * stride`` of the source axis padded with ``pad_before`` / ``pad_after`` zeros.
     The equal stride lets one strided view and one batched matmul call compute every block.
 
-    The products run in float32; ``_doubt_margins`` says which results need an exact second look.
+    The products run in float32; ``_doubt_margins`` says which results need an exact second look (none
+    when every tap weighs the same: ``unit``).
     """
 
     def __init__(self, first, count, fixed, scale: float, breadth: int) -> None:
@@ -674,18 +680,36 @@ class _Pass8:
         taps = np.arange(ntaps)
         used = taps < count[:, None]
         column = first[:, None] + self.pad_before - block_starts[outputs // block][:, None] + taps
-        stack = np.zeros((self.nblocks, block, span), np.float32)
+        # Stored (nblocks, span, block) and used transposed: with the weights in that layout OpenBLAS takes
+        # its small-matrix kernel, which skips packing the source operand (2-3x faster on these shapes).
+        stack = np.zeros((self.nblocks, span, block), np.float32)
         where = (
             np.broadcast_to((outputs // block)[:, None], used.shape)[used],
-            np.broadcast_to((outputs % block)[:, None], used.shape)[used],
             column[used],
+            np.broadcast_to((outputs % block)[:, None], used.shape)[used],
         )
-        stack[where] = (fixed * 2.0**-PRECISION_BITS).astype(np.float32)[used]
-        self.stack = stack
+        # When every tap weighs the same (BOX at an integer scale, where float32 rounding would put whole
+        # classes of sums within the error bound of a tie), the products add up pixels, exact integers, and
+        # _round_into applies the weight in float64.
+        weights = fixed[used]
+        self.unit = float(weights[0]) * 2.0**-PRECISION_BITS if weights.min() == weights.max() > 0 else None
+        stack[where] = 1.0 if self.unit else (weights * 2.0**-PRECISION_BITS).astype(np.float32)
+        self.stack = stack.transpose(0, 2, 1)
         # Source positions of every tap in the padded axis, for the exact recomputation.
         self.index = np.minimum(first[:, None] + taps, source - 1) + self.pad_before
-        self.margin, self.doubt_bits = _doubt_margins(fixed, self.nblocks, block)
-        self.always_exact = not np.any(self.margin)
+        # One margin (the largest) for the rows float32 rounds, 0 for those it computes exactly; the rows of
+        # the smaller class, ``minor``, are rounded apart (per-row constants would make every pass a
+        # broadcast, which NumPy runs several times slower).
+        margins = _doubt_margins(fixed)
+        exact_rows = margins == 0
+        self.margin, self.minor_margin, self.minor = float(margins.max()), 0.0, None
+        if exact_rows.any() and not exact_rows.all():
+            self.minor = np.flatnonzero(exact_rows if 2 * exact_rows.sum() <= self.size else ~exact_rows)
+            if not exact_rows[self.minor[0]]:
+                self.margin, self.minor_margin = self.minor_margin, self.margin
+            self.is_minor = np.zeros(self.padded_size, bool)
+            self.is_minor[self.minor] = True
+        self.always_exact = self.unit is not None or (self.margin == 0 and self.minor is None)
 
     def products(self, src: np.ndarray, axis: int) -> np.ndarray:
         """Direct plans: the exact accumulations (before rounding), outputs along ``axis`` of ``src``.
@@ -735,8 +759,9 @@ def _largest_sum(fixed: np.ndarray) -> float:
     return 255.0 * float(np.abs(fixed).sum(axis=1).max()) * 2.0**-PRECISION_BITS
 
 
-def _doubt_margins(fixed: np.ndarray, nblocks: int, block: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per output: how close to a rounding edge a float32 result may lie before it is recomputed exactly.
+def _doubt_margins(fixed: np.ndarray) -> np.ndarray:
+    """Per output: how close to a rounding edge a float32 result may lie before ``_round_into`` has it
+    recomputed exactly; 0 where float32 computes it exactly.
 
     The fixed point weights scaled by 2**-22 are exact in float32 (integers below 2**24 times a power of
     two). When a row's weights share a power-of-two factor large enough that every partial sum (and
@@ -744,9 +769,7 @@ def _doubt_margins(fixed: np.ndarray, nblocks: int, block: int) -> tuple[np.ndar
     a 2x BOX, hit exact .5 ties all the time). Otherwise products and sums are rounded, by at most
     gamma(taps + 1) * 255 * sum|w| in any summation order, with or without FMA: 0 * p and s + 0 are
     exact, so each nonzero product meets at most ``taps`` roundings however BLAS blocks the band.
-    "+ 1/2" adds half an ulp; outputs whose fraction lies within twice that of 0 or 1 get recomputed
-    exactly in float64. Returned as a scalar or shaped (outputs, 1), with the uint32 bits of 1 - 2 * margin,
-    for ``_round_into``.
+    Adding 1/2 - margin rounds by half an ulp; the margin is twice all of that.
     """
     ntaps = fixed.shape[1]
     magnitude = np.abs(fixed)
@@ -758,15 +781,9 @@ def _doubt_margins(fixed: np.ndarray, nblocks: int, block: int) -> tuple[np.ndar
         largest + 0.5 < lowest_bit * 2.0 ** (24 - PRECISION_BITS)
     )
     gamma = (ntaps + 1) * _F32_EPS / (1 - (ntaps + 1) * _F32_EPS)
-    # 2**-20 covers the rounding of "fraction - margin" in _round_into.
+    # 2**-20 covers the float32 rounding of the two constants of _floor_half.
     bound = 2 * gamma * largest + (largest + 1) * 2.0**-23 + 2.0**-20
-    if not exact.any():  # one margin for all: cheaper than a per-output one
-        margin = np.float32(bound.max())
-        return margin, np.float32(1 - 2 * margin).view(np.uint32)
-    margin = np.zeros(nblocks * block, np.float32)
-    margin[: len(fixed)] = np.where(exact, 0.0, bound)
-    bits = (1 - 2 * margin).astype(np.float32).view(np.uint32)
-    return margin[:, None], bits[:, None]
+    return np.where(exact, 0.0, bound)
 
 
 def _choose_blocks(first: np.ndarray, last: np.ndarray, scale: float, breadth: int) -> tuple:
@@ -788,8 +805,7 @@ def _choose_blocks(first: np.ndarray, last: np.ndarray, scale: float, breadth: i
     for groups in (1, None):  # the best blocks of one group, and of groups without drift
         per_group = nblocks if groups else 1
         estimate = (blocks - 1) * scale + taps + per_group * drift
-        cost = nblocks * _CALL_COST + -(-nblocks // per_group) * _GROUP_COST
-        cost = cost + breadth * nblocks * blocks * estimate
+        cost = _product_cost(breadth, nblocks, -(-nblocks // per_group), blocks, estimate)
         for block in blocks[np.argsort(cost)[:4]].tolist():
             best = min(best or (math.inf,), _measured_blocks(first, last, scale, breadth, block))
     return best[1:]
@@ -812,11 +828,20 @@ def _measured_blocks(first: np.ndarray, last: np.ndarray, scale: float, breadth:
         padded[:count] = lo - local
         starts = padded.reshape(ngroups, group).min(axis=1)
         span = int((hi - local - np.repeat(starts, group)[:count]).max())
-        cost = count * _CALL_COST + ngroups * _GROUP_COST + breadth * count * block * span
+        cost = _product_cost(breadth, count, ngroups, block, span)
         best = min(best, (cost, block, stride, span, group, tuple(starts.tolist())))
         if group == 1:
             return best
         group = max(1, group // 2)
+
+
+def _product_cost(breadth: int, nblocks, ngroups, block, span):
+    """Estimated ns of a pass's products over ``breadth`` rows (or arrays of candidates): each product is
+    kept below _SINGLE_THREAD_MNK, so a wide band takes several calls."""
+    calls = np.ceil(breadth / np.clip(_SINGLE_THREAD_MNK // (span * block), 1, breadth))
+    width = np.where(block == 1, 0.4, np.ceil(block / 16))
+    overhead = calls * (_CALL_NS + ngroups * _GROUP_NS + nblocks * _BLOCK_NS)
+    return overhead + _PIXEL_NS * breadth * nblocks * span * width
 
 
 # ----------------------------------------------------------------------------------------- 8-bit modes
@@ -840,49 +865,67 @@ def _unpremultiply(values: np.ndarray, axis: int) -> None:
     untouched when alpha is 0 or 255.
 
     255 * c / alpha in float32 is exact when it is an integer and otherwise at least 1/alpha from one,
-    so floor() of it is the integer division.
+    so floor() of it is the integer division; for alpha 255 it gives c back, so only alpha 0 is masked.
     """
     channels = np.moveaxis(values, axis, 0)
     colour, alpha = channels[:-1], channels[-1:]
-    restored = colour * np.float32(255)
+    restored = np.multiply(colour, np.float32(255), out=_SCRATCH.take("unpremultiplied", colour.shape))
     np.divide(restored, np.maximum(alpha, 1), out=restored)
     np.floor(restored, out=restored)
     np.minimum(restored, 255, out=restored)
-    np.copyto(colour, restored, where=(alpha != 0) & (alpha != 255))
+    np.copyto(colour, restored, where=alpha != 0)
 
 
 def _round_into(acc: np.ndarray, out: np.ndarray, plan: _Pass8, exact) -> None:
     """out = clip8 of a float32 pass result: floor(acc + 1/2) saturated to [0, 255], provably Pillow's.
 
-    ``acc`` (contiguous) and ``out`` (any view, possibly uint8) hold the same number of elements with the
+    ``acc`` (contiguous) and ``out`` (any view, float32 or uint8) hold the same number of elements with the
     outputs along their first axis; ``acc`` is overwritten. Outputs whose fraction lies within the error
     bound of a rounding edge are replaced by ``exact(positions)`` (flat indices into ``acc``).
     """
-    values = acc.reshape(out.shape[:1] + (-1,))
-    np.add(values, 0.5, out=values)
-    if plan.clips:
-        # floor(clip(t, 1/2, 255 + 1/2)) = clip(floor(t), 0, 255), and saturated outputs keep the fraction
-        # 1/2, far from any rounding edge.
-        np.clip(values, 0.5, 255.5, out=values)
-    direct = out.flags.c_contiguous
-    rounded = out.reshape(values.shape) if direct else _SCRATCH.take("rounded", values.shape)
-    np.floor(values, out=rounded, casting="unsafe")
-    doubtful = None
-    if not plan.always_exact:
-        # fraction - margin is negative (sign bit set) or above 1 - 2 * margin exactly when the fraction
-        # lies within the margin of 0 or 1; as unsigned integers both compare above 1 - 2 * margin.
-        np.subtract(values, rounded, out=values)
-        np.subtract(values, plan.margin, out=values)
-        doubt = values.view(np.uint32) > plan.doubt_bits
-        if doubt.any():
-            doubtful = np.flatnonzero(doubt)
-    if doubtful is not None:
+    values = acc.reshape(out.shape)
+    # Strided ufunc loops run at half speed: a strided output is written by one copy at the end.
+    direct = out.dtype == np.float32 and out.flags.c_contiguous
+    rounded = out if direct else _SCRATCH.take("rounded", values.shape)
+    if plan.unit is not None:  # exact sums of pixels: (sum * weight + 2**21) >> 22 is exact in float64
+        values = np.multiply(values, np.float64(plan.unit), out=_SCRATCH.take("sums", out.shape, np.float64))
+        doubtful = _floor_half(values, rounded, 0.0, plan.clips)
+    else:
+        minor = values[plan.minor] if plan.minor is not None else None  # a copy, before values change
+        doubtful = _floor_half(values, rounded, plan.margin, plan.clips)
+        if minor is not None:
+            row = values[0].size
+            minor_rounded = _SCRATCH.take("minor rounded", minor.shape)
+            local = _floor_half(minor, minor_rounded, plan.minor_margin, plan.clips)
+            rounded[plan.minor] = minor_rounded
+            if local is not None:
+                doubtful = plan.minor[local // row] * row + local % row
+            elif doubtful is not None:  # minor rows are exact: whatever the check said of them
+                doubtful = doubtful[~plan.is_minor[doubtful // row]]
+    if doubtful is not None and len(doubtful):
         fixed = exact(doubtful)
         if plan.clips:
             np.clip(fixed, 0.0, 255.0, out=fixed)
-        rounded.flat[doubtful] = fixed
-    if not direct:
-        np.copyto(out, rounded.reshape(out.shape), casting="unsafe")
+        rounded.reshape(-1)[doubtful] = fixed
+    if rounded is not out:
+        np.copyto(out, rounded, casting="unsafe")
+
+
+def _floor_half(values: np.ndarray, rounded: np.ndarray, margin: float, clips: bool) -> np.ndarray | None:
+    """rounded = clip(floor(values + 1/2), 0, 255) where that is provably the exact value's; returns the
+    flat indices of the others (None when ``margin`` is 0: ``values`` are exact). ``values`` is overwritten.
+
+    u = values + 1/2 - margin: floor(u) is floor(values + 1/2) unless the fraction of values + 1/2 lies
+    within the margin of 0 or 1, which is exactly when the fraction of u exceeds 1 - 2 * margin.
+    """
+    np.add(values, np.float32(0.5 - margin), out=values)
+    if clips:  # floor(clip(u, 1/4, 255 + 1/4)) = clip(floor(u), 0, 255); saturated outputs are never doubtful
+        np.clip(values, 0.25, 255.25, out=values)
+    np.floor(values, out=rounded)
+    if margin == 0:
+        return None
+    np.subtract(values, rounded, out=values)
+    return np.flatnonzero(values > np.float32(1 - 2 * margin))
 
 
 def _exact_8bit(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
@@ -914,7 +957,7 @@ class _Scratch(threading.local):
 
     def take(self, name: str, shape: tuple[int, ...], dtype: type = np.float32) -> np.ndarray:
         size = math.prod(shape)
-        if size > _SCRATCH_KEPT:  # big images: the work dwarfs the page faults; do not hold the memory
+        if size * np.dtype(dtype).itemsize > _SCRATCH_KEPT:  # the work dwarfs the page faults: not kept
             return np.empty(shape, dtype)
         buffer = self.buffers.get(name)
         if buffer is None or buffer.size < size:
@@ -993,22 +1036,25 @@ def _pass_along_rows(src: np.ndarray, plan: _Pass8, out: np.ndarray) -> None:
 
 
 def _pass_along_columns(src: np.ndarray, plan: _Pass8, out: np.ndarray) -> None:
-    """Resample along the first axis: ``src`` (R, N) uint8 rows -> ``out`` (padded_size, N).
+    """Resample along the first axis: ``src`` (R, W, C) interleaved pixels -> ``out`` (padded_size, W*C).
 
-    Used when the vertical pass comes first: the interleaved image is already (R, W*C). Strips of columns
-    are converted and padded in a small reused buffer, which also keeps each product single-threaded.
+    Used when the vertical pass comes first. Strips of whole pixels are widened and padded in a small
+    reused buffer, which also keeps each product single-threaded.
     """
     if plan.direct:
         _direct_pass(src, plan, 0, out)
         return
-    total = src.shape[1]
-    step = max(1, min(_SINGLE_THREAD_MNK // (plan.span * plan.block), _STRIP_BYTES // (4 * plan.length)))
+    total, channels = src.shape[1:]
+    per_call = min(_SINGLE_THREAD_MNK // (plan.span * plan.block), _STRIP_BYTES // (4 * plan.length))
+    step = max(1, per_call // channels)
 
-    def strip(c0: int) -> None:
-        width = min(step, total - c0)
+    def strip(p0: int) -> None:
+        pixels = min(step, total - p0)
+        c0, width = p0 * channels, pixels * channels
         strip = _SCRATCH.take("strip", (plan.length, width))
         plan.pad(strip, 0)
-        np.copyto(strip[plan.pad_before : plan.length - plan.pad_after], src[:, c0 : c0 + width])
+        inner = strip[plan.pad_before : plan.length - plan.pad_after]
+        np.copyto(inner.reshape(src.shape[0], pixels, channels), src[:, p0 : p0 + pixels])
         acc = _SCRATCH.take("acc", (plan.nblocks, plan.block, width))
         for blocks, view in plan.groups_of(strip, 0):
             np.matmul(plan.stack[blocks], view, out=acc[blocks])
@@ -1020,7 +1066,31 @@ def _pass_along_columns(src: np.ndarray, plan: _Pass8, out: np.ndarray) -> None:
 
         _round_into(acc, out[:, c0 : c0 + width], plan, exact)
 
-    _in_parallel(range(0, total, step), strip, total * plan.length)
+    _in_parallel(range(0, total, step), strip, total * channels * plan.length)
+
+
+def _whole_pixels(src: np.ndarray) -> np.ndarray:
+    """``src`` (R, W, 3) bytes as (R, W, 4) when its pixels are four bytes apart in a larger array (how
+    Pillow stores RGB) that holds the fourth byte of each; else ``src``."""
+    if src.shape[2] != 3 or src.dtype != np.uint8 or src.strides[1:] != (4, 1):
+        return src
+    wide = np.lib.stride_tricks.as_strided(src, src.shape[:2] + (4,), src.strides, writeable=False)
+    low, high = _byte_bounds(wide)
+    base = src.base
+    while isinstance(base, np.ndarray):
+        base_low, base_high = _byte_bounds(base)
+        if base_low <= low and high <= base_high:
+            return wide
+        base = base.base
+    return src
+
+
+def _byte_bounds(a: np.ndarray) -> tuple[int, int]:
+    """The first and one-past-last byte addresses ``a`` can read."""
+    low = high = a.__array_interface__["data"][0]
+    for n, step in zip(a.shape, a.strides, strict=True):
+        low, high = low + min(0, (n - 1) * step), high + max(0, (n - 1) * step)
+    return low, high + a.itemsize
 
 
 def _horizontal_8bit(src: np.ndarray, plan: _Pass8, out: np.ndarray, premultiply: bool) -> None:
@@ -1080,16 +1150,18 @@ def _resample_8bit(
         if alpha:  # rare (tall LA/RGBA images): premultiply the interleaved window
             values = values.astype(np.float32)
             _premultiply(values, 2)
-        shape = (v_plan.padded_size, width, channels)
+        # Pillow's 3-channel pixels take 4 bytes: resampling all 4 lets the pass widen contiguous rows, which
+        # is several times faster than skipping every fourth byte; the fourth channel is dropped after.
+        src = _whole_pixels(values)
+        shape = (v_plan.padded_size, width, src.shape[2])
         last = h_plan is None and not alpha  # then the pass writes the uint8 result directly
         out = np.empty(shape, np.uint8) if last else _SCRATCH.take("vertical out", shape)
-        flat = values.reshape(height, width * channels)
-        _pass_along_columns(flat, v_plan, out.reshape(v_plan.padded_size, -1))
-        values, height, v_plan = out[: v_plan.size], v_plan.size, None
+        _pass_along_columns(src, v_plan, out.reshape(v_plan.padded_size, -1))
+        values, height, v_plan = out[: v_plan.size, :, :channels], v_plan.size, None
         if h_plan is None:
             if alpha:
                 _unpremultiply(values, 2)
-            return _as_image(values, ndim)
+            return _as_image(values if src is values else values.copy(), ndim)
         premultiply = False
         bands = [(0, values)]
     else:
