@@ -155,7 +155,10 @@ def resize(
     channels = {"LA": 2, "RGB": 3, "RGBA": 4}.get(mode, 1)
     # How many independent rows (columns) each product of the horizontal (vertical) pass works on.
     h_breadth = channels * min(in_h, _STRIP_BYTES // (4 * in_w * channels))
-    v_breadth = reg_w if need_h and not v_first else in_w * channels
+    # Alpha modes run the vertical pass channel by channel.
+    v_breadth = (
+        (reg_w if mode in ("LA", "RGBA") else reg_w * channels) if need_h and not v_first else in_w * channels
+    )
     if need_v:
         row_lo, row_hi, v_plan = _plan(mode, in_h, out_h, filter, top, top + reg_h, _bucket(v_breadth))
     else:
@@ -1072,25 +1075,8 @@ def _pass_along_columns(src: np.ndarray, plan: _Pass8, out: np.ndarray) -> None:
 def _whole_pixels(src: np.ndarray) -> np.ndarray:
     """``src`` (R, W, 3) bytes as (R, W, 4) when its pixels are four bytes apart in a larger array (how
     Pillow stores RGB) that holds the fourth byte of each; else ``src``."""
-    if src.shape[2] != 3 or src.dtype != np.uint8 or src.strides[1:] != (4, 1):
-        return src
-    wide = np.lib.stride_tricks.as_strided(src, src.shape[:2] + (4,), src.strides, writeable=False)
-    low, high = _byte_bounds(wide)
-    base = src.base
-    while isinstance(base, np.ndarray):
-        base_low, base_high = _byte_bounds(base)
-        if base_low <= low and high <= base_high:
-            return wide
-        base = base.base
-    return src
-
-
-def _byte_bounds(a: np.ndarray) -> tuple[int, int]:
-    """The first and one-past-last byte addresses ``a`` can read."""
-    low = high = a.__array_interface__["data"][0]
-    for n, step in zip(a.shape, a.strides, strict=True):
-        low, high = low + min(0, (n - 1) * step), high + max(0, (n - 1) * step)
-    return low, high + a.itemsize
+    words = _pixel_words(src) if src.shape[2] == 3 and src.dtype == np.uint8 else None
+    return src if words is None else words.view(np.uint8).reshape(src.shape[:2] + (4,))
 
 
 def _horizontal_8bit(src: np.ndarray, plan: _Pass8, out: np.ndarray, premultiply: bool) -> None:
