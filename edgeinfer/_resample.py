@@ -17,7 +17,7 @@ Speed (8-bit modes) comes from
 
 A PIL image (what a decoded file is) can also be resized by Pillow itself, which runs exactly this
 arithmetic: ``resize`` hands it over where Pillow is provably exact (same pass order) and cheaper
-(``_pillow_pays``: full-frame downscales; NumPy wins on windows, upscales, L, RGBA and long filters). With
+(``_pillow_plan``: full-frame downscales; NumPy wins on windows, upscales, L, RGBA and long filters). With
 two threads allowed, Pillow computes each half of the rows or columns on its own thread, through boxes
 that reproduce the full resize's coefficients; or Pillow computes the top rows while NumPy computes the
 rest (both ``_pillow_split``); or NumPy computes a window as two halves (``_halves``).
@@ -77,7 +77,6 @@ _TABLE_CHUNK = 1 << 20  # coefficients computed per step of a table
 _PLAN_CACHE_BYTES = 32 << 20  # pass plans kept for reuse, in bytes of their arrays
 _PARALLEL_WORK = 1 << 20  # pixels a pass must read before it is split over threads
 _SPLIT_PIXELS = 1 << 19  # source pixels before a resize is split in two over threads
-_PILLOW_SPLIT_PIXELS = 1 << 17  # the same when Pillow computes both parts (no NumPy overhead to pay for)
 _CHECKED_OUTPUTS = 1 << 13  # outputs whose coefficients are checked one by one before Pillow computes them
 # NumPy halves share the horizontal plan: above this width it may not fit the plan cache and would be built
 # twice at once (a 3,000,000-pixel-wide output took 1.3 GB instead of 0.7 GB).
@@ -105,7 +104,7 @@ def resize(
         region: optional (top, left, height, width) window of the output; only that window is computed,
             bit-identical to resizing fully and slicing.
         engine: "auto" lets a PIL image be resized by Pillow itself where that is provably the same
-            arithmetic and cheaper (see ``_pillow_pays``); "numpy" always computes here.
+            arithmetic and cheaper (see ``_pillow_plan``); "numpy" always computes here.
 
     Work may be split over threads: see :func:`parallel`.
 
@@ -135,19 +134,20 @@ def resize(
 
     if (in_h, in_w) == (out_h, out_w):  # Image.resize returns a copy
         return np.array(_window(img, top, top + reg_h, left, left + reg_w))
-    if (
-        engine == "auto"
-        and _convert.is_pil(img)
-        and _pillow_pays(img, filter, pass_order, (out_h, out_w), region)
-    ):
-        split = _pillow_split(img, filter, (out_h, out_w), (top, left, reg_h, reg_w))
-        if split is None:
-            resized = img.resize((out_w, out_h), filter)
-            return _convert.pil_pixels(resized, (left, top, left + reg_w, top + reg_h))  # Pillow's new image
-        return _shared(img, filter, pass_order, (out_h, out_w), (top, left, reg_h, reg_w), split)
+    halves = (
+        _PARALLELISM.threads > 1 and reg_h >= 32 and reg_w <= _SPLIT_WIDTH and in_h * in_w >= _SPLIT_PIXELS
+    )
+    by_pillow = None
+    if engine == "auto" and _convert.is_pil(img):
+        by_pillow = _pillow_plan(img, filter, pass_order, (out_h, out_w), (top, left, reg_h, reg_w), halves)
+    if by_pillow == ():
+        resized = img.resize((out_w, out_h), filter)
+        return _convert.pil_pixels(resized, (left, top, left + reg_w, top + reg_h))  # Pillow's new image
+    if by_pillow is not None:
+        return _shared(img, filter, pass_order, (out_h, out_w), (top, left, reg_h, reg_w), by_pillow)
     if filter == NEAREST:
         return _resize_nearest(img, out_h, out_w, top, left, reg_h, reg_w)
-    if _PARALLELISM.threads > 1 and reg_h >= 32 and reg_w <= _SPLIT_WIDTH and in_h * in_w >= _SPLIT_PIXELS:
+    if halves:
         return _halves(img, (out_h, out_w), filter, pass_order, (top, left, reg_h, reg_w))
 
     need_h, need_v = out_w != in_w, out_h != in_h
@@ -178,34 +178,55 @@ def resize(
     return _resample_8bit([(0, window)], window.shape, mode, h_plan, v_plan, v_first)
 
 
-# NumPy's cost over Pillow's per pixel of a downscale, by filter and by mode (measured with
-# bench/preprocess.py on x86_64): Pillow's loops cost in proportion to the taps, the banded products far
-# less; a single L plane is converted cheaply, and Pillow's RGBA premultiplication is slow.
-_NUMPY_OVER_PILLOW = {BOX: 2.5, BILINEAR: 1.6, HAMMING: 1.6, BICUBIC: 1.3, LANCZOS: 1.1}
-_MODE_FACTOR = {"L": 0.6, "LA": 0.5, "RGB": 1.0, "RGBA": 0.5}
+# NumPy's cost over Pillow's per pixel of a full-frame downscale, by filter and by mode (geometric means
+# over photo sizes from 640x480 to 4032x3024, measured on x86_64 with OpenBLAS): Pillow's loops cost in
+# proportion to the taps, the banded products far less; a single L plane is converted cheaply. LA is
+# taken to cost as RGBA (both premultiplied). When the vertical pass comes first (tall downscales), NumPy
+# widens every source row before any is reduced: 1.6 times its usual cost.
+_NUMPY_OVER_PILLOW = {BOX: 1.9, BILINEAR: 1.3, HAMMING: 1.25, BICUBIC: 0.85, LANCZOS: 0.65}
+_MODE_FACTOR = {"L": 0.55, "LA": 0.8, "RGB": 1.0, "RGBA": 0.8}
+_VERTICAL_FIRST_FACTOR = 1.6
 
 
-def _pillow_pays(img, filter: int, pass_order: str, size: tuple[int, int], region) -> bool:
-    """Whether ``img.resize`` (Pillow, the call torchvision makes) gives this result faster than NumPy.
+def _numpy_cost(img, filter: int, size: tuple[int, int]) -> float:
+    """NumPy's cost over Pillow's per output pixel of resizing ``img`` to ``size`` (a downscale)."""
+    (in_w, in_h), (out_h, out_w) = img.size, size
+    cost = _NUMPY_OVER_PILLOW[filter] * _MODE_FACTOR[img.mode]
+    two_pass = in_h != out_h and in_w != out_w
+    if two_pass and vertical_first(installed_pass_order(), in_h, in_w, out_h, out_w):
+        cost *= _VERTICAL_FIRST_FACTOR
+    return cost
+
+
+def _pillow_plan(
+    img, filter: int, pass_order: str, size: tuple[int, int], region, halves: bool
+) -> tuple | None:
+    """How ``img.resize`` (Pillow, the call torchvision makes) gives this result faster than NumPy: ``()``
+    alone, or a split over two threads (``_pillow_split``); None when NumPy is faster.
 
     Same result: Pillow runs the arithmetic ported here; only its pass order depends on its version, so a
     two-pass resize is handed over only when the installed Pillow orders the passes as ``pass_order`` asks.
     Faster: Pillow resizes the whole frame, NumPy only the kept window. NEAREST reads one source pixel per
     output pixel either way. A downscale goes to Pillow when NumPy's cost per pixel times the kept part
-    of the frame exceeds Pillow's; upscales of small images are cheaper here.
+    of the frame exceeds Pillow's; upscales of small images are cheaper here. With two threads, either
+    side's cost halves where it can split its work (``halves``: NumPy computes the window in two halves).
     """
     (in_w, in_h), (out_h, out_w) = img.size, size
-    whole = out_h * out_w
-    kept = whole if region is None else region[2] * region[3]
+    whole, kept = out_h * out_w, region[2] * region[3]
     if filter == NEAREST:
-        return whole <= 4 * kept + (1 << 16)
+        return () if whole <= 4 * kept + (1 << 16) else None
     if img.mode not in _MODE_FACTOR or in_h * in_w <= whole:
-        return False
+        return None
     if in_h != out_h and in_w != out_w:
         ours = vertical_first(pass_order, in_h, in_w, out_h, out_w)
         if ours != vertical_first(installed_pass_order(), in_h, in_w, out_h, out_w):
-            return False
-    return _NUMPY_OVER_PILLOW[filter] * _MODE_FACTOR[img.mode] * kept > whole
+            return None
+    split = _pillow_split(img, filter, size, region)
+    pillow = whole if split is None else whole / 2
+    numpy = _numpy_cost(img, filter, size) * kept / (2 if halves else 1)
+    if numpy <= pillow:
+        return None
+    return () if split is None else split
 
 
 def _pillow_split(img, filter: int, size: tuple[int, int], region) -> tuple[int, int, int, bool] | None:
@@ -222,7 +243,7 @@ def _pillow_split(img, filter: int, size: tuple[int, int], region) -> tuple[int,
     centre by a rounding: ``_outputs_from`` checks that the coefficients come out the same all the same.
     """
     (in_w, in_h), (top, left, reg_h, reg_w) = img.size, region
-    if filter == NEAREST or _PARALLELISM.threads < 2 or in_h * in_w < _PILLOW_SPLIT_PIXELS:
+    if filter == NEAREST or _PARALLELISM.threads < 2 or in_h * in_w < _SPLIT_PIXELS:
         return None
     if max(in_h, in_w) > 1 << 24:  # Pillow gets box edges as C floats: edge / k and N / n would round apart
         return None
@@ -245,11 +266,11 @@ def _pillow_split(img, filter: int, size: tuple[int, int], region) -> tuple[int,
                 and _outputs_from(in_size, out_size, filter, k, edge)
             ):
                 return axis, k, edge, True
-    if in_h * in_w < _SPLIT_PIXELS or in_h == size[0]:
+    if in_h == size[0]:
         return None
     # Pillow's top rows, NumPy's the rest, in proportion to their costs.
     step = size[0] // math.gcd(in_h, size[0])
-    numpy_cost = _NUMPY_OVER_PILLOW[filter] * _MODE_FACTOR[img.mode]
+    numpy_cost = _numpy_cost(img, filter, size)
     k = round((top + reg_h * numpy_cost / (1 + numpy_cost)) / step) * step
     edge = k * in_h // size[0]
     if not top < k < top + reg_h or not _same_order(img, size, 0, edge, k):

@@ -50,7 +50,6 @@ def test_resizes_shared_over_two_threads_match_pillow(
     """Pillow on both threads where its boxes give the full resize's coefficients; with that refused,
     Pillow's top rows and NumPy's rest."""
     monkeypatch.setattr(_resample, "_SPLIT_PIXELS", 0)
-    monkeypatch.setattr(_resample, "_PILLOW_SPLIT_PIXELS", 0)
     if second == "numpy":
         monkeypatch.setattr(_resample, "_outputs_from", lambda *args: False)
     (in_h, in_w), size = geometry
@@ -67,19 +66,15 @@ def test_resizes_shared_over_two_threads_match_pillow(
 
 def test_photo_geometries_are_shared() -> None:
     """The splits are not dead code: common photo resizes get one (and the refusals are reasoned)."""
-    bilinear, region = FILTERS["bilinear"], (0, 0, 224, 224)
+    img, bilinear = Image.new("RGB", (1280, 960)), FILTERS["bilinear"]
     with _resample.parallel(2):
-        by_rows = _resample._pillow_split(Image.new("RGB", (1280, 960)), bilinear, (224, 224), region)
-        by_columns = _resample._pillow_split(Image.new("RGB", (640, 480)), bilinear, (224, 224), region)
-        nearest = _resample._pillow_split(
-            Image.new("RGB", (1280, 960)), FILTERS["nearest"], (224, 224), region
-        )
+        by_rows = _resample._pillow_split(img, bilinear, (224, 224), (0, 0, 224, 224))
+        by_columns = _resample._pillow_split(img, bilinear, (448, 448), (0, 0, 448, 448))
+        nearest = _resample._pillow_split(img, FILTERS["nearest"], (224, 224), (0, 0, 224, 224))
     assert by_rows == (0, 112, 480, True)
-    assert by_columns == (1, 112, 320, True)  # 480 -> 224 rows: no box gives the full resize's rows
+    assert by_columns == (1, 224, 640, True)  # 960 -> 448 rows: no box gives the full resize's rows
     assert nearest is None
-    assert (
-        _resample._pillow_split(Image.new("RGB", (1280, 960)), bilinear, (224, 224), region) is None
-    )  # 1 thread
+    assert _resample._pillow_split(img, bilinear, (224, 224), (0, 0, 224, 224)) is None  # one thread
 
 
 def test_box_rows_that_differ_from_the_full_resize_are_not_shared(image_factory) -> None:
@@ -126,7 +121,6 @@ def test_every_engine_matches_pillow_on_random_pil_images(case, image_factory, p
     top, left, height, width = region
     kept = want[top : top + height, left : left + width]
     monkeypatch.setattr(_resample, "_SPLIT_PIXELS", 0)
-    monkeypatch.setattr(_resample, "_PILLOW_SPLIT_PIXELS", 0)
     for threads in (1, 2):
         with _resample.parallel(threads):
             parity.check(_resample.resize(img, size, filter), want, f"auto, {threads} threads")
