@@ -254,6 +254,8 @@ def _pillow_split(img, filter: int, size: tuple[int, int], region) -> tuple[int,
         else ((in_h, size[0], top, top + reg_h), (in_w, size[1], left, left + reg_w))
     )
     for axis, (in_size, out_size, lo, hi) in enumerate(axes):
+        if in_size == out_size:  # a box would add an identity pass along this axis
+            continue
         step = out_size // math.gcd(in_size, out_size)
         mid = round(out_size / (2 * step))
         for k in (mid * step, (mid - 1) * step, (mid + 1) * step, (mid - 2) * step, (mid + 2) * step):
