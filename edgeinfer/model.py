@@ -376,9 +376,7 @@ def _open_session(path: Path, options: EngineOptions) -> Any:
     return open_session(path, options)
 
 
-def choose_engine(
-    path: Path, options: EngineOptions, **model_args: Any
-) -> tuple[str, tuple[Any, ...]]:
+def choose_engine(path: Path, options: EngineOptions, **model_args: Any) -> tuple[str, tuple[Any, ...]]:
     """The installed engine with the lowest median batch-1 latency among those where the self-test passes
     (without a self-test, only onnxruntime, the engine the model was exported and checked with, qualifies),
     each run with ``options`` (threads; spinning and optimisation where the engine has them).
