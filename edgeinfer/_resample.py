@@ -706,8 +706,9 @@ class _Pass8:
         taps = np.arange(ntaps)
         used = taps < count[:, None]
         column = first[:, None] + self.pad_before - block_starts[outputs // block][:, None] + taps
-        # Stored (nblocks, span, block) and used transposed: with the weights in that layout OpenBLAS takes
-        # its small-matrix kernel, which skips packing the source operand (2-3x faster on these shapes).
+        # Built (nblocks, span, block), stored (nblocks, block, span). Used the other way round, OpenBLAS
+        # 0.3.31 takes its small-matrix kernel (2-3x faster on these shapes), but that kernel returned wrong
+        # sums about once in 600 calls when two threads ran it at once.
         stack = np.zeros((self.nblocks, span, block), np.float32)
         where = (
             np.broadcast_to((outputs // block)[:, None], used.shape)[used],
@@ -720,7 +721,7 @@ class _Pass8:
         weights = fixed[used]
         self.unit = float(weights[0]) * 2.0**-PRECISION_BITS if weights.min() == weights.max() > 0 else None
         stack[where] = 1.0 if self.unit else (weights * 2.0**-PRECISION_BITS).astype(np.float32)
-        self.stack = stack.transpose(0, 2, 1)
+        self.stack = np.ascontiguousarray(stack.transpose(0, 2, 1))
         # Source positions of every tap in the padded axis, for the exact recomputation.
         self.index = np.minimum(first[:, None] + taps, source - 1) + self.pad_before
         # One margin (the largest) for the rows float32 rounds, 0 for those it computes exactly; the rows of
@@ -823,10 +824,12 @@ def _choose_blocks(first: np.ndarray, last: np.ndarray, scale: float, breadth: i
     every block's span. Candidates are ranked with an estimated span; the best few are measured exactly.
     """
     size = len(first)
-    blocks = np.arange(1, min(size, 512) + 1)
+    taps = int((last - first).max())
+    # Blocks read at most 8 times the taps of an output, so the weights stored stay within 8 times the
+    # coefficient table, whatever the cost model says of images one pixel wide.
+    blocks = np.arange(1, min(size, 512, int(7 * taps / scale) + 1) + 1)
     nblocks = -(-size // blocks)
     drift = blocks * scale - np.floor(blocks * scale)
-    taps = int((last - first).max())
     best = None
     for groups in (1, None):  # the best blocks of one group, and of groups without drift
         per_group = nblocks if groups else 1
