@@ -706,9 +706,8 @@ class _Pass8:
         taps = np.arange(ntaps)
         used = taps < count[:, None]
         column = first[:, None] + self.pad_before - block_starts[outputs // block][:, None] + taps
-        # Built (nblocks, span, block), stored (nblocks, block, span). Used the other way round, OpenBLAS
-        # 0.3.31 takes its small-matrix kernel (2-3x faster on these shapes), but that kernel returned wrong
-        # sums about once in 600 calls when two threads ran it at once.
+        # Stored (nblocks, span, block) and used transposed: with the weights in that layout OpenBLAS takes
+        # its small-matrix kernel, which skips packing the source operand (2-3x faster on these shapes).
         stack = np.zeros((self.nblocks, span, block), np.float32)
         where = (
             np.broadcast_to((outputs // block)[:, None], used.shape)[used],
@@ -721,7 +720,7 @@ class _Pass8:
         weights = fixed[used]
         self.unit = float(weights[0]) * 2.0**-PRECISION_BITS if weights.min() == weights.max() > 0 else None
         stack[where] = 1.0 if self.unit else (weights * 2.0**-PRECISION_BITS).astype(np.float32)
-        self.stack = np.ascontiguousarray(stack.transpose(0, 2, 1))
+        self.stack = stack.transpose(0, 2, 1)
         # Source positions of every tap in the padded axis, for the exact recomputation.
         self.index = np.minimum(first[:, None] + taps, source - 1) + self.pad_before
         # One margin (the largest) for the rows float32 rounds, 0 for those it computes exactly; the rows of
@@ -996,6 +995,15 @@ class _Scratch(threading.local):
 
 _SCRATCH = _Scratch()
 
+# OpenBLAS 0.3.31's small-matrix kernel (which the weights' layout selects) returned wrong sums about once in
+# 600 calls when two threads ran it at once: the banded products take turns, everything around them does not.
+_BLAS_LOCK = threading.Lock()
+
+
+def _banded_matmul(weights: np.ndarray, source: np.ndarray, out: np.ndarray) -> None:
+    with _BLAS_LOCK:
+        np.matmul(weights, source, out=out)
+
 
 class _Parallelism(threading.local):
     threads = 1
@@ -1054,7 +1062,7 @@ def _pass_along_rows(src: np.ndarray, plan: _Pass8, out: np.ndarray) -> None:
         return
     acc = _SCRATCH.take("acc", (plan.nblocks, plan.block, src.shape[0]))
     for blocks, view in plan.groups_of(src, 1):
-        np.matmul(plan.stack[blocks], view.transpose(0, 2, 1), out=acc[blocks])
+        _banded_matmul(plan.stack[blocks], view.transpose(0, 2, 1), out=acc[blocks])
 
     def exact(doubtful):
         row, col = np.divmod(doubtful, src.shape[0])
@@ -1086,7 +1094,7 @@ def _pass_along_columns(src: np.ndarray, plan: _Pass8, out: np.ndarray) -> None:
         np.copyto(inner.reshape(src.shape[0], pixels, channels), src[:, p0 : p0 + pixels])
         acc = _SCRATCH.take("acc", (plan.nblocks, plan.block, width))
         for blocks, view in plan.groups_of(strip, 0):
-            np.matmul(plan.stack[blocks], view, out=acc[blocks])
+            _banded_matmul(plan.stack[blocks], view, out=acc[blocks])
 
         def exact(doubtful):
             row, col = np.divmod(doubtful, width)

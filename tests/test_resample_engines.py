@@ -174,8 +174,9 @@ def test_very_wide_windows_are_not_split_in_halves(monkeypatch, parity) -> None:
 
 def test_two_threads_resizing_at_once_get_pillows_pixels(parity) -> None:
     """Callers on two threads at once (a shared Model, or the two halves of a split) get Pillow's pixels.
-    With the weights stored the other way round, OpenBLAS 0.3.31's small-matrix kernel returned wrong sums
-    in about one call of 600 made this way (a few rows of one channel off by up to 88)."""
+    OpenBLAS 0.3.31's small-matrix kernel, run by two threads at once, returned wrong sums in about one
+    call of 600 made this way (a few rows of one channel off by up to 88): the banded products take turns.
+    This catches that race about half the time per run."""
     pixels = np.random.default_rng(0).integers(0, 256, (720, 1280, 3), dtype=np.uint8)
     want = pillow(Image.fromarray(pixels), (378, 1085), FILTERS["box"])
     results = {}
