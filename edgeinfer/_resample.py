@@ -333,7 +333,7 @@ def _shared(img, filter: int, pass_order: str, size, region, split) -> np.ndarra
     """Outputs [0, k) along the split's axis from Pillow on a worker thread, the rest from Pillow or NumPy
     on this one."""
     (out_h, out_w), (top, left, reg_h, reg_w), (axis, k, edge, both) = size, region, split
-    (in_w, in_h), window = img.size, (left, top, left + reg_w, top + reg_h)
+    in_w, in_h = img.size
     if axis == 0:
         first = _pool(1).submit(img.resize, (out_w, k), filter, (0, 0, in_w, edge))
         if both:
