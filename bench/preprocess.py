@@ -12,9 +12,10 @@ no crop; ``Resize(256) + CenterCrop(224)`` (ImageNet) and ``Resize(342) + Center
 inputs from 28×28 to 12-megapixel phone photos, landscape and portrait, very wide and very tall; modes L,
 RGB and RGBA; every interpolation. Every pipeline ends with ToTensor (+ Normalize for 1 or 3 channels).
 
-Outputs are checked equal before timing. Repeats of the two sides are interleaved, so that drifts in the
-machine's load hit both; each time is the median of the repeats. Prints each ratio torchvision_time /
-edgeinfer_time (> 1: edgeinfer faster), the worst and the geometric mean.
+Outputs are checked equal before timing. Single calls of the two sides alternate, so that drifts in the
+machine's load hit both; each time is the median of at least ``--repeats`` calls and ``--budget``
+seconds. Prints each ratio torchvision_time / edgeinfer_time (> 1: edgeinfer faster), the worst and the
+geometric mean.
 """
 
 from __future__ import annotations
@@ -85,16 +86,21 @@ def build_cases(quick: bool) -> list[tuple[str, tuple[int, int], int, str, str]]
     return [(f"{w}x{h} {mode[c]} {p} {i}", (w, h), c, p, i) for (w, h), c, p, i in cases]
 
 
-def time_call(fn, arg, budget: float) -> float:
-    """Seconds per call, from enough calls to fill ``budget`` seconds."""
-    start = time.perf_counter()
-    fn(arg)
-    once = time.perf_counter() - start
-    n = max(1, int(budget / max(once, 1e-7)))
-    start = time.perf_counter()
-    for _ in range(n):
-        fn(arg)
-    return (time.perf_counter() - start) / n
+def time_pair(fns, arg, budget: float, least: int) -> tuple[float, ...]:
+    """Median seconds per call of each function: single calls, alternated (a b b a a b ...) so that a change
+    in the machine's load hits both sides alike, until each side has run ``budget`` seconds in total and
+    at least ``least`` times."""
+    times: list[list[float]] = [[] for _ in fns]
+    spent = [0.0 for _ in fns]
+    order = list(range(len(fns)))
+    while min(spent) < budget or min(len(t) for t in times) < least:
+        for side in order:
+            start = time.perf_counter()
+            fns[side](arg)
+            times[side].append(time.perf_counter() - start)
+            spent[side] += times[side][-1]
+        order.reverse()
+    return tuple(statistics.median(t) for t in times)
 
 
 def run(threads: int, repeats: int, budget: float, quick: bool) -> None:
@@ -106,8 +112,8 @@ def run(threads: int, repeats: int, budget: float, quick: bool) -> None:
     from edgeinfer import _resample
 
     print(
-        f"threads: torch {torch.get_num_threads()}, edgeinfer {threads}; repeats {repeats}, ~{budget:.2f} s "
-        f"per timing; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
+        f"threads: torch {torch.get_num_threads()}, edgeinfer {threads}; at least {repeats} calls and "
+        f"{budget:.2f} s per side and case; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
     )
     ratios = []
     for label, (w, h), channels, name, interpolation in build_cases(quick):
@@ -121,11 +127,7 @@ def run(threads: int, repeats: int, budget: float, quick: bool) -> None:
 
         if not np.array_equal(edgeinfer(pil), tv(pil).numpy()):
             raise SystemExit(f"{label}: edgeinfer's output differs from torchvision's")
-        times: dict[str, list[float]] = {"tv": [], "ei": []}
-        for _ in range(repeats):
-            times["tv"].append(time_call(tv, pil, budget))
-            times["ei"].append(time_call(edgeinfer, pil, budget))
-        tv_time, ei_time = statistics.median(times["tv"]), statistics.median(times["ei"])
+        tv_time, ei_time = time_pair((tv, edgeinfer), pil, budget, repeats)
         ratios.append(tv_time / ei_time)
         print(
             f"  {label:<44} torchvision {tv_time * 1e3:8.3f} ms  edgeinfer {ei_time * 1e3:8.3f} ms  "
@@ -151,8 +153,8 @@ def main() -> None:
         help="torch's intra-op threads; torchvision's PIL path is single-threaded, and on a shared machine "
         "a 2-thread pool only slows its ToTensor/Normalize (tens of ms per call when the cores are busy)",
     )
-    parser.add_argument("--repeats", type=int, default=5, help="timings per side and case (median kept)")
-    parser.add_argument("--budget", type=float, default=0.08, help="seconds of calls per timing")
+    parser.add_argument("--repeats", type=int, default=15, help="least calls per side and case (median kept)")
+    parser.add_argument("--budget", type=float, default=1.0, help="least seconds of calls per side and case")
     parser.add_argument("--quick", action="store_true", help="a few small cases only")
     args = parser.parse_args()
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
