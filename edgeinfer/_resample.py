@@ -847,6 +847,9 @@ def _measured_blocks(first: np.ndarray, last: np.ndarray, scale: float, breadth:
     lo = np.concatenate([first, np.full(fill, first[-1])]).reshape(count, block).min(axis=1)
     hi = np.concatenate([last, np.full(fill, last[-1])]).reshape(count, block).max(axis=1)
     stride = int(block * scale)
+    # The weights stored take 4 * span bytes per output: groups whose drift would more than double the
+    # span a block needs are not taken (one-pixel-wide images favour few groups, whatever the zeros).
+    needed = int((hi - lo).max())
     best: tuple = (math.inf,)
     group = count
     while True:
@@ -856,7 +859,7 @@ def _measured_blocks(first: np.ndarray, last: np.ndarray, scale: float, breadth:
         padded[:count] = lo - local
         starts = padded.reshape(ngroups, group).min(axis=1)
         span = int((hi - local - np.repeat(starts, group)[:count]).max())
-        cost = _product_cost(breadth, count, ngroups, block, span)
+        cost = _product_cost(breadth, count, ngroups, block, span) if span <= 2 * needed else math.inf
         best = min(best, (cost, block, stride, span, group, tuple(starts.tolist())))
         if group == 1:
             return best
