@@ -263,8 +263,8 @@ def _pillow_split(img, filter: int, size: tuple[int, int], region) -> tuple[int,
             if (
                 lo < k < hi
                 and out_size - k <= _CHECKED_OUTPUTS
-                and _same_order(img, size, axis, edge, k)
-                and _same_order(img, size, axis, in_size - edge, out_size - k)
+                and _same_order(img, size, axis, k)
+                and _same_order(img, size, axis, out_size - k)
                 and _outputs_from(in_size, out_size, filter, k, edge)
             ):
                 return axis, k, edge, True
@@ -275,31 +275,21 @@ def _pillow_split(img, filter: int, size: tuple[int, int], region) -> tuple[int,
     numpy_cost = _numpy_cost(img, filter, size)
     k = round((top + reg_h * numpy_cost / (1 + numpy_cost)) / step) * step
     edge = k * in_h // size[0]
-    if not top < k < top + reg_h or not _same_order(img, size, 0, edge, k):
+    if not top < k < top + reg_h or not _same_order(img, size, 0, k):
         return None
     return 0, k, edge, False
 
 
-def _same_order(img, size: tuple[int, int], axis: int, box: int, outputs: int) -> bool:
-    """Whether Pillow orders the passes of ``outputs`` rows (axis 0) or columns (axis 1) from a box of
-    ``box`` source rows or columns as it does the full resize. Pillow 13's order for a box is not
-    documented: the box's size or the image's may count, so both readings must give the full order."""
+def _same_order(img, size: tuple[int, int], axis: int, outputs: int) -> bool:
+    """Whether Pillow orders the passes of ``outputs`` rows (axis 0) or columns (axis 1) of a box as it does
+    the full resize: its rule weighs the whole image's size against the box's outputs
+    (``vertical_first``)."""
     (in_w, in_h), (out_h, out_w) = img.size, size
     if in_w == out_w or in_h == out_h:  # one pass
         return True
     order = installed_pass_order()
-    full = vertical_first(order, in_h, in_w, out_h, out_w)
-    if axis == 0:
-        readings = (
-            vertical_first(order, box, in_w, outputs, out_w),
-            vertical_first(order, in_h, in_w, outputs, out_w),
-        )
-    else:
-        readings = (
-            vertical_first(order, in_h, box, out_h, outputs),
-            vertical_first(order, in_h, in_w, out_h, outputs),
-        )
-    return readings == (full, full)
+    part = (outputs, out_w) if axis == 0 else (out_h, outputs)
+    return vertical_first(order, in_h, in_w, *part) == vertical_first(order, in_h, in_w, out_h, out_w)
 
 
 @lru_cache(maxsize=256)

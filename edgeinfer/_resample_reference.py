@@ -42,12 +42,14 @@ def installed_pass_order() -> str:
 def vertical_first(pass_order: str, in_h: int, in_w: int, out_h: int, out_w: int) -> bool:
     """Whether the vertical pass runs before the horizontal one, when both run.
 
-    Pillow <= 12 (Resample.c ``ImagingResampleInner``) always runs the horizontal pass first. Pillow 13
-    (PR #9549, "If height is scaled down significantly more than width, resize vertically first") runs
-    the vertical pass first when the height shrinks by more than twice as many pixels as the width; the
-    rule was fitted to 4,822 geometries where the order changes the result
-    (/work/shared/reference/torchvision-pil-semantics.md §1.6) and is checked by the tests against the
-    installed Pillow.
+    Pillow <= 12 (Resample.c ``ImagingResampleInner``) always runs the horizontal pass first. Pillow 13.0.0
+    (PR #9549) runs the vertical pass first when the height shrinks by more than twice as many pixels as the
+    width; its ``ImagingResampleInner`` computes, from the source image's size (also when a ``box`` is
+    given, then ``in_h``/``in_w`` are the whole image's) and the output size::
+
+        int horizontal_first =
+            !((imIn->ysize - ysize) > 0 &&
+              (imIn->ysize - ysize) > (imIn->xsize - xsize) * 2);
     """
     if pass_order == "pillow12":
         return False

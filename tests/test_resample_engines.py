@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from edgeinfer import _resample
+from edgeinfer import _resample_reference as reference
 
 FILTERS = {f.name.lower(): f.value for f in Image.Resampling if f.value <= 5}
 MODES = ["L", "LA", "RGB", "RGBA"]
@@ -37,7 +38,8 @@ SPLIT_GEOMETRIES = [
     ((640, 480), (256, 192)),
     ((300, 1000), (256, 853)),
     ((1000, 300), (746, 224)),
-    ((768, 532), (651, 398)),  # the box's own geometry would go vertical first: no split
+    ((768, 532), (651, 398)),  # half the rows would go vertical first: no row split
+    ((200, 120), (66, 40)),  # split by columns: the boxes' own geometries would go vertical first
     ((1080, 1920), (256, 455)),
 ]
 
@@ -93,6 +95,21 @@ def test_box_rows_that_differ_from_the_full_resize_are_not_shared(image_factory)
             differing.append(k)
             assert not _resample._outputs_from(300, 224, FILTERS["box"], k, y)
     assert differing
+
+
+@pytest.mark.skipif(reference.installed_pass_order() != "pillow13", reason="Pillow <= 12 has one order")
+def test_the_pass_order_of_a_box_follows_the_whole_image(image_factory, monkeypatch) -> None:
+    """Pillow 13 orders the passes of a box resize by the whole image's size against the outputs
+    (Resample.c ``ImagingResampleInner``: ``imIn->ysize``, ``imIn->xsize``), not by the box's: 200x120 ->
+    66x40 is split by columns at source column 60, a box whose own geometry (200x60 -> 66x20) would go
+    vertical first and give other pixels."""
+    monkeypatch.setattr(_resample, "_SPLIT_PIXELS", 0)
+    img, bilinear = pil_image(200, 120, "RGB", 5, image_factory), FILTERS["bilinear"]
+    with _resample.parallel(2):
+        assert _resample._pillow_split(img, bilinear, (66, 40), (0, 0, 66, 40)) == (1, 20, 60, True)
+    left = np.asarray(img.resize((20, 66), bilinear, (0, 0, 60, 200)))
+    assert np.array_equal(left, pillow(img, (66, 40), bilinear)[:, :20])
+    assert not np.array_equal(left, pillow(img.crop((0, 0, 60, 200)), (66, 20), bilinear))
 
 
 @st.composite
