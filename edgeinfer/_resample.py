@@ -186,6 +186,10 @@ def resize(
 _NUMPY_OVER_PILLOW = {BOX: 1.9, BILINEAR: 1.3, HAMMING: 1.25, BICUBIC: 0.85, LANCZOS: 0.65}
 _MODE_FACTOR = {"L": 0.55, "LA": 0.8, "RGB": 1.0, "RGBA": 0.8}
 _VERTICAL_FIRST_FACTOR = 1.6
+# How much faster NumPy computes a window as two halves on two cores than on one (measured 1.0-1.7x, about
+# 1.3x typically, on 12 MP and 1080p windows): its conversions are bound by memory bandwidth, which the two
+# cores share.
+_HALVES_SPEEDUP = 1.3
 
 
 def _numpy_cost(img, filter: int, size: tuple[int, int]) -> float:
@@ -202,14 +206,15 @@ def _pillow_plan(
     img, filter: int, pass_order: str, size: tuple[int, int], region, halves: bool
 ) -> tuple | None:
     """How ``img.resize`` (Pillow, the call torchvision makes) gives this result faster than NumPy: ``()``
-    alone, or a split over two threads (``_pillow_split``); None when NumPy is faster.
+    alone, or a split over two threads (``_pillow_split``, ``_mixed_split``); None when NumPy is faster.
 
     Same result: Pillow runs the arithmetic ported here; only its pass order depends on its version, so a
     two-pass resize is handed over only when the installed Pillow orders the passes as ``pass_order`` asks.
     Faster: Pillow resizes the whole frame, NumPy only the kept window. NEAREST reads one source pixel per
-    output pixel either way. A downscale goes to Pillow when NumPy's cost per pixel times the kept part
-    of the frame exceeds Pillow's; upscales of small images are cheaper here. With two threads, either
-    side's cost halves where it can split its work (``halves``: NumPy computes the window in two halves).
+    output pixel either way. Each way's time is estimated in Pillow's cost per output pixel: NumPy's cost
+    per pixel times the kept window (on one thread, or in two halves: ``halves``), Pillow's whole frame
+    (or half of it on each thread), or Pillow's top rows on one thread while NumPy computes the rest of
+    the window on the other. Upscales of small images are cheaper here.
     """
     (in_w, in_h), (out_h, out_w) = img.size, size
     whole, kept = out_h * out_w, region[2] * region[3]
@@ -221,20 +226,21 @@ def _pillow_plan(
         ours = vertical_first(pass_order, in_h, in_w, out_h, out_w)
         if ours != vertical_first(installed_pass_order(), in_h, in_w, out_h, out_w):
             return None
+    cost = _numpy_cost(img, filter, size)
+    options = [(cost * kept / (_HALVES_SPEEDUP if halves else 1), None), (whole, ())]
     split = _pillow_split(img, filter, size, region)
-    pillow = whole if split is None else whole / 2
-    numpy = _numpy_cost(img, filter, size) * kept / (2 if halves else 1)
-    if numpy <= pillow:
-        return None
-    return () if split is None else split
+    if split is not None:
+        options.append((whole / 2, split))
+    mixed = _mixed_split(img, filter, size, region, cost)
+    if mixed is not None:
+        options.append(mixed)
+    return min(options, key=lambda option: option[0])[1]  # the first of equals: NumPy, then Pillow alone
 
 
 def _pillow_split(img, filter: int, size: tuple[int, int], region) -> tuple[int, int, int, bool] | None:
-    """With threads to spare, a way to share the resize: (axis, k, edge, both).
-
-    Pillow can compute outputs [0, k) along ``axis`` (0: rows, 1: columns) alone, exactly, from source
-    [0, edge); if ``both``, it computes outputs [k, n) from source [edge, N) exactly too (on the other
-    thread), else NumPy computes them (rows only). None when there is no such split worth making.
+    """With threads to spare, a way for Pillow to compute the resize in two halves, on two threads: (axis,
+    k, edge, True), Pillow computing outputs [0, k) along ``axis`` (0: rows, 1: columns) from source
+    [0, edge), and outputs [k, n) from source [edge, N); None when there is none.
 
     ``img.resize`` with the box [0, edge) computes Pillow's coefficients with ``in0 = 0`` and
     ``scale = edge / k``: when that equals N / n exactly, every centre ``(i + 0.5) * scale`` and so every
@@ -243,16 +249,9 @@ def _pillow_split(img, filter: int, size: tuple[int, int], region) -> tuple[int,
     centre by a rounding: ``_outputs_from`` checks that the coefficients come out the same all the same.
     """
     (in_w, in_h), (top, left, reg_h, reg_w) = img.size, region
-    if filter == NEAREST or _PARALLELISM.threads < 2 or in_h * in_w < _SPLIT_PIXELS:
+    if not _may_split(img, filter):
         return None
-    if max(in_h, in_w) > 1 << 24:  # Pillow gets box edges as C floats: edge / k and N / n would round apart
-        return None
-    # Pillow premultiplies a whole LA/RGBA image before resizing any box of it: not twice.
-    axes = (
-        ()
-        if img.mode in ("LA", "RGBA")
-        else ((in_h, size[0], top, top + reg_h), (in_w, size[1], left, left + reg_w))
-    )
+    axes = ((in_h, size[0], top, top + reg_h), (in_w, size[1], left, left + reg_w))
     for axis, (in_size, out_size, lo, hi) in enumerate(axes):
         if in_size == out_size:  # a box would add an identity pass along this axis
             continue
@@ -268,16 +267,35 @@ def _pillow_split(img, filter: int, size: tuple[int, int], region) -> tuple[int,
                 and _outputs_from(in_size, out_size, filter, k, edge)
             ):
                 return axis, k, edge, True
-    if in_h == size[0]:
+    return None
+
+
+def _mixed_split(img, filter: int, size: tuple[int, int], region, cost: float) -> tuple[float, tuple] | None:
+    """With threads to spare: (estimated time, (0, k, edge, False)), Pillow computing the top rows [0, k)
+    of the whole width from source rows [0, edge) (exactly, as in ``_pillow_split``) while NumPy computes
+    the window's other rows; k balances Pillow's k whole rows against NumPy's ``cost`` per kept pixel."""
+    in_h, (top, _, reg_h, reg_w), (out_h, out_w) = img.height, region, size
+    if not _may_split(img, filter) or in_h == out_h:
         return None
-    # Pillow's top rows, NumPy's the rest, in proportion to their costs.
-    step = size[0] // math.gcd(in_h, size[0])
-    numpy_cost = _numpy_cost(img, filter, size)
-    k = round((top + reg_h * numpy_cost / (1 + numpy_cost)) / step) * step
-    edge = k * in_h // size[0]
+    step = out_h // math.gcd(in_h, out_h)
+    k = round(cost * reg_w * (top + reg_h) / (out_w + cost * reg_w) / step) * step
     if not top < k < top + reg_h or not _same_order(img, size, 0, k):
         return None
-    return 0, k, edge, False
+    return max(k * out_w, cost * (top + reg_h - k) * reg_w), (0, k, k * in_h // out_h, False)
+
+
+def _may_split(img, filter: int) -> bool:
+    """Whether a resize of ``img`` may be shared over threads with Pillow at all. Not LA/RGBA: Pillow
+    premultiplies the whole image before resizing any box of it. Not above 2**24 pixels along an axis:
+    Pillow gets box edges as C floats, and edge / k and N / n would round apart."""
+    in_w, in_h = img.size
+    return (
+        filter != NEAREST
+        and img.mode not in ("LA", "RGBA")
+        and _PARALLELISM.threads > 1
+        and in_h * in_w >= _SPLIT_PIXELS
+        and max(in_h, in_w) <= 1 << 24
+    )
 
 
 def _same_order(img, size: tuple[int, int], axis: int, outputs: int) -> bool:

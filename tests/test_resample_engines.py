@@ -81,6 +81,19 @@ def test_photo_geometries_are_shared() -> None:
     assert _resample._pillow_split(img, bilinear, (224, 224), (0, 0, 224, 224)) is None  # one thread
 
 
+@pytest.mark.parametrize("filter_name", ["bilinear", "hamming"])
+def test_a_cropped_window_is_shared_between_pillow_and_numpy(filter_name, image_factory, parity) -> None:
+    """Resize(256) + CenterCrop(224) of a 1080p photo on two threads: Pillow computes the top rows of the
+    whole width while NumPy computes the rest of the window (faster than either alone or in halves)."""
+    img, filter = pil_image(1080, 1920, "RGB", 4, image_factory), FILTERS[filter_name]
+    size, region = (256, 455), (16, 116, 224, 224)
+    with _resample.parallel(2):
+        plan = _resample._pillow_plan(img, filter, "pillow13", size, region, True)
+        got = _resample.resize(img, size, filter, region=region)
+    assert plan is not None and plan[0] == 0 and plan[3] is False, plan
+    parity.check(got, pillow(img, size, filter)[16:240, 116:340], f"1080p window, {filter_name}")
+
+
 def test_box_rows_that_differ_from_the_full_resize_are_not_shared(image_factory) -> None:
     """From a box starting at row y, Pillow computes every centre as y + (i + 0.5) * scale: a rounding
     away from the full resize's (k + i + 0.5) * scale, which can move a filter's first tap. Wherever that
