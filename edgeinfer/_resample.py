@@ -19,8 +19,9 @@ A PIL image (what a decoded file is) can also be resized by Pillow itself, which
 arithmetic: ``resize`` hands it over where Pillow is provably exact (same pass order) and cheaper
 (``_pillow_plan``: full-frame downscales; NumPy wins on windows, upscales, L, RGBA and long filters). With
 two threads allowed, Pillow computes each half of the rows or columns on its own thread, through boxes
-that reproduce the full resize's coefficients; or Pillow computes the top rows while NumPy computes the
-rest (both ``_pillow_split``); or NumPy computes a window as two halves (``_halves``).
+that reproduce the full resize's coefficients (``_pillow_split``); or Pillow computes the top rows while
+NumPy computes the rest of the window (``_mixed_split``); or NumPy computes a window as two halves
+(``_halves``): whichever is estimated fastest.
 
 ``_resample_reference`` is the loop-for-loop port of Pillow's C code that these paths are tested against;
 it owns the constants both share (filter codes and supports, fixed point precision, the pass order).
