@@ -15,8 +15,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from edgeinfer import _resample_reference as reference
 from edgeinfer._resample import PASS_ORDERS, resize
+from edgeinfer.transforms.functional import resize as functional_resize
+from tests import resample_reference as reference
 
 FILTERS = {f.name.lower(): f.value for f in Image.Resampling if f.value <= 5}  # torchvision uses these six
 
@@ -223,7 +224,7 @@ def test_any_memory_layout_of_the_input(image_factory, parity) -> None:
 
 def test_results_are_independent_arrays() -> None:
     """Work buffers are reused between calls; results never alias them."""
-    from edgeinfer._resample import _SCRATCH
+    from edgeinfer._resample.threads import SCRATCH
 
     rng = np.random.default_rng(3)
     first_img, second_img = rng.integers(0, 256, (2, 40, 60, 3), dtype=np.uint8)
@@ -232,7 +233,7 @@ def test_results_are_independent_arrays() -> None:
     second = resize(second_img, (23, 31), 2)
     assert np.array_equal(first, kept)
     assert not np.shares_memory(first, second)
-    assert not any(np.shares_memory(first, buffer) for buffer in _SCRATCH.buffers.values())
+    assert not any(np.shares_memory(first, buffer) for buffer in SCRATCH.buffers.values())
 
 
 def test_threads_match_pillow(parity) -> None:
@@ -257,7 +258,7 @@ def test_threads_match_pillow(parity) -> None:
 
 @pytest.mark.parametrize(("mode", "premultiplied_mode"), [("RGBA", "RGBa"), ("LA", "La")])
 def test_alpha_premultiplication_matches_pillow_for_every_byte_pair(mode, premultiplied_mode, parity) -> None:
-    from edgeinfer._resample import _premultiply, _unpremultiply
+    from edgeinfer._resample.passes8 import premultiply_alpha, unpremultiply_alpha
 
     colour, alpha = np.meshgrid(np.arange(256, dtype=np.uint8), np.arange(256, dtype=np.uint8), indexing="ij")
     if mode == "RGBA":
@@ -265,12 +266,12 @@ def test_alpha_premultiplication_matches_pillow_for_every_byte_pair(mode, premul
     else:
         img = np.stack([colour, alpha], axis=-1)
     values = img.astype(np.float32)
-    _premultiply(values, 2)
+    premultiply_alpha(values, 2)
     want = np.asarray(Image.fromarray(img).convert(premultiplied_mode))
     parity.check(values.astype(np.uint8), want, f"{mode} -> {premultiplied_mode}")
 
     values = img.astype(np.float32)
-    _unpremultiply(values, 2)
+    unpremultiply_alpha(values, 2)
     want = np.asarray(Image.frombytes(premultiplied_mode, (256, 256), img.tobytes()).convert(mode))
     parity.check(values.astype(np.uint8), want, f"{premultiplied_mode} -> {mode}")
 
@@ -288,26 +289,30 @@ def test_nearest_keeps_alpha_unpremultiplied(parity) -> None:
 
 
 GREY = np.zeros((2, 2), np.uint8)
+# Arguments are checked once, by the functional layer (transforms/_checks.py); _resample.resize trusts its
+# callers. The image itself is checked by _convert (its kind) and by the resampler (I;16 is not resampled).
 BAD_CALLS = [
-    (lambda: resize([[1, 2]], (2, 2), 2), TypeError, "numpy.ndarray"),
-    (lambda: resize(np.zeros((2, 2), np.float64), (2, 2), 2), TypeError, "float64"),
-    (lambda: resize(np.zeros((2, 2, 5), np.uint8), (2, 2), 2), ValueError, r"\(2, 2, 5\)"),
-    (lambda: resize(np.zeros((2, 2, 1), np.uint8), (2, 2), 2), ValueError, r"\(2, 2, 1\)"),
-    (lambda: resize(np.zeros((2, 2, 3), np.float32), (2, 2), 2), TypeError, r"\(2, 2, 3\)"),
-    (lambda: resize(np.zeros((0, 3), np.uint8), (2, 2), 2), ValueError, "empty"),
-    (lambda: resize(np.zeros((2, 2), np.uint16), (3, 3), 2), ValueError, "I;16"),
-    (lambda: resize(np.zeros(3, np.uint8), (2, 2), 2), ValueError, r"\(3,\)"),
-    (lambda: resize(GREY, (0, 2), 2), ValueError, r"\(0, 2\)"),
-    (lambda: resize(GREY, (-3, 2), 2), ValueError, r"\(-3, 2\)"),
-    (lambda: resize(GREY, 5, 2), TypeError, "5"),
-    (lambda: resize(GREY, (2.5, 2), 2), TypeError, "2.5"),
-    (lambda: resize(GREY, (2, 2), 7), ValueError, "7"),
-    (lambda: resize(GREY, (2, 2), "bilinear"), TypeError, "bilinear"),
-    (lambda: resize(GREY, (3, 3), 2, pass_order="pillow11"), ValueError, "pillow11"),
-    (lambda: resize(GREY, (3, 3), 2, region=(2, 0, 2, 2)), ValueError, r"\(2, 0, 2, 2\)"),
-    (lambda: resize(GREY, (3, 3), 2, region=(0, 0, 0, 1)), ValueError, r"\(0, 0, 0, 1\)"),
-    (lambda: resize(GREY, (3, 3), 2, region=(-1, 0, 1, 1)), ValueError, r"\(-1, 0, 1, 1\)"),
-    (lambda: resize(GREY, (3, 3), 2, region=(0, 0, 1)), TypeError, r"\(0, 0, 1\)"),
+    (lambda: functional_resize([[1, 2]], (2, 2), 2), TypeError, "numpy.ndarray"),
+    (lambda: functional_resize(np.zeros((2, 2), np.float64), (2, 2), 2), TypeError, "float64"),
+    (lambda: functional_resize(np.zeros((2, 2, 5), np.uint8), (2, 2), 2), ValueError, r"\(2, 2, 5\)"),
+    (lambda: functional_resize(np.zeros((2, 2, 1), np.uint8), (2, 2), 2), ValueError, r"\(2, 2, 1\)"),
+    (lambda: functional_resize(np.zeros((2, 2, 3), np.float32), (2, 2), 2), TypeError, r"\(2, 2, 3\)"),
+    (lambda: functional_resize(np.zeros((0, 3), np.uint8), (2, 2), 2), ValueError, "empty"),
+    (lambda: functional_resize(np.zeros((2, 2), np.uint16), (3, 3), 2), ValueError, "I;16"),
+    (lambda: functional_resize(np.zeros(3, np.uint8), (2, 2), 2), ValueError, r"\(3,\)"),
+    (lambda: functional_resize(GREY, (0, 2), 2), ValueError, r"\[0, 2\].*positive, got 0"),
+    (lambda: functional_resize(GREY, (-3, 2), 2), ValueError, r"\[-3, 2\].*positive, got -3"),
+    (lambda: functional_resize(GREY, "5", 2), TypeError, "'5'"),
+    (lambda: functional_resize(GREY, (2.5, 2), 2), TypeError, "2.5"),
+    (lambda: functional_resize(GREY, (2, 2), 7), ValueError, "got 7"),
+    (lambda: functional_resize(GREY, (2, 2), 2.0), ValueError, "got 2.0"),
+    (lambda: functional_resize(GREY, (2, 2), "trilinear"), ValueError, "trilinear"),
+    (lambda: functional_resize(GREY, (3, 3), 2, pass_order="pillow11"), ValueError, "pillow11"),
+    (lambda: functional_resize(GREY, (3, 3), 2, region=(2, 0, 2, 2)), ValueError, r"\(2, 0, 2, 2\)"),
+    (lambda: functional_resize(GREY, (3, 3), 2, region=(0, 0, 0, 1)), ValueError, r"\(0, 0, 0, 1\)"),
+    (lambda: functional_resize(GREY, (3, 3), 2, region=(-1, 0, 1, 1)), ValueError, r"\(-1, 0, 1, 1\)"),
+    (lambda: functional_resize(GREY, (3, 3), 2, region=(0, 0, 1)), TypeError, r"\(0, 0, 1\)"),
+    (lambda: functional_resize(GREY, (3, 3), 2, region=(0, 0.5, 1, 1)), TypeError, r"\(0, 0.5, 1, 1\)"),
 ]
 
 
@@ -395,10 +400,10 @@ def test_huge_resizes_keep_cost_bounded_by_the_kept_pixels(tmp_path, parity) -> 
 def test_weights_stored_for_one_pixel_wide_images_stay_near_the_taps(filter_name: str, parity) -> None:
     """A pass over one column favours few groups of blocks, whose drift widened every block's span (the
     weights stored take 4 bytes per output and source pixel of the span): 580 MB for 1,000,000 rows."""
-    from edgeinfer import _resample
+    from edgeinfer._resample import plans
 
     rows, filter = 20_000, FILTERS[filter_name]
-    _, _, plan = _resample._plan("L", rows, rows + 2, filter, 0, rows + 2, 1)
+    _, _, plan = plans.plan("L", rows, rows + 2, filter, 0, rows + 2, 1)
     taps = plan.fixed.shape[1]
     assert plan.span <= 2 * ((plan.block - 1) * rows / (rows + 2) + taps + 1), (plan.block, plan.span)
     image = np.random.default_rng(7).integers(0, 256, (rows, 1), dtype=np.uint8)
@@ -408,17 +413,17 @@ def test_weights_stored_for_one_pixel_wide_images_stay_near_the_taps(filter_name
 
 
 def test_plan_cache_is_bounded_in_bytes() -> None:
-    from edgeinfer import _resample
+    from edgeinfer._resample import plans
 
     for width in range(40_000, 40_012):  # each plan of these downscales holds over 10 MB
         resize(np.zeros((2, width), np.uint8), (2, 28_000), 3)
-        assert 0 < _resample._plan.cached_bytes() <= _resample._PLAN_CACHE_BYTES
+        assert 0 < plans.plan.cached_bytes() <= plans.PLAN_CACHE_BYTES
 
 
 @pytest.mark.parametrize("in_size", [1, 3, 5, 7, 640, 3_000, 99_991])
 def test_nearest_indices_equal_the_sequential_c_loop(in_size: int) -> None:
     """Geometry.c adds the scale output by output in double; any window must see the same sums."""
-    from edgeinfer._resample import _nearest_indices
+    from edgeinfer._resample.nearest import nearest_indices
 
     for out_size in (1, 2, 3, 10, 224, 1 << 20, 3 * in_size + 1):
         scale = float(np.float32(in_size)) / out_size
@@ -428,4 +433,4 @@ def test_nearest_indices_equal_the_sequential_c_loop(in_size: int) -> None:
             x += scale
         for lo, hi in ((0, out_size), (out_size // 3, out_size // 3 + 28), (max(0, out_size - 5), out_size)):
             hi = min(hi, out_size)
-            assert _nearest_indices(in_size, out_size, lo, hi).tolist() == sequential[lo:hi]
+            assert nearest_indices(in_size, out_size, lo, hi).tolist() == sequential[lo:hi]

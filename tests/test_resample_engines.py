@@ -1,9 +1,10 @@
 """Who computes a resize of a PIL image: Pillow itself, NumPy, or both at once. Every way against Pillow.
 
-``_resample.resize`` hands a PIL image to ``Image.resize`` where that is the same arithmetic and cheaper.
-With two threads it lets Pillow compute each half of the rows or columns (through boxes that reproduce the
-full resize's coefficients), or the top rows while NumPy computes the rest, or computes a window in two
-halves with NumPy. These tests hold each way to the installed Pillow.
+``_resample.resize`` hands a PIL image to ``Image.resize`` where that is the same arithmetic and cheaper
+(``_resample.dispatch``). With two threads it lets Pillow compute each half of the rows or columns (through
+boxes that reproduce the full resize's coefficients), or the top rows while NumPy computes the rest, or
+computes a window in two halves with NumPy. These tests hold each way to the installed Pillow, and check who
+really computed what, on which thread (the ``who_computes`` fixture).
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from edgeinfer import _resample
-from edgeinfer import _resample_reference as reference
+from edgeinfer._resample import dispatch
+from edgeinfer._resample.filters import installed_pass_order
 
 FILTERS = {f.name.lower(): f.value for f in Image.Resampling if f.value <= 5}
 MODES = ["L", "LA", "RGB", "RGBA"]
@@ -29,6 +31,27 @@ def pil_image(h: int, w: int, mode: str, seed: int, image_factory) -> Image.Imag
 
 def pillow(img: Image.Image, size: tuple[int, int], filter: int) -> np.ndarray:
     return np.asarray(img.resize((size[1], size[0]), filter))
+
+
+@pytest.fixture
+def who_computes(monkeypatch) -> list[tuple[str, tuple | None, int]]:
+    """Every computation of a resize from now on, in order: ("pillow", box, thread) for each call of
+    ``Image.resize`` (box None for the whole frame) and ("numpy", region, thread) for each window NumPy
+    computes; ``thread`` is ``threading.get_ident()`` of the thread that ran it."""
+    calls = []
+    pillow_resize, numpy_window = Image.Image.resize, dispatch.resize_window
+
+    def by_pillow(self, size, resample=None, box=None, *args):
+        calls.append(("pillow", box, threading.get_ident()))
+        return pillow_resize(self, size, resample, box, *args)
+
+    def by_numpy(img, mode, size, filter, pass_order, region):
+        calls.append(("numpy", region, threading.get_ident()))
+        return numpy_window(img, mode, size, filter, pass_order, region)
+
+    monkeypatch.setattr(Image.Image, "resize", by_pillow)
+    monkeypatch.setattr(dispatch, "resize_window", by_numpy)
+    return calls
 
 
 # (input height, width) -> output (height, width): photo geometries whose rows split exactly, and tall ones
@@ -53,9 +76,9 @@ def test_resizes_shared_over_two_threads_match_pillow(
 ):
     """Pillow on both threads where its boxes give the full resize's coefficients; with that refused,
     Pillow's top rows and NumPy's rest."""
-    monkeypatch.setattr(_resample, "_SPLIT_PIXELS", 0)
+    monkeypatch.setattr(dispatch, "SPLIT_PIXELS", 0)
     if second == "numpy":
-        monkeypatch.setattr(_resample, "_outputs_from", lambda *args: False)
+        monkeypatch.setattr(dispatch, "outputs_from", lambda *args: False)
     (in_h, in_w), size = geometry
     img = pil_image(in_h, in_w, mode, 3, image_factory)
     filter = FILTERS[filter_name]
@@ -68,30 +91,59 @@ def test_resizes_shared_over_two_threads_match_pillow(
     parity.check(window, want[top : size[0] - top, left:], f"2 threads, window {mode} {geometry}")
 
 
-def test_photo_geometries_are_shared() -> None:
-    """The splits are not dead code: common photo resizes get one (and the refusals are reasoned)."""
-    img, bilinear = Image.new("RGB", (1280, 960)), FILTERS["bilinear"]
+@pytest.mark.parametrize(("size", "axis", "boxes"), [
+    ((224, 224), 0, [(0, 0, 1280, 480), (0, 480, 1280, 960)]),  # rows: each thread half the source rows
+    ((448, 448), 1, [(0, 0, 640, 960), (640, 0, 1280, 960)]),  # 960 -> 448 rows: no box gives the rows
+], ids=["by rows", "by columns"])  # fmt: skip
+def test_photo_geometries_are_shared(size, axis, boxes, image_factory, who_computes, parity) -> None:
+    """The splits are not dead code: a common photo resize on two threads is computed by Pillow in two
+    boxes, one on each thread, and gives Pillow's pixels."""
+    img, bilinear = pil_image(960, 1280, "RGB", 6, image_factory), FILTERS["bilinear"]
+    want = pillow(img, size, bilinear)
+    who_computes.clear()
     with _resample.parallel(2):
-        by_rows = _resample._pillow_split(img, bilinear, (224, 224), (0, 0, 224, 224))
-        by_columns = _resample._pillow_split(img, bilinear, (448, 448), (0, 0, 448, 448))
-        nearest = _resample._pillow_split(img, FILTERS["nearest"], (224, 224), (0, 0, 224, 224))
-    assert by_rows == (0, 112, 480, True)
-    assert by_columns == (1, 224, 640, True)  # 960 -> 448 rows: no box gives the full resize's rows
-    assert nearest is None
-    assert _resample._pillow_split(img, bilinear, (224, 224), (0, 0, 224, 224)) is None  # one thread
+        way = dispatch.choose_way(img, bilinear, "pillow13", size, (0, 0, *size))
+        got = _resample.resize(img, size, bilinear)
+    assert way.by == "pillow halves" and way.split.axis == axis, way
+    assert sorted(box for _, box, _ in who_computes) == boxes, who_computes
+    assert all(engine == "pillow" for engine, _, _ in who_computes), who_computes
+    assert len({thread for _, _, thread in who_computes}) == 2, "both halves ran on one thread"
+    parity.check(got, want, f"1280x960 -> {size}, Pillow on two threads")
+
+
+def test_a_resize_is_shared_only_with_two_threads_and_a_filter(image_factory, who_computes, parity) -> None:
+    """One thread: Pillow computes the whole frame (no box). NEAREST is never split (Geometry.c has no
+    box arithmetic to reproduce), whatever the threads."""
+    img = pil_image(960, 1280, "RGB", 7, image_factory)
+    for threads, filter in ((1, FILTERS["bilinear"]), (2, FILTERS["nearest"])):
+        want = pillow(img, (224, 224), filter)
+        who_computes.clear()
+        with _resample.parallel(threads):
+            got = _resample.resize(img, (224, 224), filter)
+        assert who_computes == [("pillow", None, threading.get_ident())], who_computes
+        parity.check(got, want, f"{threads} thread(s), filter {filter}")
 
 
 @pytest.mark.parametrize("filter_name", ["bilinear", "hamming"])
-def test_a_cropped_window_is_shared_between_pillow_and_numpy(filter_name, image_factory, parity) -> None:
+def test_a_cropped_window_is_shared_between_pillow_and_numpy(
+    filter_name, image_factory, who_computes, parity
+) -> None:
     """Resize(256) + CenterCrop(224) of a 1080p photo on two threads: Pillow computes the top rows of the
-    whole width while NumPy computes the rest of the window (faster than either alone or in halves)."""
+    whole width on a worker thread while NumPy computes the rest of the window on the calling thread
+    (faster than either alone or in halves)."""
     img, filter = pil_image(1080, 1920, "RGB", 4, image_factory), FILTERS[filter_name]
     size, region = (256, 455), (16, 116, 224, 224)
+    want = pillow(img, size, filter)[16:240, 116:340]
+    who_computes.clear()
     with _resample.parallel(2):
-        plan = _resample._pillow_plan(img, filter, "pillow13", size, region, True)
         got = _resample.resize(img, size, filter, region=region)
-    assert plan is not None and plan[0] == 0 and plan[3] is False, plan
-    parity.check(got, pillow(img, size, filter)[16:240, 116:340], f"1080p window, {filter_name}")
+    numpy_call, pillow_call = sorted(who_computes)
+    _, (box_left, box_top, box_right, edge), pillow_thread = pillow_call
+    _, (k, left, rows, width), numpy_thread = numpy_call
+    assert (box_left, box_top, box_right) == (0, 0, 1920) and 0 < edge < 1080, pillow_call  # top rows
+    assert (left, width) == (116, 224) and k > 16 and k + rows == 240, numpy_call  # the window's rest
+    assert numpy_thread == threading.get_ident() != pillow_thread
+    parity.check(got, want, f"1080p window, {filter_name}")
 
 
 def test_box_rows_that_differ_from_the_full_resize_are_not_shared(image_factory) -> None:
@@ -106,22 +158,26 @@ def test_box_rows_that_differ_from_the_full_resize_are_not_shared(image_factory)
         lower = np.asarray(img.resize((40, 224 - k), FILTERS["box"], (0, y, 40, 300)))
         if not np.array_equal(lower, full[k:]):
             differing.append(k)
-            assert not _resample._outputs_from(300, 224, FILTERS["box"], k, y)
+            assert not dispatch.outputs_from(300, 224, FILTERS["box"], k, y)
     assert differing
 
 
-@pytest.mark.skipif(reference.installed_pass_order() != "pillow13", reason="Pillow <= 12 has one order")
-def test_the_pass_order_of_a_box_follows_the_whole_image(image_factory, monkeypatch) -> None:
+@pytest.mark.skipif(installed_pass_order() != "pillow13", reason="Pillow <= 12 has one order")
+def test_the_pass_order_of_a_box_follows_the_whole_image(image_factory, monkeypatch, who_computes, parity):
     """Pillow 13 orders the passes of a box resize by the whole image's size against the outputs
     (Resample.c ``ImagingResampleInner``: ``imIn->ysize``, ``imIn->xsize``), not by the box's: 200x120 ->
     66x40 is split by columns at source column 60, a box whose own geometry (200x60 -> 66x20) would go
     vertical first and give other pixels."""
-    monkeypatch.setattr(_resample, "_SPLIT_PIXELS", 0)
+    monkeypatch.setattr(dispatch, "SPLIT_PIXELS", 0)
     img, bilinear = pil_image(200, 120, "RGB", 5, image_factory), FILTERS["bilinear"]
+    want = pillow(img, (66, 40), bilinear)
+    who_computes.clear()
     with _resample.parallel(2):
-        assert _resample._pillow_split(img, bilinear, (66, 40), (0, 0, 66, 40)) == (1, 20, 60, True)
+        got = _resample.resize(img, (66, 40), bilinear)
+    assert sorted(box for _, box, _ in who_computes) == [(0, 0, 60, 200), (60, 0, 120, 200)], who_computes
+    parity.check(got, want, "200x120 -> 66x40 split by columns")
     left = np.asarray(img.resize((20, 66), bilinear, (0, 0, 60, 200)))
-    assert np.array_equal(left, pillow(img, (66, 40), bilinear)[:, :20])
+    assert np.array_equal(left, want[:, :20])
     assert not np.array_equal(left, pillow(img.crop((0, 0, 60, 200)), (66, 20), bilinear))
 
 
@@ -152,7 +208,7 @@ def test_every_engine_matches_pillow_on_random_pil_images(case, image_factory, p
     want = pillow(img, size, filter)
     top, left, height, width = region
     kept = want[top : top + height, left : left + width]
-    monkeypatch.setattr(_resample, "_SPLIT_PIXELS", 0)
+    monkeypatch.setattr(dispatch, "SPLIT_PIXELS", 0)
     for threads in (1, 2):
         with _resample.parallel(threads):
             parity.check(_resample.resize(img, size, filter), want, f"auto, {threads} threads")
@@ -190,39 +246,75 @@ def test_rows_shared_with_pillow_beyond_float32_heights(parity) -> None:
     parity.check(got, want, "2 threads, 2**24 + 1 rows")
 
 
-def test_very_wide_windows_are_not_split_in_halves(monkeypatch, parity) -> None:
-    """Both halves would build the same horizontal plan, too big for the plan cache: twice the memory."""
-    calls = []
-    monkeypatch.setattr(_resample, "_halves", lambda *args: calls.append(args))
-    img = Image.fromarray(np.random.default_rng(5).integers(0, 256, (64, 40000), dtype=np.uint8))
-    size = (48, _resample._SPLIT_WIDTH + 1)
+def test_very_wide_windows_are_not_split_in_halves(who_computes, parity) -> None:
+    """Both halves would build the same horizontal plan, too big for the plan cache: twice the memory.
+    So NumPy computes the whole window of an array, once, on the calling thread."""
+    pixels = np.random.default_rng(5).integers(0, 256, (64, 40000), dtype=np.uint8)
+    size = (48, dispatch.SPLIT_WIDTH + 1)
+    want = pillow(Image.fromarray(pixels), size, FILTERS["bicubic"])
+    who_computes.clear()
     with _resample.parallel(2):
-        got = _resample.resize(img, size, FILTERS["bicubic"])
-    assert calls == []
-    parity.check(got, pillow(img, size, FILTERS["bicubic"]), "wide, 2 threads")
+        got = _resample.resize(pixels, size, FILTERS["bicubic"])
+    assert who_computes == [("numpy", (0, 0, *size), threading.get_ident())], who_computes
+    parity.check(got, want, "wide, 2 threads")
 
 
-def test_two_threads_resizing_at_once_get_pillows_pixels(parity) -> None:
+def test_windows_of_large_images_are_computed_in_halves_by_numpy(image_factory, who_computes, parity):
+    """With two threads, NumPy computes a window of a large array as two halves, the upper one on a worker
+    thread: the halves meet, cover the window, and give Pillow's pixels."""
+    pixels = image_factory(1024, 768, "RGB", seed=8)
+    size, region = (512, 384), (40, 20, 300, 200)
+    want = pillow(Image.fromarray(pixels), size, FILTERS["bicubic"])[40:340, 20:220]
+    who_computes.clear()
+    with _resample.parallel(2):
+        got = _resample.resize(pixels, size, FILTERS["bicubic"], region=region)
+    (_, upper, upper_thread), (_, lower, lower_thread) = sorted(who_computes, key=lambda call: call[1])
+    assert upper == (40, 20, 150, 200) and lower == (190, 20, 150, 200), who_computes
+    assert lower_thread == threading.get_ident() != upper_thread
+    parity.check(got, want, "NumPy halves")
+
+
+# How long the first product of each thread waits for the other thread's. Without the turns the other
+# thread gets there within milliseconds; with them it never does, and this is what the test costs.
+_MEETING_SECONDS = 2.0
+
+
+def test_banded_products_take_turns_between_threads(image_factory, monkeypatch, parity) -> None:
     """Callers on two threads at once (a shared Model, or the two halves of a split) get Pillow's pixels.
     OpenBLAS 0.3.31's small-matrix kernel, run by two threads at once, returned wrong sums in about one
-    call of 600 made this way (a few rows of one channel off by up to 88): the banded products take turns.
-    This catches that race about half the time per run."""
-    pixels = np.random.default_rng(0).integers(0, 256, (720, 1280, 3), dtype=np.uint8)
-    want = pillow(Image.fromarray(pixels), (378, 1085), FILTERS["box"])
-    results = {}
+    call of 600 (a few rows of one channel off by up to 88): the banded products take turns
+    (``passes8.BLAS_LOCK``). The interleaving is forced: two threads start a resize together, and the first
+    product of each waits, inside the product, for the other thread's first product. With the turns the
+    other thread cannot get in and the wait times out; without them the two meet, every time."""
+    pixels = image_factory(64, 96, "RGB", seed=9)
+    size, bilinear = (37, 51), FILTERS["bilinear"]
+    want = pillow(Image.fromarray(pixels), size, bilinear)
+    start, meeting = threading.Barrier(2), threading.Barrier(2, timeout=_MEETING_SECONDS)
+    waited, met, results = set(), [], {}
+    matmul = np.matmul
+
+    def product(*args, **kwargs):
+        me = threading.get_ident()
+        if me not in waited:
+            waited.add(me)
+            try:
+                meeting.wait()
+                met.append(me)
+            except threading.BrokenBarrierError:  # the other thread never got in while this one waited
+                pass
+        return matmul(*args, **kwargs)
 
     def caller(name: int) -> None:
-        wrong = None
-        for _ in range(400):
-            got = _resample.resize(pixels, (378, 1085), FILTERS["box"], engine="numpy")
-            if wrong is None and not np.array_equal(got, want):
-                wrong = got
-        results[name] = got if wrong is None else wrong
+        start.wait()
+        results[name] = _resample.resize(pixels, size, bilinear, engine="numpy")
 
+    monkeypatch.setattr(np, "matmul", product)
     threads = [threading.Thread(target=caller, args=(i,)) for i in range(2)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
+    assert len(waited) == 2, "a thread's resize ran no banded product: the test proves nothing"
+    assert met == [], "two threads were inside a banded product at once"
     for name, got in sorted(results.items()):
-        parity.check(got, want, f"thread {name}, 400 resizes while another thread resized")
+        parity.check(got, want, f"thread {name}, resized while another thread resized")

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from edgeinfer import _convert
-from edgeinfer._resample_reference import FILTER_NAMES, FILTERS, PASS_ORDERS
+from edgeinfer._resample.filters import FILTER_NAMES, FILTERS, PASS_ORDERS
 
 # torchvision's InterpolationMode values → Pillow filter codes (functional.pil_modes_mapping): Pillow's
 # filter table plus torchvision's second name for NEAREST.

@@ -7,8 +7,9 @@ arguments first (TypeError for the wrong kind, ValueError for a bad value, namin
 computes; names and arguments are torchvision's.
 
 This is where the math is. Pillow's resampling (the only arithmetic that is not a few NumPy lines) lives
-in ``edgeinfer._resample``, called from :func:`resize` only; ``edgeinfer._resample_reference`` is the
-plain port of Pillow's ``Resample.c`` it is tested against.
+in the package ``edgeinfer._resample``, called from :func:`resize` only, which checks the arguments it
+passes on (``_resample`` trusts them); ``tests/resample_reference.py`` is the plain port of Pillow's
+``Resample.c`` it is tested against.
 """
 
 from __future__ import annotations

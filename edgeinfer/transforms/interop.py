@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 from types import ModuleType
 from typing import Any
 
-from edgeinfer._resample_reference import installed_pass_order
+from edgeinfer._resample.filters import installed_pass_order
 from edgeinfer.transforms import transforms as classes
 from edgeinfer.transforms.spec import CLASSES
 

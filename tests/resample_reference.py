@@ -1,4 +1,4 @@
-"""Pillow's resampling, ported loop for loop from its C sources: the oracle of the fast paths in _resample.
+"""Pillow's resampling, ported loop for loop from its C sources: the oracle of ``edgeinfer._resample``.
 
 Plain Python on small images, slow on purpose: every line mirrors a line of Pillow 13's sources, so that
 reading it next to them is enough to trust it. tests/test_resample.py checks it against the installed
@@ -11,7 +11,9 @@ Sources mirrored (python-pillow/Pillow):
 * ``src/libImaging/Convert.c`` ``rgbA2rgba`` / ``rgba2rgbA``: the alpha premultiplication that
   ``Image.resize`` wraps around every filter but NEAREST for LA and RGBA images.
 
-This module also owns the constants both implementations share: the filter table and the pass order.
+The constants both share (filter codes and supports, fixed point precision, the pass order) come from
+``edgeinfer._resample.filters``, which states them once with the C lines they mirror. Only tests import
+this module: the oracle is no dependency of what it judges.
 """
 
 from __future__ import annotations
@@ -20,41 +22,19 @@ import math
 
 import numpy as np
 
-# Pillow's filter codes (PIL.Image.Resampling), named as torchvision names its InterpolationMode values.
-FILTERS = {"nearest": 0, "lanczos": 1, "bilinear": 2, "bicubic": 3, "box": 4, "hamming": 5}
-NEAREST, LANCZOS, BILINEAR, BICUBIC, BOX, HAMMING = (FILTERS[n] for n in list(FILTERS))
-FILTER_NAMES = {code: name for name, code in FILTERS.items()}
-PASS_ORDERS = ("pillow13", "pillow12")
-SUPPORTS = {BOX: 0.5, BILINEAR: 1.0, HAMMING: 1.0, BICUBIC: 2.0, LANCZOS: 3.0}
-PRECISION_BITS = 32 - 8 - 2  # Resample.c: 8 bits of pixel, 2 of headroom for negative lobes and overshoot
-# Hamming's 0.54f and 0.46f are float32 literals in Resample.c, promoted to double.
-HAMMING_A = float(np.float32(0.54))
-HAMMING_B = float(np.float32(0.46))
-
-
-def installed_pass_order() -> str:
-    """The pass order of the installed Pillow (what ``Image.resize`` computes here)."""
-    import PIL
-
-    return "pillow13" if int(PIL.__version__.split(".")[0]) >= 13 else "pillow12"
-
-
-def vertical_first(pass_order: str, in_h: int, in_w: int, out_h: int, out_w: int) -> bool:
-    """Whether the vertical pass runs before the horizontal one, when both run.
-
-    Pillow <= 12 (Resample.c ``ImagingResampleInner``) always runs the horizontal pass first. Pillow 13.0.0
-    (PR #9549) runs the vertical pass first when the height shrinks by more than twice as many pixels as the
-    width; its ``ImagingResampleInner`` computes, from the source image's size (also when a ``box`` is
-    given, then ``in_h``/``in_w`` are the whole image's) and the output size::
-
-        int horizontal_first =
-            !((imIn->ysize - ysize) > 0 &&
-              (imIn->ysize - ysize) > (imIn->xsize - xsize) * 2);
-    """
-    if pass_order == "pillow12":
-        return False
-    return out_h < in_h and (in_h - out_h) > 2 * (in_w - out_w)
-
+from edgeinfer._resample.filters import (
+    BICUBIC,
+    BILINEAR,
+    BOX,
+    HAMMING,
+    HAMMING_A,
+    HAMMING_B,
+    LANCZOS,
+    NEAREST,
+    PRECISION_BITS,
+    SUPPORTS,
+    vertical_first,
+)
 
 # ------------------------------------------------------------------------------------------- filters
 
