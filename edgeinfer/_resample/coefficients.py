@@ -75,10 +75,10 @@ def coefficients(in_size: int, out_size: int, filter: int, lo: int, hi: int) -> 
     normalised double weights per output. Each output's table depends on its own index alone, so the
     cost follows the kept outputs, not the size of the whole resized axis."""
     scale = axis_scale(in_size, out_size)
-    return coefficients_at(in_size, scale, filter, (np.arange(lo, hi) + 0.5) * scale)
+    return _coefficients_at(in_size, scale, filter, (np.arange(lo, hi) + 0.5) * scale)
 
 
-def coefficients_at(in_size: int, scale: float, filter: int, center: np.ndarray) -> tuple[np.ndarray, ...]:
+def _coefficients_at(in_size: int, scale: float, filter: int, center: np.ndarray) -> tuple[np.ndarray, ...]:
     """precompute_coeffs for outputs centred at ``center`` (source coordinates, double)."""
     filterscale = max(scale, 1.0)
     support = SUPPORTS[filter] * filterscale
@@ -112,5 +112,5 @@ def fixed_point(weights: np.ndarray) -> np.ndarray:
 
 def fixed_table(in_size: int, scale: float, filter: int, centre: np.ndarray) -> tuple[np.ndarray, ...]:
     """First source index, tap count and 22-bit fixed point weights of outputs centred at ``centre``."""
-    first, count, weights = coefficients_at(in_size, scale, filter, centre)
+    first, count, weights = _coefficients_at(in_size, scale, filter, centre)
     return first, count, fixed_point(weights)

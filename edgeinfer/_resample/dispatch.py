@@ -4,8 +4,8 @@ A PIL image (what a decoded file is) can be resized by Pillow itself, which runs
 ported here: ``resize`` hands it over where Pillow is provably exact (same pass order) and cheaper
 (full-frame downscales; NumPy wins on windows, upscales, L, RGBA and long filters). With two threads
 allowed, Pillow computes each half of the rows or columns on its own thread, through boxes that reproduce
-the full resize's coefficients (``pillow_split``); or Pillow computes the top rows while NumPy computes the
-rest of the window (``mixed_split``); or NumPy computes a window as two halves (``_halves``): whichever
+the full resize's coefficients (``_pillow_split``); or Pillow computes the top rows while NumPy computes the
+rest of the window (``_mixed_split``); or NumPy computes a window as two halves (``_halves``): whichever
 ``choose_way`` estimates fastest.
 """
 
@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -32,6 +33,9 @@ from edgeinfer._resample.filters import (
 )
 from edgeinfer._resample.numpy_resize import resize_window
 from edgeinfer._resample.pixels import window
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 ENGINES = ("auto", "numpy")
 
@@ -92,7 +96,7 @@ class Way:
 
 
 def resize(
-    img,
+    img: np.ndarray | Image.Image,
     size: tuple[int, int],
     filter: int,
     *,
@@ -154,7 +158,14 @@ def resize(
     return resize_window(img, mode, (out_h, out_w), filter, pass_order, region)
 
 
-def choose_way(img, filter: int, pass_order: str, size: tuple[int, int], region, engine: str = "auto") -> Way:
+def choose_way(
+    img: np.ndarray | Image.Image,
+    filter: int,
+    pass_order: str,
+    size: tuple[int, int],
+    region: tuple[int, int, int, int],
+    engine: str = "auto",
+) -> Way:
     """Who computes this resize (``size`` differs from the image's): the way of least estimated time.
 
     NumPy computes arrays, and whatever ``engine="numpy"`` asks for; with two threads allowed, a window of
@@ -191,10 +202,10 @@ def choose_way(img, filter: int, pass_order: str, size: tuple[int, int], region,
             return numpy
     cost = _numpy_cost(img, filter, size)
     options = [(cost * kept / (_HALVES_SPEEDUP if halves else 1), numpy), (whole, Way("pillow"))]
-    split = pillow_split(img, filter, size, region)
+    split = _pillow_split(img, filter, size, region)
     if split is not None:
         options.append((whole / 2, Way("pillow halves", split)))
-    mixed = mixed_split(img, filter, size, region, cost)
+    mixed = _mixed_split(img, filter, size, region, cost)
     if mixed is not None:
         top = region[0]
         both = max(mixed.k * out_w, cost * (top + reg_h - mixed.k) * reg_w)  # the slower side's time
@@ -212,7 +223,7 @@ def _numpy_cost(img, filter: int, size: tuple[int, int]) -> float:
     return cost
 
 
-def pillow_split(img, filter: int, size: tuple[int, int], region) -> Split | None:
+def _pillow_split(img, filter: int, size: tuple[int, int], region) -> Split | None:
     """With threads to spare, a way for Pillow to compute the resize in two halves, on two threads: Pillow
     computing outputs [0, k) along the axis from source [0, edge), and outputs [k, n) from source
     [edge, N); None when there is none.
@@ -246,9 +257,9 @@ def pillow_split(img, filter: int, size: tuple[int, int], region) -> Split | Non
     return None
 
 
-def mixed_split(img, filter: int, size: tuple[int, int], region, cost: float) -> Split | None:
+def _mixed_split(img, filter: int, size: tuple[int, int], region, cost: float) -> Split | None:
     """With threads to spare: a row split for Pillow to compute the top rows [0, k) of the whole width from
-    source rows [0, edge) (exactly, as in ``pillow_split``) while NumPy computes the window's other rows; k
+    source rows [0, edge) (exactly, as in ``_pillow_split``) while NumPy computes the window's other rows; k
     balances Pillow's k whole rows against NumPy's ``cost`` per kept pixel. None when there is none."""
     in_h, (top, _, reg_h, reg_w), (out_h, out_w) = img.height, region, size
     if not _may_split(img, filter) or in_h == out_h:

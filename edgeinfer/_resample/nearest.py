@@ -4,12 +4,16 @@ arithmetic and one gather."""
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from edgeinfer import _convert
 from edgeinfer._resample.coefficients import axis_scale
 from edgeinfer._resample.pixels import pixel_words
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 
 def nearest_indices(in_size: int, out_size: int, lo: int, hi: int) -> np.ndarray:
@@ -50,7 +54,9 @@ def nearest_indices(in_size: int, out_size: int, lo: int, hi: int) -> np.ndarray
     return positions.astype(np.int64)
 
 
-def resize_nearest(img, out_h: int, out_w: int, top: int, left: int, reg_h: int, reg_w: int) -> np.ndarray:
+def resize_nearest(
+    img: np.ndarray | Image.Image, out_h: int, out_w: int, top: int, left: int, reg_h: int, reg_w: int
+) -> np.ndarray:
     """The (top, left, reg_h, reg_w) window of ``img`` (an array or a PIL image) resized to out_h x out_w
     with NEAREST; of a big PIL image only the rows picked are copied."""
     in_h, in_w = (img.height, img.width) if _convert.is_pil(img) else img.shape[:2]

@@ -3,6 +3,8 @@ read), then NEAREST, the 8-bit passes or the F/I passes."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from edgeinfer import _convert
@@ -13,11 +15,19 @@ from edgeinfer._resample.passes32 import resample_32bit
 from edgeinfer._resample.pixels import window
 from edgeinfer._resample.plans import STRIP_BYTES, bucket, plan
 
+if TYPE_CHECKING:
+    from PIL import Image
+
 _CHANNELS = {"LA": 2, "RGB": 3, "RGBA": 4}
 
 
 def resize_window(
-    img, mode: str, size: tuple[int, int], filter: int, pass_order: str, region: tuple[int, int, int, int]
+    img: np.ndarray | Image.Image,
+    mode: str,
+    size: tuple[int, int],
+    filter: int,
+    pass_order: str,
+    region: tuple[int, int, int, int],
 ) -> np.ndarray:
     """The ``region`` (top, left, height, width) of ``img`` (an array or a loaded PIL image of ``mode``)
     resized to ``size``, computed here on this thread (and the threads ``parallel`` allows for its passes).

@@ -2,7 +2,7 @@
 provably Pillow's: 22-bit fixed point weights, the rounded intermediate image, alpha premultiplication.
 
 Each pass runs a ``Pass8`` plan (see ``plans``): one strided view and one batched BLAS call per strip of
-the image; ``round_into`` rounds the float32 results as Resample.c's ``clip8`` does and recomputes in
+the image; ``_round_into`` rounds the float32 results as Resample.c's ``clip8`` does and recomputes in
 exact float64 only the outputs that lie within their error bound of a rounding edge.
 """
 
@@ -47,7 +47,7 @@ def unpremultiply_alpha(values: np.ndarray, axis: int) -> None:
     np.copyto(colour, restored, where=alpha != 0)
 
 
-def round_into(acc: np.ndarray, out: np.ndarray, plan: Pass8, exact) -> None:
+def _round_into(acc: np.ndarray, out: np.ndarray, plan: Pass8, exact) -> None:
     """out = clip8 of a float32 pass result: floor(acc + 1/2) saturated to [0, 255], provably Pillow's.
 
     ``acc`` (contiguous) and ``out`` (any view, float32 or uint8) hold the same number of elements with the
@@ -144,7 +144,7 @@ def _pass_along_rows(src: np.ndarray, plan: Pass8, out: np.ndarray) -> None:
         taps = np.take(src.reshape(-1), col[:, None] * src.shape[1] + plan.index[row])
         return _exact_8bit(taps, plan.fixed[row])
 
-    round_into(acc, out, plan, exact)
+    _round_into(acc, out, plan, exact)
 
 
 def _pass_along_columns(src: np.ndarray, plan: Pass8, out: np.ndarray) -> None:
@@ -176,7 +176,7 @@ def _pass_along_columns(src: np.ndarray, plan: Pass8, out: np.ndarray) -> None:
             taps = np.take(strip.reshape(-1), plan.index[row] * width + col[:, None])
             return _exact_8bit(taps, plan.fixed[row])
 
-        round_into(acc, out[:, c0 : c0 + width], plan, exact)
+        _round_into(acc, out[:, c0 : c0 + width], plan, exact)
 
     in_parallel(range(0, total, step), strip, total * channels * plan.length)
 

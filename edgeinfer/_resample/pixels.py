@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from edgeinfer import _convert
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 # NumPy 2 moved byte_bounds to numpy.lib.array_utils; the runtime supports NumPy >= 1.24.
 _byte_bounds = getattr(getattr(np.lib, "array_utils", None), "byte_bounds", None) or np.byte_bounds
 
 
-def window(img, row_lo: int, row_hi: int, col_lo: int, col_hi: int) -> np.ndarray:
+def window(img: np.ndarray | Image.Image, row_lo: int, row_hi: int, col_lo: int, col_hi: int) -> np.ndarray:
     """The pixels a resize reads, as an array; of a PIL image only these are converted."""
     if isinstance(img, np.ndarray):
         return img[row_lo:row_hi, col_lo:col_hi]

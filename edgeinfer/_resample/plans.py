@@ -2,7 +2,7 @@
 
 An 8-bit pass is a batch of equal band blocks (``Pass8``): outputs grouped in blocks, each a product of a
 small weight matrix with a strided view of the source, one batched BLAS call per group of blocks. The
-block size comes from a measured cost model (``choose_blocks``), and the float32 error bound per output
+block size comes from a measured cost model (``_choose_blocks``), and the float32 error bound per output
 (``doubt_margins``) says which results lie too close to a rounding edge to be trusted to float32.
 """
 
@@ -149,7 +149,7 @@ class Pass8:
         if self.direct:
             block, stride, span, group, starts = 1, 1, 1, 1, (0,)
         else:
-            block, stride, span, group, starts = choose_blocks(first, first + count, scale, breadth)
+            block, stride, span, group, starts = _choose_blocks(first, first + count, scale, breadth)
         self.block, self.stride, self.span, self.group = block, stride, span, group
         self.nblocks = -(-self.size // block)
         self.padded_size = self.nblocks * block
@@ -160,7 +160,7 @@ class Pass8:
         )
         self.length = max(self.pad_before + source, int(block_starts.max()) + span)
         self.pad_after = self.length - self.pad_before - source
-        self.clips = bool(fixed.min() < 0) or largest_sum(fixed) + 0.5 >= 256.0
+        self.clips = bool(fixed.min() < 0) or _largest_sum(fixed) + 0.5 >= 256.0
         if self.direct:
             self.first, self.count = first + self.pad_before, count
             return
@@ -179,7 +179,7 @@ class Pass8:
         )
         # When every tap weighs the same (BOX at an integer scale, where float32 rounding would put whole
         # classes of sums within the error bound of a tie), the products add up pixels, exact integers, and
-        # round_into applies the weight in float64.
+        # the rounding (passes8) applies the weight in float64.
         weights = fixed[used]
         self.unit = float(weights[0]) * 2.0**-PRECISION_BITS if weights.min() == weights.max() > 0 else None
         stack[where] = 1.0 if self.unit else (weights * 2.0**-PRECISION_BITS).astype(np.float32)
@@ -239,7 +239,7 @@ class Pass8:
             )
 
 
-def largest_sum(fixed: np.ndarray) -> float:
+def _largest_sum(fixed: np.ndarray) -> float:
     """The largest value a pass can produce before clipping: 255 times the largest sum of |weights|.
 
     Without negative weights and with row sums of at most 2**22 (+ rounding slack) no output leaves
@@ -248,7 +248,7 @@ def largest_sum(fixed: np.ndarray) -> float:
 
 
 def doubt_margins(fixed: np.ndarray) -> np.ndarray:
-    """Per output: how close to a rounding edge a float32 result may lie before ``round_into`` has it
+    """Per output: how close to a rounding edge a float32 result may lie before ``_round_into`` has it
     recomputed exactly; 0 where float32 computes it exactly.
 
     The fixed point weights scaled by 2**-22 are exact in float32 (integers below 2**24 times a power of
@@ -275,7 +275,7 @@ def doubt_margins(fixed: np.ndarray) -> np.ndarray:
     return np.where(exact, 0.0, bound)
 
 
-def choose_blocks(first: np.ndarray, last: np.ndarray, scale: float, breadth: int) -> tuple:
+def _choose_blocks(first: np.ndarray, last: np.ndarray, scale: float, breadth: int) -> tuple:
     """(block, stride, span, group, starts) minimising calls and multiplied zeros for ``breadth``
     rows/columns.
 
