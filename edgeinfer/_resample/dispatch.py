@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
@@ -79,6 +79,9 @@ class Split:
     edge: int
 
 
+By = Literal["numpy", "numpy halves", "pillow", "pillow halves", "pillow and numpy"]
+
+
 @dataclass(frozen=True)
 class Way:
     """Who computes a resize: ``by`` is one of
@@ -91,7 +94,7 @@ class Way:
       window's other rows here.
     """
 
-    by: str
+    by: By
     split: Split | None = None
 
 
