@@ -3,8 +3,10 @@
 #
 #   bash scripts/arm64-check.sh [ROOT]      # as root; ROOT defaults to /var/tmp/edgeinfer-arm64
 #   CPUS="cortex-a72 max" MODELS="other.onnx" bash scripts/arm64-check.sh   # CPU models; more models
+#   MIRROR=http://mirror.example/debian bash scripts/arm64-check.sh           # a Debian mirror of your choice
 #
-# 1. builds a Debian bookworm arm64 root with debootstrap + qemu-user-static (once; reused afterwards);
+# 1. builds a Debian bookworm arm64 root with debootstrap + qemu-user-static (once; reused afterwards), from
+#    $MIRROR, else from the Debian mirror the host's apt sources name (the script names no download host);
 # 2. installs the runtime there from PyPI in a venv, at the host's numpy/onnxruntime/Pillow/click versions,
 #    plus edgeinfer as a wheel built from this checkout;
 # 3. runs scripts/platform_check.py (transforms vs the local Pillow, the model's logits, `predict examples`)
@@ -21,15 +23,32 @@ PYTHON=${PYTHON:-$( [ -x .venv/bin/python ] && echo .venv/bin/python || echo pyt
 OUT=${OUT:-runs/arm64}
 mkdir -p "$OUT"
 
+# The first Debian archive entry (component main) of the host's apt sources, as apt reads them
+# (/etc/apt/sources.list, /etc/apt/sources.list.d/*.list and *.sources): a suite named like a Debian release,
+# else its -updates or -backports (the same archive); never -security (another archive, without bookworm).
+host_debian_mirror() {
+  local names="stable|oldstable|oldoldstable|testing|unstable|sid|bookworm"
+  names+=$(. /etc/os-release 2>/dev/null && [ "${ID:-}" = debian ] && echo "|${VERSION_CODENAME:-sid}" || true)
+  { apt-get indextargets --no-release-info --format '$(TARGET_OF) $(COMPONENT) $(RELEASE) $(REPO_URI)' || true; } |
+    awk -v release="^($names)$" -v updates="^($names)-(updates|backports)$" '
+      $1 != "deb" || $2 != "main" { next }
+      $3 ~ release && !archive { archive = $4 }
+      $3 ~ updates && !same_archive { same_archive = $4 }
+      END { mirror = archive ? archive : same_archive; sub(/\/$/, "", mirror); print mirror }'
+}
+
 # 1. emulation and the root file system
 command -v qemu-aarch64-static >/dev/null && command -v debootstrap >/dev/null ||
   { apt-get update -qq && apt-get install -y -qq qemu-user-static binfmt-support debootstrap >/dev/null; }
 [ -e /proc/sys/fs/binfmt_misc/register ] || mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc
 update-binfmts --enable qemu-aarch64 2>/dev/null || true
 if [ ! -x "$ROOT/usr/bin/python3" ]; then
-  echo "== debootstrap arm64 into $ROOT"
+  MIRROR=${MIRROR:-$(host_debian_mirror)}
+  [ -n "$MIRROR" ] ||
+    { echo "arm64-check.sh: no Debian archive in the host's apt sources; set MIRROR=http://.../debian" >&2; exit 2; }
+  echo "== debootstrap arm64 into $ROOT from $MIRROR"
   debootstrap --arch=arm64 --variant=minbase --include=python3,python3-venv,python3-pip,ca-certificates \
-    bookworm "$ROOT" http://deb.debian.org/debian >/dev/null
+    bookworm "$ROOT" "$MIRROR" >/dev/null
 fi
 cp /etc/resolv.conf "$ROOT/etc/resolv.conf"
 for f in /etc/pip.conf /etc/ssl/certs/ca-certificates.crt; do [ -f "$f" ] && install -D -m 644 "$f" "$ROOT$f"; done
