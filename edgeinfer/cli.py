@@ -20,6 +20,7 @@ import os
 import sys
 import unicodedata
 import warnings
+from collections.abc import Callable
 from typing import Any
 
 import click
@@ -160,6 +161,7 @@ def predict(
     """
     from PIL import Image
 
+    from edgeinfer.metadata import read_labels, read_spec
     from edgeinfer.sources import expand_inputs
 
     # edgeinfer applies its own pixel limit (--max-pixels); Pillow's warning about the same images is noise.
@@ -171,8 +173,8 @@ def predict(
         spinning=spin,
         optimization=optimization,
         max_pixels=max_pixels,
-        preprocessing=_read_spec(spec),
-        labels=_read_labels(labels),
+        preprocessing=_read_option_file(read_spec, spec, "--spec"),
+        labels=_read_option_file(read_labels, labels, "--labels"),
     )
     failed = False
     paths = []
@@ -399,58 +401,14 @@ def _load_model(path: str | None, **options: Any) -> Any:
         raise click.ClickException(escape(str(e))) from None
 
 
-def _read_spec(path: str | None) -> dict[str, Any] | None:
+def _read_option_file(read: Callable[[str], Any], path: str | None, option: str) -> Any:
+    """``read(path)`` for the file given to ``option`` (--spec, --labels); None when it is not given."""
     if path is None:
         return None
-    from edgeinfer.metadata import parse_document
-    from edgeinfer.transforms import from_spec
-
     try:
-        spec = parse_document(_read_input(path, "--spec"), f"{path}: the spec")
-        if not isinstance(spec, dict):
-            raise TypeError(f"{path}: must hold a JSON object (a transforms spec)")
-        from_spec(spec)
-    except (EdgeInferError, TypeError, ValueError) as e:
-        message = str(e) if isinstance(e, EdgeInferError) else f"{path}: not a valid transforms spec: {e}"
-        raise click.BadParameter(escape(message), param_hint="'--spec'") from None
-    return spec
-
-
-def _read_labels(path: str | None) -> list[str] | None:
-    if path is None:
-        return None
-    from edgeinfer.metadata import check_labels
-
-    try:
-        text = _read_input(path, "--labels").decode("utf-8-sig")  # a byte-order mark is not a label
-    except UnicodeDecodeError as e:
-        raise click.BadParameter(escape(f"{path}: not UTF-8 text ({e})"), param_hint="'--labels'") from None
-    labels = [line.strip() for line in text.splitlines() if line.strip()]
-    if not labels:
-        raise click.BadParameter(f"{path}: no labels in this file (one per line)", param_hint="'--labels'")
-    try:
-        return list(check_labels(labels, f"{path}: labels"))
+        return read(path)
     except EdgeInferError as e:
-        raise click.BadParameter(escape(str(e)), param_hint="'--labels'") from None
-
-
-def _read_input(path: str, option: str) -> bytes:
-    """The bytes of a --spec or --labels file: a regular file of at most MAX_DOCUMENT_BYTES."""
-    from edgeinfer._files import describe_open_error, open_regular
-    from edgeinfer.metadata import MAX_DOCUMENT_BYTES
-
-    try:
-        with open_regular(path) as f:
-            data = f.read(MAX_DOCUMENT_BYTES + 1)
-    except (OSError, ValueError) as e:
-        raise click.BadParameter(
-            escape(f"{path}: {describe_open_error(e)}"), param_hint=f"'{option}'"
-        ) from None
-    if len(data) > MAX_DOCUMENT_BYTES:
-        raise click.BadParameter(
-            escape(f"{path}: larger than {MAX_DOCUMENT_BYTES} bytes"), param_hint=f"'{option}'"
-        )
-    return data
+        raise click.BadParameter(escape(str(e)), param_hint=f"'{option}'") from None
 
 
 def progress_bar(total: int) -> Any:
