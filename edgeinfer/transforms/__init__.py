@@ -37,7 +37,9 @@ from edgeinfer.transforms.transforms import (
     Transform,
 )
 
-Compose.planner = planner.plan  # see Compose.planner
+# Compose plans its pipeline with the planner, which imports the classes to recognise them: handed over here
+# so that the classes need not import it.
+Compose.planner = planner.plan
 
 __all__ = [
     "CenterCrop",
