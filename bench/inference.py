@@ -28,7 +28,7 @@ import torch
 
 from bench.common import argument_parser, bundled_model, export_fp32, fixture_checkpoint
 from edgeinfer import Model
-from edgeinfer._onnxinfo import summarize
+from edgeinfer.onnxinfo import summarize
 from export.checkpoint import build_network, load_checkpoint
 from train.data import DEFAULT_DATA_DIR, load_fashion_mnist
 

@@ -3,7 +3,8 @@
 Like onnxruntime's perf test or TFLite's benchmark tool: warm up, then time each call with
 ``perf_counter`` and report percentiles. Used by ``edgeinfer bench``; ``edgeinfer bench --sweep`` measures
 every engine setting worth trying on this device (threads, spinning, graph optimisation, engine) and says
-which is fastest.
+which is fastest, and ``Model(engine="auto")`` runs the same sweep over the engines. So this module never
+imports the Model: it is given models, or the function that opens them.
 """
 
 from __future__ import annotations
@@ -12,14 +13,22 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
 from edgeinfer._engines import EngineOptions, available_engines
 from edgeinfer.errors import ModelError
-from edgeinfer.model import Model
 from edgeinfer.pipeline import DYNAMIC_SIDE
+from edgeinfer.selftest import Classifier, SelfTestResult
+
+
+class Benchmarked(Classifier, Protocol):
+    """What the bench uses of a model; :class:`edgeinfer.Model` is one."""
+
+    def self_test_document(self) -> dict[str, Any] | None: ...
+
+    def verify(self) -> SelfTestResult: ...
 
 
 @dataclass(frozen=True)
@@ -38,7 +47,7 @@ class Timing:
         return self.batch / self.mean
 
 
-def benchmark(model: Model, *, batch_size: int, runs: int, image: Any = None) -> list[Timing]:
+def benchmark(model: Benchmarked, *, batch_size: int, runs: int, image: Any = None) -> list[Timing]:
     """Time preprocessing of one image, then inference at batch 1 and at ``batch_size``.
 
     ``image`` (path, bytes, PIL image or array) is decoded and preprocessed in the first stage; by
@@ -101,20 +110,27 @@ def sweep_settings(cores: int | None = None) -> list[EngineOptions]:
 
 
 def sweep(
-    path: Any, *, batch_size: int, runs: int, settings: list[EngineOptions] | None = None, **model_args: Any
+    open_model: Callable[..., Benchmarked],
+    path: Any,
+    *,
+    batch_size: int,
+    runs: int,
+    settings: list[EngineOptions] | None = None,
+    **model_args: Any,
 ) -> list[SweepRow]:
     """Measure inference at batch 1 and ``batch_size`` for each setting; a setting whose self-test fails is
-    reported, not timed.
+    reported, not timed. Each setting's model is ``open_model(path, threads=..., engine=..., spinning=...,
+    optimization=..., **model_args)``: ``edgeinfer.Model``.
 
     Raises:
         EdgeInferError: the reference setting (onnxruntime's defaults) cannot load or use the model, so no
             setting is worth trying.
     """
-    Model(path, **model_args)
+    open_model(path, **model_args)
     rows = []
     for options in settings or sweep_settings():
         try:
-            model = Model(
+            model = open_model(
                 path,
                 threads=options.threads,
                 engine=options.engine,
@@ -122,7 +138,7 @@ def sweep(
                 optimization=options.optimization,
                 **model_args,
             )
-            verdict = "none" if model._self_test() is None else _verdict(model)
+            verdict = "none" if model.self_test_document() is None else _verdict(model)
         except ModelError as e:
             rows.append(SweepRow(options, f"fail: {str(e).removeprefix(f'{path}: ')}", None, None))
             continue
@@ -134,6 +150,6 @@ def sweep(
     return rows
 
 
-def _verdict(model: Model) -> str:
+def _verdict(model: Benchmarked) -> str:
     result = model.verify()
     return "pass" if result.passed else f"fail: {result.reason}"

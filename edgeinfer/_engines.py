@@ -20,6 +20,7 @@ from edgeinfer.errors import ModelError, first_line
 
 ENGINES = ("onnxruntime", "openvino")
 OPTIMIZATIONS = ("disabled", "basic", "extended", "all")  # onnxruntime's graph optimisation levels
+MAX_THREADS = 256  # intra-op threads of a session: more is a typo, not a machine
 
 
 @dataclass(frozen=True)
@@ -91,7 +92,7 @@ def _open_onnxruntime(path: Path, options: EngineOptions) -> Any:
 
 
 def _open_openvino(path: Path, options: EngineOptions) -> Any:
-    from edgeinfer._onnxinfo import summarize
+    from edgeinfer.onnxinfo import summarize
 
     props = summarize(path).metadata_props  # OpenVINO does not expose ONNX metadata_props
     try:

@@ -15,24 +15,21 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import errno
-import fnmatch
-import functools
-import glob
 import json
 import os
 import sys
 import unicodedata
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable
 from typing import Any
 
 import click
 
 from edgeinfer import __version__
+from edgeinfer._engines import ENGINES, MAX_THREADS, OPTIMIZATIONS
 from edgeinfer.errors import EdgeInferError, ImageError
 
 _PROGRESS_MIN_IMAGES = 200  # below this a run is too short for a progress bar to help
-_MAX_THREADS = 256  # edgeinfer.model.MAX_THREADS (not imported: it would load onnxruntime for --help)
 _ESCAPES = {"\t": "\\t", "\n": "\\n", "\r": "\\r", "\\": "\\\\"}
 _UNSAFE_CATEGORIES = ("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp")
 
@@ -71,7 +68,6 @@ def main() -> None:
 
 
 _model_argument = click.argument("model", required=False)
-_ENGINE_CHOICES = ("onnxruntime", "openvino", "auto")
 
 
 def _engine_options(command: Any) -> Any:
@@ -79,13 +75,13 @@ def _engine_options(command: Any) -> Any:
     options = [
         click.option(
             "--threads",
-            type=click.IntRange(min=1, max=_MAX_THREADS),
+            type=click.IntRange(min=1, max=MAX_THREADS),
             default=None,
-            help=f"Intra-op threads, at most {_MAX_THREADS} [default: one per core].",
+            help=f"Intra-op threads, at most {MAX_THREADS} [default: one per core].",
         ),
         click.option(
             "--engine",
-            type=click.Choice(_ENGINE_CHOICES),
+            type=click.Choice([*ENGINES, "auto"]),
             default="onnxruntime",
             show_default=True,
             help="Inference engine; openvino needs pip install 'edgeinfer[openvino]'; auto measures the "
@@ -96,7 +92,7 @@ def _engine_options(command: Any) -> Any:
         ),
         click.option(
             "--optimization",
-            type=click.Choice(["disabled", "basic", "extended", "all"]),
+            type=click.Choice(OPTIMIZATIONS),
             default="all",
             show_default=True,
             help="onnxruntime graph optimisation level.",
@@ -165,6 +161,9 @@ def predict(
     """
     from PIL import Image
 
+    from edgeinfer.metadata import read_labels, read_spec
+    from edgeinfer.sources import expand_inputs
+
     # edgeinfer applies its own pixel limit (--max-pixels); Pillow's warning about the same images is noise.
     warnings.simplefilter("ignore", Image.DecompressionBombWarning)
     model = _load_model(
@@ -174,18 +173,18 @@ def predict(
         spinning=spin,
         optimization=optimization,
         max_pixels=max_pixels,
-        preprocessing=_read_spec(spec),
-        labels=_read_labels(labels),
+        preprocessing=_read_option_file(read_spec, spec, "--spec"),
+        labels=_read_option_file(read_labels, labels, "--labels"),
     )
     failed = False
     paths = []
-    for item in _expand(images):
+    for item in expand_inputs(images):
         if isinstance(item, ImageError):
             _error(item)
             failed = True
         else:
             paths.append(item)
-    with _progress(len(paths)) as bar:
+    with progress_bar(len(paths)) as bar:
         for start in range(0, len(paths), batch_size):
             chunk = paths[start : start + batch_size]
             results = model.predict_batch(chunk, batch_size=batch_size, top_k=top_k, errors="return")
@@ -216,9 +215,9 @@ def info(model: str | None, as_json: bool) -> None:
         edgeinfer info
         edgeinfer info my_model.onnx --json
     """
-    from edgeinfer._onnxinfo import summarize
     from edgeinfer.metadata import METADATA_KEY, ModelMetadata
     from edgeinfer.model import model_path
+    from edgeinfer.onnxinfo import summarize
 
     try:
         path = model_path(model)
@@ -351,10 +350,10 @@ def bench(
 
 def _sweep(model: str | None, *, batch_size: int, runs: int, as_json: bool) -> None:
     from edgeinfer._bench import sweep
-    from edgeinfer.model import model_path
+    from edgeinfer.model import Model, model_path
 
     try:
-        rows = sweep(model_path(model), batch_size=batch_size, runs=runs)
+        rows = sweep(Model, model_path(model), batch_size=batch_size, runs=runs)
     except EdgeInferError as e:
         raise click.ClickException(escape(str(e))) from None
     if as_json:
@@ -402,153 +401,23 @@ def _load_model(path: str | None, **options: Any) -> Any:
         raise click.ClickException(escape(str(e))) from None
 
 
-def _read_spec(path: str | None) -> dict[str, Any] | None:
+def _read_option_file(read: Callable[[str], Any], path: str | None, option: str) -> Any:
+    """``read(path)`` for the file given to ``option`` (--spec, --labels); None when it is not given."""
     if path is None:
         return None
-    from edgeinfer.metadata import parse_document
-    from edgeinfer.transforms import from_spec
-
     try:
-        spec = parse_document(_read_input(path, "--spec"), f"{path}: the spec")
-        if not isinstance(spec, dict):
-            raise TypeError(f"{path}: must hold a JSON object (a transforms spec)")
-        from_spec(spec)
-    except (EdgeInferError, TypeError, ValueError) as e:
-        message = str(e) if isinstance(e, EdgeInferError) else f"{path}: not a valid transforms spec: {e}"
-        raise click.BadParameter(escape(message), param_hint="'--spec'") from None
-    return spec
-
-
-def _read_labels(path: str | None) -> list[str] | None:
-    if path is None:
-        return None
-    from edgeinfer.metadata import check_labels
-
-    try:
-        text = _read_input(path, "--labels").decode("utf-8-sig")  # a byte-order mark is not a label
-    except UnicodeDecodeError as e:
-        raise click.BadParameter(escape(f"{path}: not UTF-8 text ({e})"), param_hint="'--labels'") from None
-    labels = [line.strip() for line in text.splitlines() if line.strip()]
-    if not labels:
-        raise click.BadParameter(f"{path}: no labels in this file (one per line)", param_hint="'--labels'")
-    try:
-        return list(check_labels(labels, f"{path}: labels"))
+        return read(path)
     except EdgeInferError as e:
-        raise click.BadParameter(escape(str(e)), param_hint="'--labels'") from None
+        raise click.BadParameter(escape(str(e)), param_hint=f"'{option}'") from None
 
 
-def _read_input(path: str, option: str) -> bytes:
-    """The bytes of a --spec or --labels file: a regular file of at most MAX_DOCUMENT_BYTES."""
-    from edgeinfer._files import describe_open_error, open_regular
-    from edgeinfer.metadata import MAX_DOCUMENT_BYTES
-
-    try:
-        with open_regular(path) as f:
-            data = f.read(MAX_DOCUMENT_BYTES + 1)
-    except (OSError, ValueError) as e:
-        raise click.BadParameter(
-            escape(f"{path}: {describe_open_error(e)}"), param_hint=f"'{option}'"
-        ) from None
-    if len(data) > MAX_DOCUMENT_BYTES:
-        raise click.BadParameter(
-            escape(f"{path}: larger than {MAX_DOCUMENT_BYTES} bytes"), param_hint=f"'{option}'"
-        )
-    return data
-
-
-def _expand(args: tuple[str, ...]) -> Iterator[str | ImageError]:
-    """Image paths from the arguments, in order: files as given, directories walked recursively
-    (image extensions only, sorted), glob patterns expanded. Unreadable directories, directories
-    without images and patterns matching nothing come out as ImageErrors."""
-    for arg in args:
-        if not os.path.exists(arg) and glob.has_magic(arg):
-            matches = _glob(arg)
-            if not matches:
-                yield ImageError(f"{arg}: no file matches this pattern")
-            seen: set[str] = set()  # `dir/**` matches dir and its sub-directories: walk each file once
-            for match in matches:
-                for item in _walk(match) if os.path.isdir(match) else [match]:
-                    if isinstance(item, str):
-                        if os.path.normpath(item) in seen:
-                            continue
-                        seen.add(os.path.normpath(item))
-                    yield item
-        elif os.path.isdir(arg):
-            yield from _walk(arg)
-        else:
-            yield arg
-
-
-def _glob(pattern: str) -> list[str]:
-    """``glob.glob(pattern, recursive=True)``, sorted, except that ``**`` never enters a symbolic link
-    to a directory: a link to ``..`` would make the walk endless, and any link would visit files twice.
-    Like glob, ``*`` and ``**`` skip names that start with a dot."""
-    parts = pattern.split(os.sep)
-    bases = [os.sep if parts[0] == "" else ""]
-    for i, part in enumerate(parts[1:] if parts[0] == "" else parts):
-        if part == "**":
-            bases = [d for base in bases for d in _directories_below(base)]
-        elif glob.has_magic(part):
-            bases = [
-                os.path.join(base, name)
-                for base in bases
-                for name in _listdir(base)
-                if (part.startswith(".") or not name.startswith(".")) and fnmatch.fnmatchcase(name, part)
-            ]
-        elif part or i == len(parts) - 1:
-            bases = [os.path.join(base, part) for base in bases]
-    return sorted({path for path in bases if path and os.path.lexists(path)})
-
-
-def _directories_below(base: str) -> list[str]:
-    """``base`` and every directory under it, without following symbolic links or entering hidden ones."""
-    found = [base]
-    for root, dirs, _ in os.walk(base or os.curdir, followlinks=False):
-        dirs[:] = sorted(
-            d for d in dirs if not d.startswith(".") and not os.path.islink(os.path.join(root, d))
-        )
-        found += [os.path.join(base, os.path.relpath(os.path.join(root, d), base or os.curdir)) for d in dirs]
-    return found
-
-
-def _listdir(base: str) -> list[str]:
-    try:
-        return os.listdir(base or os.curdir)
-    except OSError:
-        return []
-
-
-def _walk(top: str) -> list[str | ImageError]:
-    extensions = _image_extensions()
-    found: list[str | ImageError] = []
-
-    def unreadable(e: OSError) -> None:
-        found.append(ImageError(f"{e.filename}: cannot read directory ({e.strerror})"))
-
-    for root, dirs, files in os.walk(top, onerror=unreadable):  # never into symlinked directories
-        dirs.sort()
-        found += [
-            os.path.join(root, f) for f in sorted(files) if os.path.splitext(f)[1].lower() in extensions
-        ]
-    return found or [ImageError(f"{top}: no image files in this directory")]
-
-
-def _progress(total: int) -> Any:
-    # Only when stderr is a terminal and stdout is not: result lines on the same terminal would break the bar.
+def progress_bar(total: int) -> Any:
+    """A progress bar on stderr for ``total`` images, or a null context giving None: only for runs of at
+    least _PROGRESS_MIN_IMAGES, when stderr is a terminal and stdout is not (result lines on the same
+    terminal would break the bar)."""
     if total >= _PROGRESS_MIN_IMAGES and sys.stderr.isatty() and not sys.stdout.isatty():
         return click.progressbar(length=total, file=sys.stderr, label="Classifying")
     return contextlib.nullcontext(None)
-
-
-@functools.cache
-def _image_extensions() -> frozenset[str]:
-    from PIL import Image
-
-    from edgeinfer._image import RASTER_FORMATS
-
-    # Extensions of the formats edgeinfer decodes: Image.EXTENSION holds those of the plugins imported so
-    # far, which edgeinfer._image limits to its raster formats (registered_extensions() would load all).
-    return frozenset(ext for ext, fmt in Image.EXTENSION.items() if fmt in RASTER_FORMATS)
 
 
 def escape(text: str) -> str:

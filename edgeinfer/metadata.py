@@ -22,17 +22,22 @@ most ``MAX_DOCUMENT_BYTES`` of strict JSON (no NaN/Infinity), nested at most ``M
 strings and lists bounded; labels are distinct non-empty strings without control characters; sizes
 and paddings stay within ``edgeinfer.transforms.MAX_OUTPUT_PIXELS``. Anything else is one
 :class:`MetadataError` line.
+
+A model without metadata gets its preprocessing and labels from files instead (``edgeinfer predict --spec
+--labels``): :func:`read_spec` and :func:`read_labels` hold them to the same rules.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
 import unicodedata
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from edgeinfer._files import describe_open_error, open_regular
 from edgeinfer.errors import MetadataError, first_line
 
 SCHEMA_VERSION = 1
@@ -221,6 +226,55 @@ def check_labels(labels: Any, what: str = "edgeinfer metadata 'labels'") -> tupl
             raise MetadataError(f"{what}[{i}] repeats the label {_short(label)}")
         seen.add(label)
     return tuple(labels)
+
+
+def read_spec(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The transforms spec in a JSON file, checked by building it (what ``Model(preprocessing=...)`` takes).
+
+    Raises:
+        MetadataError: the file cannot be read (or is not a regular file), is larger than MAX_DOCUMENT_BYTES,
+            is not strict JSON, or does not hold a valid spec.
+    """
+    from edgeinfer.transforms import from_spec
+
+    spec = parse_document(_read_file(path), f"{path}: the spec")
+    try:
+        if not isinstance(spec, dict):
+            raise TypeError(f"{path}: must hold a JSON object (a transforms spec)")
+        from_spec(spec)
+    except (TypeError, ValueError) as e:
+        raise MetadataError(f"{path}: not a valid transforms spec: {e}") from None
+    return spec
+
+
+def read_labels(path: str | os.PathLike[str]) -> tuple[str, ...]:
+    """The labels in a UTF-8 text file, one per line (blank lines and a byte-order mark ignored), checked as
+    :func:`check_labels` checks a model's.
+
+    Raises:
+        MetadataError: the file cannot be read (or is not a regular file), is larger than MAX_DOCUMENT_BYTES,
+            is not UTF-8, holds no label or an invalid one.
+    """
+    try:
+        text = _read_file(path).decode("utf-8-sig")  # a byte-order mark is not a label
+    except UnicodeDecodeError as e:
+        raise MetadataError(f"{path}: not UTF-8 text ({e})") from None
+    labels = [line.strip() for line in text.splitlines() if line.strip()]
+    if not labels:
+        raise MetadataError(f"{path}: no labels in this file (one per line)")
+    return check_labels(labels, f"{path}: labels")
+
+
+def _read_file(path: str | os.PathLike[str]) -> bytes:
+    """The bytes of a spec or labels file: a regular file of at most MAX_DOCUMENT_BYTES."""
+    try:
+        with open_regular(path) as f:
+            data = f.read(MAX_DOCUMENT_BYTES + 1)
+    except (OSError, ValueError) as e:
+        raise MetadataError(f"{path}: {describe_open_error(e)}") from None
+    if len(data) > MAX_DOCUMENT_BYTES:
+        raise MetadataError(f"{path}: larger than {MAX_DOCUMENT_BYTES} bytes")
+    return data
 
 
 def _validate(m: ModelMetadata) -> None:

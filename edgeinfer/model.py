@@ -17,16 +17,15 @@ from typing import TYPE_CHECKING, Any, Literal, overload
 
 import numpy as np
 
-from edgeinfer._engines import EngineOptions, available_engines, engine_error, open_session
+from edgeinfer._engines import MAX_THREADS, EngineOptions, available_engines, engine_error, open_session
 from edgeinfer._files import describe_open_error, open_regular
-from edgeinfer._image import DEFAULT_MAX_PIXELS
 from edgeinfer._resample import parallel
+from edgeinfer.decoding import DEFAULT_MAX_PIXELS
 from edgeinfer.errors import ImageError, MetadataError, ModelError, describe
 from edgeinfer.metadata import METADATA_KEY, InputSpec, ModelMetadata, check_labels
-from edgeinfer.pipeline import image_name, preprocess
-from edgeinfer.pipeline import shape_fits as _shape_fits
-from edgeinfer.pipeline import shape_str as _shape_str
+from edgeinfer.pipeline import image_name, preprocess, shape_fits, shape_str
 from edgeinfer.transforms import from_spec
+from edgeinfer.transforms._checks import positive_int
 
 if TYPE_CHECKING:  # imported where used: a plain predict needs neither (start-up time)
     from edgeinfer.selftest import SelfTestResult
@@ -34,7 +33,6 @@ if TYPE_CHECKING:  # imported where used: a plain predict needs neither (start-u
 DEFAULT_MODEL = Path(__file__).resolve().parent / "models" / "default.onnx"
 
 _MODE_BY_CHANNELS = {1: "L", 3: "RGB"}
-MAX_THREADS = 256  # onnxruntime intra-op threads: more is a typo, not a machine
 _FLOAT_TENSORS = ("tensor(float)", "tensor(double)", "tensor(float16)")
 
 
@@ -98,11 +96,11 @@ class Model:
         optimization: str = "all",
     ) -> None:
         if threads is not None:
-            _check_positive_int("threads", threads)
+            positive_int("threads", threads)
             if threads > MAX_THREADS:
                 raise ValueError(f"threads must be at most {MAX_THREADS}, got {threads}")
         if max_pixels is not None:
-            _check_positive_int("max_pixels", max_pixels)
+            positive_int("max_pixels", max_pixels)
         self.path = model_path(path)
         self.threads = threads
         self._local = threading.local()
@@ -129,7 +127,7 @@ class Model:
         self._output_name = self._session.get_outputs()[0].name
         _check_consistency(self.path, self._session, self._metadata, self._transform)
         if engine != "onnxruntime":  # the model was exported and checked on onnxruntime only
-            if self._self_test() is None:
+            if self.self_test_document() is None:
                 raise ModelError(
                     f"{self.path}: refused on {engine}: it carries no self-test to check it there"
                 )
@@ -178,9 +176,9 @@ class Model:
         if batch.dtype != np.float32:
             raise TypeError(f"batch must be float32, got {batch.dtype}")
         expected = self._metadata.input.shape
-        if not _shape_fits(batch.shape, (None, *expected[1:])):
+        if not shape_fits(batch.shape, (None, *expected[1:])):
             raise ValueError(
-                f"batch shape {list(batch.shape)} does not match the model's input {_shape_str(expected)}"
+                f"batch shape {list(batch.shape)} does not match the model's input {shape_str(expected)}"
             )
         try:
             output = self._session.run([self._output_name], {self._input_name: batch})[0]
@@ -189,13 +187,13 @@ class Model:
         expected = (batch.shape[0], len(self.labels))
         if not isinstance(output, np.ndarray) or output.dtype.kind != "f" or output.shape != expected:
             got = (
-                f"{output.dtype} {_shape_str(output.shape)}"
+                f"{output.dtype} {shape_str(output.shape)}"
                 if isinstance(output, np.ndarray)
                 else "not a tensor"
             )
             raise ModelError(
                 f"{self.path}: output {self._output_name!r} is {got}; edgeinfer needs a float tensor "
-                f"[N, classes] = {_shape_str(expected)}"
+                f"[N, classes] = {shape_str(expected)}"
             )
         return output
 
@@ -243,8 +241,8 @@ class Model:
                 f"images must be a list (or other iterable) of images, got one {type(images).__name__}; "
                 "use predict() for a single image"
             )
-        _check_positive_int("batch_size", batch_size)
-        _check_positive_int("top_k", top_k)
+        positive_int("batch_size", batch_size)
+        positive_int("top_k", top_k)
         if errors not in ("raise", "return"):
             raise ValueError(f"errors must be 'raise' or 'return', got {errors!r}")
         results: list[Any] = []
@@ -319,7 +317,7 @@ class Model:
             ModelError: the model carries no self-test.
             MetadataError: its self-test document is malformed.
         """
-        document = self._self_test()
+        document = self.self_test_document()
         if document is None:
             raise ModelError(
                 f"{self.path}: the model carries no self-test (export it with export/to_onnx.py to add one)"
@@ -328,7 +326,12 @@ class Model:
 
         return verify(self, document)
 
-    def _self_test(self) -> dict[str, Any] | None:
+    def self_test_document(self) -> dict[str, Any] | None:
+        """The self-test document stored in the model file at export, validated; None if it has none.
+
+        Raises:
+            MetadataError: the document is malformed.
+        """
         try:
             from edgeinfer.selftest import read_self_test
 
@@ -386,7 +389,7 @@ def choose_engine(path: Path, options: EngineOptions, **model_args: Any) -> tupl
     from edgeinfer._bench import sweep
 
     settings = [dataclasses.replace(options, engine=engine) for engine in available_engines()]
-    rows = sweep(path, batch_size=1, runs=30, settings=settings, **model_args)
+    rows = sweep(Model, path, batch_size=1, runs=30, settings=settings, **model_args)
     eligible = [row for row in rows if row.eligible]
     if not eligible:
         reasons = "; ".join(f"{row.options.engine}: {row.self_test}" for row in rows)
@@ -424,7 +427,7 @@ def _resolve_metadata(
         channels = shape[1] if len(shape) == 4 else None
         if channels not in _MODE_BY_CHANNELS:
             raise MetadataError(
-                f"cannot infer the image mode from input shape {_shape_str(shape)}; pass image_mode"
+                f"cannot infer the image mode from input shape {shape_str(shape)}; pass image_mode"
             )
         overrides["image_mode"] = _MODE_BY_CHANNELS[channels]
     return ModelMetadata(input=InputSpec(name=inputs[0].name, shape=shape), **overrides)
@@ -439,10 +442,10 @@ def _check_consistency(path: Path, session: Any, meta: ModelMetadata, transform:
         )
     actual = inputs[declared.name]
     actual_shape = tuple(d if isinstance(d, int) else None for d in actual.shape)
-    if not _shape_fits(actual_shape, declared.shape):
+    if not shape_fits(actual_shape, declared.shape):
         raise ModelError(
-            f"{path}: input {declared.name!r} has shape {_shape_str(actual_shape)} "
-            f"but its metadata declares {_shape_str(declared.shape)}"
+            f"{path}: input {declared.name!r} has shape {shape_str(actual_shape)} "
+            f"but its metadata declares {shape_str(declared.shape)}"
         )
     if actual.type != "tensor(float)":
         raise ModelError(f"{path}: input {declared.name!r} is {actual.type}, its metadata declares float32")
@@ -452,7 +455,7 @@ def _check_consistency(path: Path, session: Any, meta: ModelMetadata, transform:
         shape = (
             ""
             if output.shape is None
-            else " " + _shape_str([d if isinstance(d, int) else None for d in output.shape])
+            else " " + shape_str([d if isinstance(d, int) else None for d in output.shape])
         )
         raise ModelError(
             f"{path}: output {output.name!r} is {output.type}{shape}; edgeinfer needs a float tensor "
@@ -476,8 +479,8 @@ def _check_consistency(path: Path, session: Any, meta: ModelMetadata, transform:
         if out.dtype != np.float32 or out.shape != (channels or out.shape[0], height, width):
             raise ModelError(
                 f"{path}: its preprocessing turns a {meta.image_mode} {height}x{width} image into "
-                f"{out.dtype} {_shape_str(out.shape)}, the model needs float32 "
-                f"{_shape_str(declared.shape[1:])}"
+                f"{out.dtype} {shape_str(out.shape)}, the model needs float32 "
+                f"{shape_str(declared.shape[1:])}"
             )
 
 
@@ -490,10 +493,3 @@ def _chunks(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
             chunk = []
     if chunk:
         yield chunk
-
-
-def _check_positive_int(name: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
-    if value < 1:
-        raise ValueError(f"{name} must be >= 1, got {value}")

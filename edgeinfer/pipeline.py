@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from edgeinfer._image import DEFAULT_MAX_PIXELS, load_image
+from edgeinfer.decoding import DEFAULT_MAX_PIXELS, load_image
 from edgeinfer.errors import ImageError
 from edgeinfer.metadata import ModelMetadata
 from edgeinfer.transforms import Transform, from_spec

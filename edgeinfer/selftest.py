@@ -31,15 +31,14 @@ import json
 import platform
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import Any, Protocol
 
 import numpy as np
 
 from edgeinfer.errors import ImageError, MetadataError, ModelError
+from edgeinfer.metadata import ModelMetadata
 from edgeinfer.pipeline import DYNAMIC_SIDE
-
-if TYPE_CHECKING:
-    from edgeinfer.model import Model
 
 SELF_TEST_KEY = "edgeinfer.self_test"
 SELF_TEST_VERSION = 1
@@ -50,6 +49,21 @@ _MAX_PNG_BYTES = 1 << 16
 _MAX_OUTPUTS = 1 << 16
 _CHUNK = 1 << 16  # values per band in generate_image
 _MAX_TEXT = 200  # printed by `edgeinfer verify`: printable characters only, no terminal escapes
+
+
+class Classifier(Protocol):
+    """What the self-test uses of a model; :class:`edgeinfer.Model` is one. The model is given to it, so
+    this module never imports the Model whose ``verify()`` calls it."""
+
+    @property
+    def path(self) -> Path: ...
+
+    @property
+    def metadata(self) -> ModelMetadata: ...
+
+    def preprocess(self, image: Any) -> np.ndarray: ...
+
+    def run(self, batch: np.ndarray) -> np.ndarray: ...
 
 
 def generate_image(seed: int, height: int, width: int, mode: str) -> np.ndarray:
@@ -88,7 +102,7 @@ def tensor_sha256(tensor: np.ndarray) -> str:
 
 
 def build_self_test(
-    model: Model,
+    model: Classifier,
     *,
     output_step: float | None = None,
     images: Sequence[bytes] = (),
@@ -223,7 +237,7 @@ def read_self_test(props: Mapping[str, str]) -> dict[str, Any] | None:
     return doc
 
 
-def verify(model: Model, doc: Mapping[str, Any]) -> SelfTestResult:
+def verify(model: Classifier, doc: Mapping[str, Any]) -> SelfTestResult:
     """Check ``model`` on this platform against its self-test document (see the module docs)."""
     tolerance = float(doc["tolerance"])
     rows = []
@@ -256,7 +270,7 @@ def _case_image(case: Mapping[str, Any], mode: str) -> Any:
 
 
 def _rounding_sensitivity(
-    model: Model, tensors: Sequence[np.ndarray], outputs: Sequence[np.ndarray], trials: int = 8
+    model: Classifier, tensors: Sequence[np.ndarray], outputs: Sequence[np.ndarray], trials: int = 8
 ) -> tuple[int, float]:
     """The largest output change under seeded uniform input noise of the smallest amplitude (4, 64 or 1024
     float32 ulps) that changes any output at all, and that amplitude.
@@ -278,7 +292,7 @@ def _rounding_sensitivity(
     return 0, 0.0
 
 
-def _plain_outputs(model: Model, tensors: Sequence[np.ndarray]) -> list[np.ndarray]:
+def _plain_outputs(model: Classifier, tensors: Sequence[np.ndarray]) -> list[np.ndarray]:
     """The same inputs through an unoptimised, single-threaded session of the same file."""
     import onnxruntime as ort
 

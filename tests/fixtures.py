@@ -1,8 +1,12 @@
-"""Fixture models for the runtime tests and benchmarks: a small torch CNN exported by export/conversion.py.
+"""Shared test helpers: fixture models, test images and the parity checks against torchvision and Pillow.
 
-The network has the classic layout of the product's CNN (conv → pool → conv → pool → fully
-connected); ``width`` scales the channel counts (width=32 gives ≈ 420k parameters, the size of the
-real Fashion-MNIST model; the default 8 keeps tests fast). Weights are random but seeded.
+Fixture models: a small torch CNN exported by export/conversion.py. The network has the classic layout of
+the product's CNN (conv → pool → conv → pool → fully connected); ``width`` scales the channel counts
+(width=32 gives ≈ 420k parameters, the size of the real Fashion-MNIST model; the default 8 keeps tests
+fast). Weights are random but seeded.
+
+conftest.py registers the fixtures built from these (``image_factory``, ``fashion_mnist_images``,
+``parity``).
 """
 
 from __future__ import annotations
@@ -10,10 +14,16 @@ from __future__ import annotations
 import atexit
 import dataclasses
 import functools
+import gzip
 import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from torchvision.transforms import InterpolationMode
 
 FASHION_MNIST_LABELS = (
     "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
@@ -48,7 +58,6 @@ def rgb_spec(size: int) -> dict[str, Any]:
 
 def build_cnn(channels: int = 1, size: int = 28, classes: int = 10, width: int = 8, seed: int = 0) -> Any:
     """conv(3×3) → ReLU → maxpool → conv(3×3) → ReLU → maxpool → linear(4·width·(size/4)²) → linear."""
-    import torch
     from torch import nn
 
     torch.manual_seed(seed)
@@ -163,8 +172,6 @@ def qualifies(row: dict, fp32: dict) -> bool:
 def write_photo_folder(root: Path, classes: tuple[str, ...], per_class: int, make_image: Any) -> Path:
     """An ImageFolder of photo-like images (``make_image``: conftest's ``image_factory``): JPEG and PNG files,
     RGB, RGBA and grayscale, mixed sizes and aspect ratios."""
-    from PIL import Image
-
     kinds = [("RGB", "jpg"), ("RGBA", "png"), ("L", "jpg"), ("RGB", "png")]
     for c, name in enumerate(classes):
         (root / name).mkdir(parents=True)
@@ -173,3 +180,127 @@ def write_photo_folder(root: Path, classes: tuple[str, ...], per_class: int, mak
             array = make_image(48 + 5 * i, 80 - 3 * i, mode, seed=1000 * c + i)
             Image.fromarray(array).save(root / name / f"{name}_{i}.{ext}")
     return root
+
+
+# --------------------------------------------------------------------------------------------------
+# Test images
+
+FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
+CHANNELS = {"L": 0, "LA": 2, "RGB": 3, "RGBA": 4}
+
+
+def real_looking_image(h: int, w: int, mode: str, seed: int) -> np.ndarray:
+    """A photo-like image array: smooth gradients, a few hard edges and mild sensor noise.
+
+    For LA/RGBA the alpha mixes fully transparent, fully opaque and partial areas, so alpha
+    premultiplication matters.
+    """
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:h, 0:w].astype(np.float64)
+    y, x = y / max(h - 1, 1), x / max(w - 1, 1)
+    colour_planes = 1 if mode in ("L", "LA") else 3
+    planes = []
+    for _ in range(colour_planes):
+        a, b, c = rng.uniform(-120, 120, 3)
+        fx, fy = rng.uniform(1, 6, 2)
+        plane = 128 + a * x + b * y + c * np.sin(fx * x * np.pi + fy * y * np.pi)
+        # Hard edges: a rectangle and a diagonal half-plane with their own brightness.
+        y0, y1 = sorted(rng.uniform(0, 1, 2))
+        x0, x1 = sorted(rng.uniform(0, 1, 2))
+        plane += rng.uniform(-90, 90) * ((y >= y0) & (y <= y1) & (x >= x0) & (x <= x1))
+        plane += rng.uniform(-60, 60) * (x + y > rng.uniform(0.5, 1.5))
+        plane += rng.normal(0, 6, (h, w))
+        planes.append(plane)
+    if mode in ("LA", "RGBA"):
+        alpha = 255 * (0.2 + 0.8 * x) * (y > 0.15)
+        alpha[(x > 0.7) & (y > 0.5)] = 255
+        alpha += rng.normal(0, 20, (h, w))
+        planes.append(alpha)
+    arr = np.clip(np.rint(np.stack(planes, axis=-1)), 0, 255).astype(np.uint8)
+    return arr[:, :, 0] if mode == "L" else arr
+
+
+def noise_image(h: int, w: int, mode: str, seed: int) -> np.ndarray:
+    """Uniform noise over the full 8-bit range (worst case for rounding and clipping)."""
+    rng = np.random.default_rng(seed)
+    shape = (h, w) if mode == "L" else (h, w, CHANNELS[mode])
+    return rng.integers(0, 256, shape, dtype=np.uint8)
+
+
+def make_image(h: int, w: int, mode: str, seed: int = 0, kind: str = "real") -> np.ndarray:
+    """An image array of ``mode`` (L, LA, RGB, RGBA, I, F, I;16), photo-like ("real") or "noise"."""
+    if mode == "I":
+        return np.random.default_rng(seed).integers(-300, 70000, (h, w), dtype=np.int32)
+    if mode == "F":
+        return np.random.default_rng(seed).uniform(-50, 300, (h, w)).astype(np.float32)
+    if mode == "I;16":
+        return np.random.default_rng(seed).integers(0, 65536, (h, w), dtype=np.uint16)
+    return (real_looking_image if kind == "real" else noise_image)(h, w, mode, seed)
+
+
+def read_idx_images(path: Path, count: int) -> np.ndarray:
+    """The first ``count`` images of an IDX file (the MNIST format, gzipped) as uint8 N×H×W."""
+    with gzip.open(path, "rb") as f:
+        header = f.read(16)
+        n, rows, cols = (int.from_bytes(header[i : i + 4], "big") for i in (4, 8, 12))
+        data = f.read(min(n, count) * rows * cols)
+    return np.frombuffer(data, np.uint8).reshape(-1, rows, cols)
+
+
+# --------------------------------------------------------------------------------------------------
+# Parity with torchvision and Pillow
+
+MODES_8BIT = ("L", "LA", "RGB", "RGBA")
+MODES_ALL = MODES_8BIT + ("I", "F", "I;16")
+INTERPOLATIONS = tuple(mode.value for mode in InterpolationMode)  # all seven, named as torchvision does
+IMAGENET = ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
+
+
+def to_pil(arr: np.ndarray) -> Image.Image:
+    img = Image.fromarray(arr)
+    assert img.mode in MODES_ALL, img.mode
+    return img
+
+
+def as_numpy(x) -> np.ndarray:
+    """torchvision's output as an array: tensors as they are, PIL images as edgeinfer holds them."""
+    if isinstance(x, torch.Tensor):
+        return x.numpy()
+    arr = np.asarray(x)
+    return arr.astype(np.uint16) if x.mode == "I;16" else arr
+
+
+# Tensors to convert to images: (name, maker from a NumPy Generator, mode given to to_pil_image).
+TENSORS = [
+    ("float32 1ch", lambda r: r.uniform(0, 1, (1, 5, 6)).astype(np.float32), None),
+    ("float32 out of range", lambda r: r.uniform(-0.5, 1.5, (3, 5, 6)).astype(np.float32), None),
+    ("float64 4ch", lambda r: r.uniform(0, 1, (4, 5, 6)), None),
+    ("float32 2-D", lambda r: r.uniform(0, 1, (5, 6)).astype(np.float32), None),
+    ("float32 mode F", lambda r: r.uniform(-9, 9, (1, 5, 6)).astype(np.float32), "F"),
+    ("uint8 2ch", lambda r: r.integers(0, 256, (2, 5, 6), dtype=np.uint8), None),
+    ("uint8 3ch RGB", lambda r: r.integers(0, 256, (3, 5, 6), dtype=np.uint8), "RGB"),
+    ("uint8 1ch L", lambda r: r.integers(0, 256, (1, 5, 6), dtype=np.uint8), "L"),
+    ("int16", lambda r: r.integers(-(2**15), 2**15, (1, 5, 6), dtype=np.int16), None),
+    ("int32", lambda r: r.integers(-(2**31), 2**31, (1, 5, 6), dtype=np.int32), None),
+]
+
+
+class ParityCounter:
+    """Counts comparisons against the reference libraries and how many were bit-identical."""
+
+    def __init__(self) -> None:
+        self.run = 0
+        self.exact = 0
+
+    def check(self, ours: np.ndarray, theirs: np.ndarray, what: str = "") -> None:
+        """Assert ``ours`` equals ``theirs`` bit for bit (same dtype, shape and values), and count it."""
+        self.run += 1
+        assert isinstance(ours, np.ndarray), f"{what}: edgeinfer returned {type(ours).__name__}"
+        assert ours.dtype == theirs.dtype, f"{what}: dtype {ours.dtype} != reference {theirs.dtype}"
+        assert ours.shape == theirs.shape, f"{what}: shape {ours.shape} != reference {theirs.shape}"
+        if not np.array_equal(ours, theirs, equal_nan=ours.dtype.kind == "f"):
+            diff = np.abs(ours.astype(np.float64) - theirs.astype(np.float64))
+            raise AssertionError(
+                f"{what}: {np.count_nonzero(diff)} values differ, max abs difference {diff.max()}"
+            )
+        self.exact += 1

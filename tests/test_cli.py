@@ -95,7 +95,7 @@ def test_progress_bar_only_for_long_runs_with_stderr_on_a_terminal(
 
     monkeypatch.setattr(cli.sys.stderr, "isatty", lambda: stderr_tty)
     monkeypatch.setattr(cli.sys.stdout, "isatty", lambda: stdout_tty)
-    with cli._progress(count) as bar:
+    with cli.progress_bar(count) as bar:
         assert (bar is not None) == shown
 
 

@@ -65,7 +65,7 @@ def gray_folder(tmp_path, image_factory) -> Path:
 
 def _measured_accuracy(out: Path) -> tuple[float, dict, dict]:
     """Test accuracy of the saved checkpoint, recomputed the way export and the runtime will see the data."""
-    from edgeinfer._image import load_image
+    from edgeinfer.decoding import load_image
     from edgeinfer.errors import ImageError
     from edgeinfer.transforms import from_spec
 
@@ -122,7 +122,7 @@ def test_split_layout_is_read_as_imagefolder_reads_it(tmp_path, image_factory):
 
 def _warning(path: Path) -> str:
     """The warning a skipped file gets: the runtime decoder's own one-line reason."""
-    from edgeinfer._image import load_image
+    from edgeinfer.decoding import load_image
     from edgeinfer.errors import ImageError
 
     with pytest.raises(ImageError) as info:

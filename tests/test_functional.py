@@ -13,7 +13,7 @@ import torchvision.transforms.functional as TF
 from PIL import Image
 
 from edgeinfer.transforms import functional as F
-from tests.test_transforms import IMAGENET, INTERPOLATIONS, MODES_8BIT, MODES_ALL, TENSORS, as_numpy, to_pil
+from tests.fixtures import IMAGENET, INTERPOLATIONS, MODES_8BIT, MODES_ALL, TENSORS, as_numpy, to_pil
 
 
 def check_image_function(parity, ours, theirs, img: np.ndarray, what: str) -> None:

@@ -21,10 +21,11 @@ from PIL import Image
 from torchvision import transforms as T
 
 from edgeinfer import Model, cli
-from edgeinfer._image import RASTER_FORMATS, load_image
+from edgeinfer.decoding import IMAGE_EXTENSIONS, RASTER_FORMATS, load_image
 from edgeinfer.errors import ImageError, MetadataError, ModelError
 from edgeinfer.metadata import ModelMetadata, parse_document
 from edgeinfer.model import MAX_THREADS
+from edgeinfer.sources import expand_inputs
 from edgeinfer.transforms import MAX_OUTPUT_PIXELS, from_spec
 from tests.fixtures import FASHION_MNIST_LABELS, GRAY_SPEC, bare_model, gray_model
 
@@ -279,16 +280,15 @@ def test_relative_glob_patterns_still_match_like_glob(tmp_path, monkeypatch):
     (tmp_path / ".hidden").mkdir()
     for name in ("x/a.png", "x/y/b.png", ".hidden/c.png", "x/.d.png"):
         (tmp_path / name).write_bytes(b"")
-    assert cli._glob("x/**/*.png") == ["x/a.png", "x/y/b.png"]
-    assert cli._glob("**/*.png") == ["x/a.png", "x/y/b.png"]
-    assert cli._glob("x/.*.png") == ["x/.d.png"]
-    assert cli._glob(f"{tmp_path}/x/*/b.png") == [f"{tmp_path}/x/y/b.png"]
+    assert list(expand_inputs(["x/**/*.png"])) == ["x/a.png", "x/y/b.png"]
+    assert list(expand_inputs(["**/*.png"])) == ["x/a.png", "x/y/b.png"]
+    assert list(expand_inputs(["x/.*.png"])) == ["x/.d.png"]
+    assert list(expand_inputs([f"{tmp_path}/x/*/b.png"])) == [f"{tmp_path}/x/y/b.png"]
 
 
 def test_threads_have_an_upper_bound():
     with pytest.raises(ValueError, match=rf"threads must be at most {MAX_THREADS}, got 1000000"):
         Model(gray_model(), threads=10**6)
-    assert cli._MAX_THREADS == MAX_THREADS
     result = _run("predict", "x.png", "--threads", MAX_THREADS + 1)
     assert result.exit_code == 2
     assert f"{MAX_THREADS + 1} is not in the range 1<=x<={MAX_THREADS}" in result.stderr
@@ -315,8 +315,8 @@ def test_eps_named_png_is_never_handed_to_ghostscript(tmp_path, monkeypatch):
     with pytest.raises(ImageError, match="not an image in a format edgeinfer decodes"):
         Model(gray_model()).predict(EPS)
     assert calls == []
-    assert "EPS" not in RASTER_FORMATS and ".eps" not in cli._image_extensions()
-    assert {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".webp"} <= cli._image_extensions()
+    assert "EPS" not in RASTER_FORMATS and ".eps" not in IMAGE_EXTENSIONS
+    assert {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".webp"} <= IMAGE_EXTENSIONS
 
 
 # --- 4. output that cannot be forged ----------------------------------------------------------------------

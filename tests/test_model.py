@@ -15,7 +15,7 @@ from torchvision import transforms as T
 
 import edgeinfer.model
 from edgeinfer import Model, Prediction
-from edgeinfer._image import load_image
+from edgeinfer.decoding import load_image
 from edgeinfer.errors import ImageError, MetadataError, ModelError
 from edgeinfer.metadata import ModelMetadata
 from tests.fixtures import FASHION_MNIST_LABELS, GRAY_SPEC, bare_model, build_cnn, gray_model, make_model
@@ -149,10 +149,10 @@ def test_predict_batch_of_nothing(model):
 @pytest.mark.parametrize(
     ("kwargs", "error", "message"),
     [
-        ({"batch_size": 0}, ValueError, "batch_size must be >= 1, got 0"),
-        ({"top_k": 0}, ValueError, "top_k must be >= 1, got 0"),
-        ({"top_k": "3"}, TypeError, "top_k must be an int, got str '3'"),
-        ({"batch_size": 2.0}, TypeError, "batch_size must be an int, got float 2.0"),
+        ({"batch_size": 0}, ValueError, "batch_size must be positive, got 0"),
+        ({"top_k": 0}, ValueError, "top_k must be positive, got 0"),
+        ({"top_k": "3"}, TypeError, r"top_k must be an int, got '3' \(str\)"),
+        ({"batch_size": 2.0}, TypeError, r"batch_size must be an int, got 2.0 \(float\)"),
         ({"errors": "ignore"}, ValueError, "errors must be 'raise' or 'return', got 'ignore'"),
     ],
 )

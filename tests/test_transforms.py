@@ -17,25 +17,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 import edgeinfer.transforms as E
-
-MODES_8BIT = ("L", "LA", "RGB", "RGBA")
-MODES_ALL = MODES_8BIT + ("I", "F", "I;16")
-INTERPOLATIONS = tuple(mode.value for mode in T.InterpolationMode)  # all seven, named as torchvision does
-IMAGENET = ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
-
-
-def to_pil(arr: np.ndarray) -> Image.Image:
-    img = Image.fromarray(arr)
-    assert img.mode in MODES_ALL, img.mode
-    return img
-
-
-def as_numpy(x) -> np.ndarray:
-    """torchvision's output as an array: tensors as they are, PIL images as edgeinfer holds them."""
-    if isinstance(x, torch.Tensor):
-        return x.numpy()
-    arr = np.asarray(x)
-    return arr.astype(np.uint16) if x.mode == "I;16" else arr
+from tests.fixtures import IMAGENET, INTERPOLATIONS, MODES_8BIT, MODES_ALL, TENSORS, as_numpy, to_pil
 
 
 def check_both(parity, ours, theirs, img: np.ndarray, what: str) -> None:
@@ -253,20 +235,6 @@ def test_normalize_inplace_writes_into_the_input(parity):
     out = E.Normalize(*IMAGENET, inplace=True)(x)
     assert out is x
     parity.check(x, expected, "Normalize inplace")
-
-
-TENSORS = [
-    ("float32 1ch", lambda r: r.uniform(0, 1, (1, 5, 6)).astype(np.float32), None),
-    ("float32 out of range", lambda r: r.uniform(-0.5, 1.5, (3, 5, 6)).astype(np.float32), None),
-    ("float64 4ch", lambda r: r.uniform(0, 1, (4, 5, 6)), None),
-    ("float32 2-D", lambda r: r.uniform(0, 1, (5, 6)).astype(np.float32), None),
-    ("float32 mode F", lambda r: r.uniform(-9, 9, (1, 5, 6)).astype(np.float32), "F"),
-    ("uint8 2ch", lambda r: r.integers(0, 256, (2, 5, 6), dtype=np.uint8), None),
-    ("uint8 3ch RGB", lambda r: r.integers(0, 256, (3, 5, 6), dtype=np.uint8), "RGB"),
-    ("uint8 1ch L", lambda r: r.integers(0, 256, (1, 5, 6), dtype=np.uint8), "L"),
-    ("int16", lambda r: r.integers(-(2**15), 2**15, (1, 5, 6), dtype=np.int16), None),
-    ("int32", lambda r: r.integers(-(2**31), 2**31, (1, 5, 6), dtype=np.int32), None),
-]
 
 
 @pytest.mark.parametrize(("name", "make", "mode"), TENSORS, ids=[t[0] for t in TENSORS])

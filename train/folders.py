@@ -234,7 +234,7 @@ def scan(samples: Iterable[Sample], progress: bool = False) -> tuple[list[Sample
     """Decode every image once: ``(readable samples, one warning line per unreadable file, source modes)``."""
     from tqdm import tqdm
 
-    from edgeinfer._image import load_image
+    from edgeinfer.decoding import load_image
     from edgeinfer.errors import ImageError
 
     good, warnings, modes = [], [], set()
@@ -273,7 +273,7 @@ def warn(lines: Iterable[str]) -> None:
 
 def _load(path: str, mode: str) -> Image.Image:
     """torchvision's ``pil_loader`` with the mode as a parameter, through edgeinfer's decoder."""
-    from edgeinfer._image import load_image
+    from edgeinfer.decoding import load_image
 
     return Image.fromarray(load_image(path, mode))
 

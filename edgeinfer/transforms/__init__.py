@@ -19,7 +19,7 @@ Images are PIL images or NumPy arrays whose dtype and shape imply the PIL mode (
 ``H×W`` = I;16). Tensors are ``C×H×W`` arrays.
 """
 
-from edgeinfer.transforms import functional
+from edgeinfer.transforms import functional, planner
 from edgeinfer.transforms._checks import MAX_OUTPUT_PIXELS
 from edgeinfer.transforms.interop import from_torchvision, to_torchvision
 from edgeinfer.transforms.spec import MAX_SPEC_DEPTH, from_spec, to_spec
@@ -36,6 +36,10 @@ from edgeinfer.transforms.transforms import (
     ToTensor,
     Transform,
 )
+
+# Compose plans its pipeline with the planner, which imports the classes to recognise them: handed over here
+# so that the classes need not import it.
+Compose.planner = planner.plan
 
 __all__ = [
     "CenterCrop",

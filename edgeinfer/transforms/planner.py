@@ -11,21 +11,21 @@ would run them, and fuses:
 
 The steps call only the public functions of :mod:`edgeinfer.transforms.functional` with the public
 attributes of the transforms; the results equal running the transforms one by one, bit for bit.
+``Compose`` calls :func:`plan` when it is built (the package's ``__init__`` hands it over: this module
+imports the classes, so they cannot import it).
 """
 
 from __future__ import annotations
 
 import functools
 import numbers
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
 from edgeinfer.transforms import functional as F
 from edgeinfer.transforms import transforms as classes
-
-Step = Callable[[Any], Any]
 
 # What each transform consumes; every other transform takes an image (PIL image or H×W[×C] array).
 _TAKES_TENSOR = (classes.ConvertImageDtype, classes.Normalize, classes.ToPILImage)
@@ -36,7 +36,7 @@ _GRAY_PLANE_SAFE = (classes.Resize, classes.CenterCrop, classes.Pad, classes.Gra
 _three_channels = functools.partial(F.rgb_to_grayscale, num_output_channels=3)
 
 
-def plan(transforms: Sequence[classes.Transform]) -> list[Step]:
+def plan(transforms: Sequence[classes.Transform]) -> list[classes.Step]:
     """Steps equivalent to running ``transforms`` one by one, with the fusions described above.
 
     Raises:
@@ -45,7 +45,7 @@ def plan(transforms: Sequence[classes.Transform]) -> list[Step]:
     """
     flat = _flatten(transforms)
     _check_kinds(flat)
-    steps: list[Step] = []
+    steps: list[classes.Step] = []
     gray3 = False  # the image is RGB with equal channels, held as its one L plane
     i = 0
     while i < len(flat):
@@ -116,7 +116,7 @@ def _one_fill(pad: classes.Pad) -> Any:
     return None
 
 
-def _resize_crop(resize: classes.Resize, crop: classes.CenterCrop | None) -> Step:
+def _resize_crop(resize: classes.Resize, crop: classes.CenterCrop | None) -> classes.Step:
     """Resize, then CenterCrop if given: only the cropped window is resampled when it lies inside the
     resized image. A PIL image is taken as it is; only the pixels the window needs are read."""
     args = (resize.size, resize.interpolation, resize.max_size, resize.antialias)
@@ -134,7 +134,7 @@ def _resize_crop(resize: classes.Resize, crop: classes.CenterCrop | None) -> Ste
     return resize_crop
 
 
-def _to_tensor_normalize(normalize: classes.Normalize | None, gray3: bool) -> Step:
+def _to_tensor_normalize(normalize: classes.Normalize | None, gray3: bool) -> classes.Step:
     """ToTensor, and the Normalize after it if any, of an image or of a gray plane that stands for three
     equal channels (scaled once, broadcast into the three channels by the subtraction or a copy).
 

@@ -13,7 +13,6 @@ import inspect
 from collections.abc import Mapping
 from typing import Any
 
-from edgeinfer.transforms import _checks
 from edgeinfer.transforms import transforms as classes
 
 __all__ = ["MAX_SPEC_DEPTH", "from_spec", "to_spec"]
@@ -31,22 +30,8 @@ _REQUIRED = inspect.Parameter.empty
 
 
 def to_spec(transform: classes.Transform) -> dict[str, Any]:
-    """The spec of ``transform`` (what ``transform.to_spec()`` returns)."""
-    if isinstance(transform, classes.Compose):
-        return {"type": "Compose", "transforms": [to_spec(t) for t in transform.transforms]}
-    spec = {"type": type(transform).__name__}
-    spec.update({name: _jsonable(getattr(transform, name)) for name in classes.arguments(type(transform))})
-    return spec
-
-
-def _jsonable(x: Any) -> Any:
-    if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
-    if _checks.is_int(x):
-        return int(x)
-    if _checks.is_number(x):
-        return float(x)
-    return x
+    """The spec of ``transform``: ``transform.to_spec()``."""
+    return transform.to_spec()
 
 
 def from_spec(spec: Mapping[str, Any]) -> classes.Transform:

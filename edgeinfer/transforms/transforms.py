@@ -4,14 +4,16 @@ Each class checks its arguments when built (so that a bad spec fails when it is 
 image), keeps them as public attributes named like the constructor's arguments (what ``to_spec()``
 writes and the Compose planner reads), and calls one function of :mod:`edgeinfer.transforms.functional`.
 ``__repr__`` is torchvision's.
+
+This module imports neither the planner nor the spec reader: both import these classes to recognise them.
 """
 
 from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -28,6 +30,16 @@ def arguments(cls: type) -> dict[str, Any]:
     return {p.name: p.default for p in parameters if p.kind in kinds and p.name != "self"}
 
 
+def _jsonable(x: Any) -> Any:
+    if isinstance(x, (list, tuple)):
+        return [_jsonable(v) for v in x]
+    if _checks.is_int(x):
+        return int(x)
+    if _checks.is_number(x):
+        return float(x)
+    return x
+
+
 class Transform:
     """Base class: a callable on an image (PIL or array) or a tensor, with a spec and a repr."""
 
@@ -35,10 +47,12 @@ class Transform:
         raise NotImplementedError
 
     def to_spec(self) -> dict[str, Any]:
-        """A JSON-able description; :func:`edgeinfer.transforms.from_spec` rebuilds the transform from it."""
-        from edgeinfer.transforms.spec import to_spec  # the spec module imports this one
-
-        return to_spec(self)
+        """A JSON-able description: ``{"type": class name, argument: value, ...}`` with the constructor's
+        arguments read from the attributes of the same names; :func:`edgeinfer.transforms.from_spec` rebuilds
+        the transform from it."""
+        spec = {"type": type(self).__name__}
+        spec.update({name: _jsonable(getattr(self, name)) for name in arguments(type(self))})
+        return spec
 
     def __repr__(self) -> str:
         """torchvision's: ``Name(argument=value, ...)``."""
@@ -199,14 +213,20 @@ class ToPILImage(Transform):
         return f"{type(self).__name__}({'' if self.mode is None else f'mode={self.mode}'})"
 
 
+Step = Callable[[Any], Any]
+
+
 class Compose(Transform):
     """Run transforms in order. The pipeline is planned once, at construction, by
-    :mod:`edgeinfer.transforms.planner`: the result equals running the transforms one by one, bit for bit.
+    :func:`edgeinfer.transforms.planner.plan`: the result equals running the transforms one by one, bit for
+    bit.
     """
 
-    def __init__(self, transforms: Sequence[Transform]) -> None:
-        from edgeinfer.transforms.planner import plan  # the planner imports this module
+    # The planner recognises the classes of this module, so it imports them and this module cannot import
+    # it: the package's __init__ sets this to edgeinfer.transforms.planner.plan.
+    planner: ClassVar[Callable[[list[Transform]], list[Step]]]
 
+    def __init__(self, transforms: Sequence[Transform]) -> None:
         if not _checks.is_sequence(transforms):
             raise TypeError(f"Compose expects a sequence of transforms, got {type(transforms).__name__}")
         for i, t in enumerate(transforms):
@@ -216,12 +236,15 @@ class Compose(Transform):
                     "(use edgeinfer.transforms.from_torchvision to convert torchvision objects)"
                 )
         self.transforms = list(transforms)
-        self._steps = plan(self.transforms)
+        self._steps = Compose.planner(self.transforms)
 
     def __call__(self, img: Any) -> np.ndarray:
         for step in self._steps:
             img = step(img)
         return img
+
+    def to_spec(self) -> dict[str, Any]:
+        return {"type": "Compose", "transforms": [t.to_spec() for t in self.transforms]}
 
     def __repr__(self) -> str:
         return "Compose(" + "".join(f"\n    {t}" for t in self.transforms) + "\n)"

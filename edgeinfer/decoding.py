@@ -48,6 +48,9 @@ for _plugin in sorted(set(_RASTER_PLUGINS.values())):
     with contextlib.suppress(ImportError):
         importlib.import_module(f"PIL.{_plugin}ImagePlugin")
 RASTER_FORMATS = tuple(f for f in _RASTER_PLUGINS if f in Image.OPEN)
+# Their file extensions, which directory walks look for: Image.EXTENSION holds those of the plugins imported
+# so far, limited above to the raster formats (Image.registered_extensions() would import all forty).
+IMAGE_EXTENSIONS = frozenset(ext for ext, fmt in Image.EXTENSION.items() if fmt in RASTER_FORMATS)
 _BOMB_LIMIT_LOCK = threading.Lock()
 
 
