@@ -317,6 +317,14 @@ def print_table(rows: dict[str, dict[str, Any]], progress: Callable[[str], None]
                  f"{m['size_ratio_to_fp32']:6.3f} {b1:8.3f} {b64:8.3f}  {verdict}")  # fmt: skip
 
 
+def _convert_title(job: ExportJob) -> str:
+    return f"exporting FP32 ONNX (opset {job.opset}), input {list(job.metadata.input.shape)}"
+
+
+def _verify_title(job: ExportJob) -> str:
+    return f"onnxruntime vs torch on {len(job.verify)} images of {job.verify.source}, batches {BATCH_SIZES}"
+
+
 def _quantize_title(job: ExportJob) -> str:
     if job.quantize == "auto":
         calibration, select_on = job.calibration, job.select_on
@@ -341,11 +349,9 @@ def _report_title(job: ExportJob) -> str:
 
 STEPS: tuple[Step, ...] = (
     Step(lambda job: job.title, inputs),
-    Step(lambda job: f"exporting FP32 ONNX (opset {job.opset}), input {list(job.metadata.input.shape)}",
-         convert),  # fmt: skip
+    Step(_convert_title, convert),
     Step(lambda job: "reading the metadata back through onnxruntime", read_back),
-    Step(lambda job: f"onnxruntime vs torch on {len(job.verify)} images of {job.verify.source}, "
-                     f"batches {BATCH_SIZES}", verify),  # fmt: skip
+    Step(_verify_title, verify),
     Step(_quantize_title, quantize),
     Step(_report_title, report),
 )
