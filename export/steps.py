@@ -55,7 +55,7 @@ class ExportJob:
         select_on: labelled images on which ``quantize="auto"`` measures its candidates (validation).
         calibration: images for static INT8 (``int8``, ``auto``).
         reference: torchvision's transform of a PIL image for the torch side (default: rebuilt from the spec).
-        report_path: where the JSON report goes (default: ``out`` with ``.json``).
+        report_path: where the JSON report goes (None: ``out`` with ``.json``, see :attr:`report_file`).
 
     Raises:
         ValueError: an unknown ``quantize`` mode, or no images where the mode needs them.
@@ -87,8 +87,11 @@ class ExportJob:
             raise ValueError(f"quantize={self.quantize!r} needs calibration images")
         if self.quantize == "auto" and self.select_on is None:
             raise ValueError("quantize='auto' needs images to measure the candidates on (select_on)")
-        object.__setattr__(self, "out", Path(self.out))
-        object.__setattr__(self, "report_path", Path(self.report_path or self.out.with_suffix(".json")))
+
+    @property
+    def report_file(self) -> Path:
+        """Where the JSON report goes: ``report_path``, by default ``out`` with ``.json``."""
+        return self.report_path or self.out.with_suffix(".json")
 
 
 @dataclass(frozen=True)
@@ -267,7 +270,7 @@ def report(run: Run) -> Report:
                 f"images, below the minimum {job.min_agreement:.2%}: try another calibration method, "
                 "or --quantize auto"
             )
-    reports.write_report(summary, job.report_path)
+    reports.write_report(summary, job.report_file)
     return Report(summary)
 
 
@@ -358,7 +361,7 @@ STEPS: tuple[Step, ...] = (
 
 
 def export_network(job: ExportJob, progress: Callable[[str], None] = print) -> dict[str, Any]:
-    """Run :data:`STEPS` in order on ``job``; returns the report (also written to ``job.report_path``).
+    """Run :data:`STEPS` in order on ``job``; returns the report (also written to ``job.report_file``).
 
     Raises:
         ExportError: conversion, verification or the agreement bar fails.
@@ -369,5 +372,5 @@ def export_network(job: ExportJob, progress: Callable[[str], None] = print) -> d
         for number, step in enumerate(STEPS, 1):
             progress(f"[{number}/{len(STEPS)}] {step.title(job)}")
             run.record(step.run(run))
-    progress(f"wrote {job.out} and {job.report_path}")
+    progress(f"wrote {job.out} and {job.report_file}")
     return run[Report].summary
