@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime
 import hashlib
 import os
+import pickle
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -16,6 +18,37 @@ if TYPE_CHECKING:
     import torch
 
 REQUIRED_KEYS = ("state_dict", "config", "data_config")
+
+
+@dataclass(frozen=True)
+class Exportable:
+    """A train/ checkpoint ready to export: its network (eval mode), the FP32 model's metadata, its data
+    config, and the data set its images come from (the checkpoint's, or the one ``--data`` names)."""
+
+    network: torch.nn.Module
+    metadata: ModelMetadata
+    config: DataConfig
+    dataset: dict[str, Any]
+
+
+def load_for_export(path: str | Path, opset: int, data: str | None = None) -> Exportable:
+    """:func:`load_checkpoint`, :func:`build_network`, :func:`build_metadata` and the data set, in one call.
+
+    Raises:
+        FileNotFoundError, ValueError: see :func:`load_checkpoint`, :func:`build_network` and
+            ``export.inputs.data_set``.
+    """
+    from export.inputs import data_set
+
+    checkpoint = load_checkpoint(path)
+    network = build_network(checkpoint)
+    config = data_config(checkpoint)
+    return Exportable(
+        network=network,
+        metadata=build_metadata(checkpoint, network, file_sha256(path), opset),
+        config=config,
+        dataset=data_set(data, config.dataset) if data else config.dataset,
+    )
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -32,7 +65,9 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         raise FileNotFoundError(f"checkpoint not found: {path}")
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # torch raises bare RuntimeError/UnpicklingError/EOFError for bad files
+    except pickle.UnpicklingError:  # weights_only refused what the file pickles, or it is no pickle at all
+        raise ValueError(f"{path} is not a loadable checkpoint: {_refusal(path)}") from None
+    except Exception as e:  # torch raises bare RuntimeError/EOFError for truncated or empty files
         raise ValueError(f"{path} is not a loadable checkpoint: {first_line(e)}") from None
     if not isinstance(checkpoint, dict):
         raise ValueError(
@@ -48,6 +83,23 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     except MetadataError as e:
         raise ValueError(f"{path}: {e}") from None
     return checkpoint
+
+
+def _refusal(path: Path) -> str:
+    """Why ``torch.load(weights_only=True)`` refused ``path``, asked of torch's public API rather than read
+    from its error text (several paragraphs, whose layout changes between releases)."""
+    import torch
+
+    try:
+        unsafe = torch.serialization.get_unsafe_globals_in_checkpoint(path)
+    except ValueError:  # it reads torch.save's zip format only
+        return "it is not in torch.save's format, or pickles objects that weights_only=True refuses"
+    if not unsafe:
+        return "weights_only=True cannot unpickle it"
+    return (
+        f"it pickles {', '.join(unsafe)}, which weights_only=True refuses "
+        "(a train/ checkpoint holds tensors and plain data only)"
+    )
 
 
 def data_config(checkpoint: dict[str, Any]) -> DataConfig:
@@ -68,14 +120,35 @@ def build_network(checkpoint: dict[str, Any]) -> torch.nn.Module:
     from train.models import build_model
 
     network = build_model(checkpoint["config"])
-    try:
-        network.load_state_dict(checkpoint["state_dict"])
-    except RuntimeError as e:  # missing/unexpected keys or shape mismatches: train/ and the file disagree
+    misfit = _misfit(network.state_dict(), checkpoint["state_dict"])
+    if misfit:
         raise ValueError(
-            f"the checkpoint's weights do not fit train.models' {checkpoint['config']['arch']!r}: "
-            f"{str(e).splitlines()[1].strip()}"
-        ) from None
+            f"the checkpoint's weights do not fit train.models' {checkpoint['config']['arch']!r}: {misfit}"
+        )
+    network.load_state_dict(checkpoint["state_dict"])
     return network.eval()
+
+
+def _misfit(expected: dict[str, torch.Tensor], found: dict[str, Any], shown: int = 3) -> str:
+    """How the weights ``found`` differ from the network's ``expected`` ones: missing or unexpected names, or
+    shapes (the first ``shown`` of each), "" when they fit."""
+
+    def shape(value: Any) -> list[int] | None:
+        return list(value.shape) if hasattr(value, "shape") else None
+
+    def names(keys: list[str]) -> str:
+        more = f" and {len(keys) - shown} more" if len(keys) > shown else ""
+        return ", ".join(keys[:shown]) + more
+
+    missing = [k for k in expected if k not in found]
+    unexpected = [k for k in found if k not in expected]
+    reshaped = [
+        f"{k} {shape(found[k])} (the network's: {shape(expected[k])})"
+        for k in expected
+        if k in found and shape(found[k]) != shape(expected[k])
+    ]
+    found_wrong = (("missing", missing), ("unexpected", unexpected), ("shapes differ:", reshaped))
+    return "; ".join(f"{what} {names(keys)}" for what, keys in found_wrong if keys)
 
 
 def file_sha256(path: str | Path) -> str:

@@ -13,15 +13,12 @@ points of FP32, file <= 25 %, batch-64 latency no slower than FP32) and writes i
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 import argparse
 import dataclasses
 import json
+import sys
 import tempfile
+from pathlib import Path
 
 from export.quantization import StaticOptions
 
@@ -55,17 +52,13 @@ def compare(checkpoint_path: str, data: str | None, repeats: int, threads: int) 
     from export import checkpoint, conversion, inputs, quantization, report
 
     # 1. the FP32 model, exported once; its images from the data set its data config names (or --data)
-    ckpt = checkpoint.load_checkpoint(checkpoint_path)
-    network = checkpoint.build_network(ckpt)
-    sha256 = checkpoint.file_sha256(checkpoint_path)
-    metadata = checkpoint.build_metadata(ckpt, network, sha256, conversion.DEFAULT_OPSET)
-    config = checkpoint.data_config(ckpt)
-    dataset = inputs.data_set(data, config.dataset) if data else config.dataset
-    train = inputs.load_split(dataset, "train", config.labels)
-    test = inputs.load_split(dataset, "test", config.labels)
+    source = checkpoint.load_for_export(checkpoint_path, conversion.DEFAULT_OPSET, data)
+    metadata = source.metadata
+    train = inputs.load_split(source.dataset, "train", source.config.labels)
+    test = inputs.load_split(source.dataset, "test", source.config.labels)
     with tempfile.TemporaryDirectory() as tmp:
         paths = {"fp32": Path(tmp) / "fp32.onnx"}
-        conversion.export_onnx(network, paths["fp32"], metadata)
+        conversion.export_onnx(source.network, paths["fp32"], metadata)
 
         # 2. every variant, calibrated on the same training images
         for name, options in VARIANTS.items():

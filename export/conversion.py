@@ -7,12 +7,12 @@ import os
 import sys
 import tempfile
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from edgeinfer.errors import first_line
-from edgeinfer.metadata import METADATA_KEY, ModelMetadata
+from edgeinfer.metadata import ModelMetadata
 from export import ExportError
 
 if TYPE_CHECKING:
@@ -68,9 +68,14 @@ def export_onnx(
 
 def write_metadata(model: onnx.ModelProto, metadata: ModelMetadata) -> None:
     """Store ``metadata`` in ``model.metadata_props``: replaces an older edgeinfer entry, keeps other keys."""
-    kept = {p.key: p.value for p in model.metadata_props if p.key != METADATA_KEY}
+    set_props(model, metadata.to_props())
+
+
+def set_props(model: onnx.ModelProto, props: Mapping[str, str]) -> None:
+    """Set ``props`` in ``model.metadata_props``: entries of the same keys are replaced, others kept."""
+    kept = [(p.key, p.value) for p in model.metadata_props if p.key not in props]
     del model.metadata_props[:]
-    for key, value in {**kept, **metadata.to_props()}.items():
+    for key, value in [*kept, *props.items()]:
         model.metadata_props.add(key=key, value=value)
 
 

@@ -10,12 +10,9 @@ whatever the model makes of it: no picking.
 
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-import argparse
 
 from train.data import CLASSES, DEFAULT_DATA_DIR, load_fashion_mnist
 

@@ -3,9 +3,9 @@
 Where images come from: a split of the data set a checkpoint names (Fashion-MNIST arrays or the files of an
 image folder), or what a caller hands to ``export_model`` (a folder, or a list of paths/arrays/PIL images).
 
-How they become tensors: :func:`preprocess` is the runtime's own image path (``edgeinfer.pipeline``: decode →
-the model's image mode → its spec), used for calibration, verification and the report; export writes no
-preprocessing code of its own. :func:`reference_preprocess` is torchvision's side (the PIL loader's
+How they become tensors: ``edgeinfer.pipeline.preprocess_batch(images, metadata)`` is the runtime's own image
+path (decode → the model's image mode → its spec), used for calibration, verification and the report; export
+writes no preprocessing code of its own. :func:`reference_preprocess` is torchvision's side (the PIL loader's
 ``convert(mode)``, then a torchvision pipeline), used only as the oracle that edgeinfer must equal.
 """
 
@@ -18,8 +18,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from edgeinfer.metadata import ModelMetadata
-from edgeinfer.pipeline import preprocess_batch
 from edgeinfer.transforms import to_torchvision
 
 if TYPE_CHECKING:
@@ -143,11 +141,6 @@ def from_source(source: str | Path | Sequence[Any], labels: Sequence[str], what:
     return found
 
 
-def preprocess(metadata: ModelMetadata, images: Sequence[Any]) -> np.ndarray:
-    """``images`` through edgeinfer's one image path, as the runtime sees them: float32 N×C×H×W."""
-    return preprocess_batch(images, metadata)
-
-
 def reference_preprocess(
     images: Sequence[Any], image_mode: str, transform: Callable[[PIL.Image.Image], torch.Tensor]
 ) -> np.ndarray:
@@ -168,8 +161,10 @@ def reference_transform(spec: dict[str, Any]) -> Callable[[PIL.Image.Image], tor
 def pil_callable(transform: Callable[[Any], Any]) -> Callable[[PIL.Image.Image], Any]:
     """``transform`` fed a PIL image; a pipeline that starts with ToPILImage (which refuses PIL input) gets
     the image's array instead."""
+    from torchvision.transforms import ToPILImage
+
     steps = getattr(transform, "transforms", [transform])
-    if type(steps[0]).__name__ == "ToPILImage":
+    if isinstance(steps[0], ToPILImage):
         return lambda image: transform(np.asarray(image))
     return transform
 

@@ -20,9 +20,9 @@ import numpy as np
 from onnxruntime.quantization import CalibrationDataReader
 
 from edgeinfer.metadata import ModelMetadata
+from edgeinfer.pipeline import preprocess_batch
 from export.conversion import rewrite_metadata
 from export.float_output import keep_output_float
-from export.inputs import preprocess
 
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
 EXCLUDABLE = ("first_conv", "last_gemm")
@@ -92,7 +92,7 @@ class CalibrationReader(CalibrationDataReader):
     def _generate(self) -> Iterator[dict[str, np.ndarray]]:
         for start in range(0, len(self._images), self._batch_size):
             chunk = self._images[start : start + self._batch_size]
-            yield {self._metadata.input.name: preprocess(self._metadata, chunk)}
+            yield {self._metadata.input.name: preprocess_batch(chunk, self._metadata)}
 
     def get_next(self) -> dict[str, np.ndarray] | None:
         return next(self._batches, None)

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from export.inputs import preprocess
+from edgeinfer.pipeline import preprocess_batch
 
 LATENCY_BATCHES = (1, 64)
 EVAL_CHUNK = 256  # images preprocessed at a time: bounds memory for large inputs
@@ -33,7 +33,7 @@ def evaluate(
     metadata = next(iter(models.values())).metadata
     predictions: dict[str, list[np.ndarray]] = {name: [] for name in models}
     for start in range(0, len(images), EVAL_CHUNK):
-        batch = preprocess(metadata, images[start : start + EVAL_CHUNK])
+        batch = preprocess_batch(images[start : start + EVAL_CHUNK], metadata)
         for name, model in models.items():
             predictions[name].append(model.run(batch).argmax(1))
     predicted = {name: np.concatenate(chunks) for name, chunks in predictions.items()}
@@ -64,7 +64,7 @@ def measure_latency(
     from edgeinfer import Model
 
     models = {name: Model(path, threads=threads) for name, path in model_paths.items()}
-    tensors = preprocess(next(iter(models.values())).metadata, images[: max(batch_sizes)])
+    tensors = preprocess_batch(images[: max(batch_sizes)], next(iter(models.values())).metadata)
     result: dict[str, dict[str, float]] = {name: {} for name in models}
     for size in batch_sizes:
         batch = np.resize(tensors, (size, *tensors.shape[1:]))

@@ -34,14 +34,11 @@ def embed_self_test(path: str | Path, *, images: Sequence[bytes] = ()) -> dict:
     import onnx
 
     from edgeinfer import Model
-    from export.conversion import save_model
+    from export.conversion import save_model, set_props
 
     model = onnx.load(str(path))
     document = build_self_test(Model(path, threads=1), output_step=output_step(model), images=images)
-    kept = [(p.key, p.value) for p in model.metadata_props if p.key != SELF_TEST_KEY]
-    del model.metadata_props[:]
-    for key, value in [*kept, (SELF_TEST_KEY, json.dumps(document, sort_keys=True))]:
-        model.metadata_props.add(key=key, value=value)
+    set_props(model, {SELF_TEST_KEY: json.dumps(document, sort_keys=True)})
     save_model(model, path)
     return document
 

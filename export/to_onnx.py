@@ -11,8 +11,9 @@ Every image comes from the data set the checkpoint's data config names (Fashion-
 was trained on), or from --data (fashion-mnist or a folder with the checkpoint's class sub-folders), and goes
 through edgeinfer's own image path (decode → image mode → the checkpoint's eval spec), as at run time.
 
-Steps:
-    1. load the checkpoint (weights_only), rebuild the network with train.models.build_model
+Steps (export/steps.py, the same list export_model runs; each printed as "[n/6] ..."):
+    1. (this script) load the checkpoint (weights_only), rebuild the network with train.models.build_model,
+       build its metadata, pick the images of each split
     2. export FP32 ONNX (TorchScript exporter, dynamic batch axis) with edgeinfer metadata; onnx.checker
     3. read the metadata back through onnxruntime, as the runtime will
     4. verify: torch (torchvision's loader and pipeline) vs onnxruntime (edgeinfer) on test images at batch
@@ -22,7 +23,7 @@ Steps:
        (MatMul/Gemm weights only); or auto: every candidate measured on validation images, the smallest one
        that agrees with FP32 on >= 99 % of top-1, loses <= 0.5 accuracy points and is not slower at batch 1
        and 64 is kept, else FP32 (export/selection.py); the table and the reason go into the report and the
-       model's provenance
+       model's provenance; the self-test stored in the final model, a quantized one re-verified vs torch
     6. report FP32 vs the kept model on test images: accuracy, size, latency at batch 1 and 64 -> JSON next
        to the model; --quantize int8/dynamic fail when top-1 agreement with FP32 is below --min-agreement
 
@@ -31,16 +32,15 @@ Exit status 1 with a one-line message when any step fails.
 
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-import argparse
-
 from edgeinfer.errors import EdgeInferError
 from export import ExportError
-from export.api import (
+from export.conversion import DEFAULT_OPSET
+from export.quantization import CALIBRATION_METHODS, EXCLUDABLE, StaticOptions
+from export.steps import (
     ATOL,
     LATENCY_REPEATS,
     LATENCY_THREADS,
@@ -49,51 +49,45 @@ from export.api import (
     SEED,
     VERIFY_IMAGES,
 )
-from export.conversion import DEFAULT_OPSET
-from export.quantization import CALIBRATION_METHODS, EXCLUDABLE, StaticOptions
 from export.verification import BATCH_SIZES
 
 
 def export(args: argparse.Namespace) -> dict:
-    """Run steps 1-6; returns the report. Raises ExportError, ValueError or FileNotFoundError."""
-    from export import checkpoint, inputs, report
-    from export.api import export_network
+    """Gather the checkpoint's network, metadata and images, then run the export steps; returns the report.
 
-    print(f"[1/6] loading {args.checkpoint}")
-    ckpt = checkpoint.load_checkpoint(args.checkpoint)
-    network = checkpoint.build_network(ckpt)
-    metadata = checkpoint.build_metadata(ckpt, network, checkpoint.file_sha256(args.checkpoint), args.opset)
-    config = checkpoint.data_config(ckpt)
-    dataset = inputs.data_set(args.data, config.dataset) if args.data else config.dataset
-    about = metadata.provenance
-    print(f"      {about['architecture']}, {about['parameters']:,} parameters, {len(config.labels)} classes, "
-          f"input {list(metadata.input.shape)} ({config.image_mode}), "
-          f"checkpoint test accuracy {about['test_accuracy']}, data {dataset}")  # fmt: skip
+    Raises:
+        ExportError, ValueError, FileNotFoundError: with one-line messages.
+    """
+    from export import checkpoint, inputs
+    from export.steps import ExportJob, export_network
 
-    test = inputs.load_split(dataset, "test", config.labels)
-    train = inputs.load_split(dataset, "train", config.labels)
+    source = checkpoint.load_for_export(args.checkpoint, args.opset, args.data)
+    labels, dataset, about = source.config.labels, source.dataset, source.metadata.provenance
+    test = inputs.load_split(dataset, "test", labels)
+    train = inputs.load_split(dataset, "train", labels)
     # Batches of 1, 2 and 7 need 10 images; a small folder's test split can have fewer.
     verify = test if len(test) >= sum(BATCH_SIZES) else train
-    calibration = (
-        train.sample(args.calibration_size, args.seed) if args.quantize in ("int8", "auto") else None
-    )
-    options = StaticOptions(
-        calibration_method=args.calibration_method, calibration_size=args.calibration_size,
-        exclude=tuple(args.keep_float), fc_bits=args.fc_bits,
-    )  # fmt: skip
-    summary = export_network(
-        network, args.out, metadata,
+    job = ExportJob(
+        source.network, Path(args.out), source.metadata,
+        title=f"loading {args.checkpoint}",
+        details=(f"{about['architecture']}, {about['parameters']:,} parameters, {len(labels)} classes, "
+                 f"input {list(source.metadata.input.shape)} ({source.config.image_mode}), "
+                 f"checkpoint test accuracy {about['test_accuracy']}, data {dataset}",),
         verify=verify.sample(args.verify_images, args.seed),
-        select_on=inputs.load_split(dataset, "val", config.labels).sample(args.eval_size, args.seed)
+        select_on=inputs.load_split(dataset, "val", labels).sample(args.eval_size, args.seed)
         if args.quantize == "auto" else None,
-        report_on=test.sample(args.eval_size, args.seed), calibration=calibration, quantize=args.quantize,
-        options=options, opset=args.opset, atol=args.atol, min_agreement=args.min_agreement,
-        repeats=args.repeats, threads=args.threads,
+        report_on=test.sample(args.eval_size, args.seed),
+        calibration=train.sample(args.calibration_size, args.seed)
+        if args.quantize in ("int8", "auto") else None,
+        quantize=args.quantize,
+        options=StaticOptions(
+            calibration_method=args.calibration_method, calibration_size=args.calibration_size,
+            exclude=tuple(args.keep_float), fc_bits=args.fc_bits,
+        ),
+        opset=args.opset, atol=args.atol, min_agreement=args.min_agreement, repeats=args.repeats,
+        threads=args.threads, report_path=Path(args.report) if args.report else None,
     )  # fmt: skip
-    report_path = Path(args.report) if args.report else Path(args.out).with_suffix(".json")
-    report.write_report(summary, report_path)
-    print(f"wrote {args.out} and {report_path}")
-    return summary
+    return export_network(job)
 
 
 def main(argv: list[str] | None = None) -> int:

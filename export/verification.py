@@ -18,8 +18,9 @@ import numpy as np
 
 from edgeinfer.errors import first_line
 from edgeinfer.metadata import ModelMetadata
+from edgeinfer.pipeline import preprocess_batch
 from export import ExportError
-from export.inputs import preprocess, reference_preprocess, reference_transform
+from export.inputs import reference_preprocess, reference_transform
 
 if TYPE_CHECKING:
     import PIL.Image
@@ -75,7 +76,7 @@ def verify(
     expected_inputs = reference_preprocess(
         images, metadata.image_mode, reference or reference_transform(metadata.preprocessing)
     )
-    inputs = preprocess(metadata, images)
+    inputs = preprocess_batch(images, metadata)
     if expected_inputs.shape != inputs.shape or not np.array_equal(expected_inputs, inputs):
         diff = np.abs(expected_inputs - inputs).max() if expected_inputs.shape == inputs.shape else "shape"
         raise ExportError(

@@ -21,6 +21,7 @@ import torch
 from edgeinfer.config import DataConfig
 from edgeinfer.errors import MetadataError
 from edgeinfer.metadata import METADATA_KEY, ModelMetadata
+from edgeinfer.pipeline import preprocess_batch
 from export import ExportError, checkpoint, conversion, inputs, quantization, to_onnx, verification
 from train.checkpoint import save_checkpoint
 from train.data import CLASSES, DEFAULT_DATA_DIR, load_fashion_mnist
@@ -64,7 +65,7 @@ def train_briefly(config: dict, steps: int, path: Path) -> Path:
     data_config = _fashion_mnist_config(config["arch"])
     meta = data_config.to_metadata()
     images, labels = load_fashion_mnist(DEFAULT_DATA_DIR, "train")
-    x = torch.from_numpy(inputs.preprocess(meta, images[:4000]))
+    x = torch.from_numpy(preprocess_batch(images[:4000], meta))
     y = torch.from_numpy(labels[:4000])
     torch.manual_seed(0)
     network = build_model(config)
@@ -85,7 +86,7 @@ def train_briefly(config: dict, steps: int, path: Path) -> Path:
     network.eval()
     test_images, test_labels = load_fashion_mnist(DEFAULT_DATA_DIR, "test")
     with torch.inference_mode():
-        predicted = network(torch.from_numpy(inputs.preprocess(meta, test_images[:2000]))).argmax(1).numpy()
+        predicted = network(torch.from_numpy(preprocess_batch(test_images[:2000], meta))).argmax(1).numpy()
     accuracy = float(np.mean(predicted == test_labels[:2000]))
     assert accuracy > 0.6, f"the model did not learn ({accuracy:.2%}); these tests need a real model"
     save_checkpoint(path, network, config, data_config, {"test_accuracy": accuracy})
@@ -147,7 +148,7 @@ def test_onnx_matches_torch_at_batch_size(fp32: Path, network, test_set, batch: 
     meta = conversion.load_metadata(fp32)
     images = test_set[0][100 : 100 + batch]
     session = ort.InferenceSession(str(fp32), providers=["CPUExecutionProvider"])
-    (logits,) = session.run(None, {"input": inputs.preprocess(meta, images)})
+    (logits,) = session.run(None, {"input": preprocess_batch(images, meta)})
     expected = _torch_logits(network, images, meta)
     assert logits.shape == (batch, 10)
     np.testing.assert_allclose(logits, expected, rtol=0, atol=1e-4)
@@ -330,7 +331,7 @@ def test_int8_model_is_static_qdq_per_channel_with_metadata(int8: Path) -> None:
 @pytest.mark.parametrize("batch", [1, 2, 7])
 def test_int8_runs_at_batch_size(int8: Path, fp32: Path, test_set, batch: int) -> None:
     meta = conversion.load_metadata(int8)
-    x = inputs.preprocess(meta, test_set[0][:batch])
+    x = preprocess_batch(test_set[0][:batch], meta)
     (q,) = ort.InferenceSession(str(int8), providers=["CPUExecutionProvider"]).run(None, {"input": x})
     (f,) = ort.InferenceSession(str(fp32), providers=["CPUExecutionProvider"]).run(None, {"input": x})
     assert q.shape == f.shape == (batch, 10)
@@ -418,6 +419,49 @@ def test_cli_checkpoint_without_metadata_keys(tmp_path: Path, capsys) -> None:
     )
 
 
+class Pickled:
+    """What a checkpoint must not contain: an object of a class, which weights_only loading refuses."""
+
+
+def test_cli_checkpoint_pickling_an_object_names_it(tmp_path: Path, capsys) -> None:
+    unsafe = tmp_path / "unsafe.pt"
+    torch.save({"state_dict": {}, "config": Pickled()}, unsafe)
+    assert to_onnx.main([str(unsafe), "--out", str(tmp_path / "m.onnx")]) == 1
+    assert capsys.readouterr().err == (
+        f"error: {unsafe} is not a loadable checkpoint: it pickles {__name__}.Pickled, which "
+        "weights_only=True refuses (a train/ checkpoint holds tensors and plain data only)\n"
+    )
+
+
+def test_weights_that_do_not_fit_the_network_are_one_line_error() -> None:
+    other = build_model({**TINY_CONFIG, "hidden": [16]}).state_dict()
+    del other["0.weight"]
+    with pytest.raises(ValueError) as e:
+        checkpoint.build_network({"config": TINY_CONFIG, "state_dict": {**other, "extra": torch.zeros(1)}})
+    assert str(e.value) == (
+        "the checkpoint's weights do not fit train.models' 'cnn': missing 0.weight; unexpected extra; "
+        "shapes differ: 9.weight [16, 784] (the network's: [32, 784]), 10.weight [16] (the network's: [32]), "
+        "10.bias [16] (the network's: [32]) and 3 more"
+    )
+
+
+@pytest.mark.parametrize("command", [["export/to_onnx.py"], ["-m", "export.to_onnx"]])
+def test_script_runs_as_a_file_and_as_a_module(command: list[str]) -> None:
+    """From the repository root on sys.path (an installed checkout), with no sys.path edits in the script."""
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    result = subprocess.run([sys.executable, *command, "--help"], capture_output=True, text=True, cwd=root,
+                            env=env, timeout=300)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    usage, description = result.stdout.split("\n\n")[:2]
+    assert usage.startswith("usage: ") and usage.rstrip().endswith("checkpoint")
+    assert description.split() == to_onnx.__doc__.split("\n\n")[0].split()  # argparse re-wraps it
+
+
 # -- VGG16 ---------------------------------------------------------------------------------------------------
 
 
@@ -491,6 +535,8 @@ def test_auto_quantizes_the_bundled_cnn_architecture(tmp_path: Path, capsys) -> 
     smaller = [n for n, row in table.items() if row["size_bytes"] < table[chosen]["size_bytes"]]
     assert not any(qualifies(table[n], table["fp32"]) for n in smaller), "a smaller model met the bar"
     assert f"kept: {auto['reason']}" in printed
+    titles = [line.split("]")[0] + "]" for line in printed.splitlines() if line.startswith("[")]
+    assert titles == [f"[{n}/6]" for n in range(1, 7)]  # each step once, in order, numbered in one place
     assert "QuantizeLinear" in {n.op_type for n in onnx.load(str(out)).graph.node}
     recorded = conversion.load_metadata(out).provenance["quantization"]
     assert recorded["mode"] == "int8" and recorded["auto"]["candidates"] == table

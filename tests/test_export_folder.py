@@ -23,8 +23,12 @@ CLASSES = ("apple", "boat", "cloud")
 ARCH, IMAGE_SIZE = "mobilenet_v3_small", 64
 
 
+# The scripts import their packages from the repository root, as an installed checkout puts it on sys.path.
+ENV = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+
+
 def _run(*command: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env = {**ENV, "OMP_NUM_THREADS": "1"}
     result = subprocess.run(command, capture_output=True, text=True, cwd=cwd, env=env, timeout=600)
     assert result.returncode == 0, f"{command[:3]} failed:\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}"
     return result
@@ -114,7 +118,7 @@ def test_data_folder_with_other_classes_is_one_line_error(exported, tmp_path: Pa
     other = write_photo_folder(tmp_path / "other", ("apple", "bird", "cloud"), 10, image_factory)
     command = [sys.executable, "export/to_onnx.py", str(ckpt), "--out", str(tmp_path / "m.onnx"),
                "--data", str(other)]  # fmt: skip
-    result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=300)
+    result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, env=ENV, timeout=300)
     assert result.returncode == 1
     assert result.stderr == (
         f"error: {other}: class folders ['apple', 'bird', 'cloud'] are not the model's labels "

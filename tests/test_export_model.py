@@ -173,10 +173,24 @@ def _tiny_export(tmp_path: Path, verify: Path, labels, **kwargs) -> dict:
         torch.nn.Conv2d(3, 4, 3), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(4, 3)
     )
     transform = T.Compose([T.Resize(36), T.CenterCrop(32), T.ToTensor(), T.Normalize(MEAN, STD)])
+    kwargs.setdefault("progress", lambda line: None)
     return export_model(
         module, tmp_path / "m.onnx", transform=transform, labels=labels, verify=verify, quantize="none",
-        repeats=2, progress=lambda line: None, **kwargs,
+        repeats=2, **kwargs,
     )  # fmt: skip
+
+
+def test_export_model_prints_the_steps_numbered_in_order(tmp_path: Path, photo_folder: Path) -> None:
+    from export.steps import STEPS
+
+    lines: list[str] = []
+    _tiny_export(tmp_path, photo_folder, CLASSES, progress=lines.append)
+    numbered = [line for line in lines if line.startswith("[")]
+    assert [line.split("]")[0] + "]" for line in numbered] == [f"[{n}/6]" for n in range(1, 7)]
+    assert len(STEPS) == 6
+    assert numbered[0] == "[1/6] 3 labels, image mode RGB, 24 verify images, 0 calibration images"
+    assert numbered[4] == "[5/6] quantization: none"
+    assert lines[-1] == f"wrote {tmp_path / 'm.onnx'} and {tmp_path / 'm.json'}"
 
 
 @pytest.mark.parametrize(
