@@ -8,9 +8,9 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from edgeinfer.config import DataConfig
 from edgeinfer.errors import MetadataError, first_line
 from edgeinfer.metadata import ModelMetadata
+from train.config import DataConfig
 
 if TYPE_CHECKING:
     import torch

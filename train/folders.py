@@ -26,7 +26,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from PIL import Image
 
-SPLITS = ("train", "val", "test")
+from train.data import SPLITS
+
 DEFAULT_SPLIT = (0.8, 0.1, 0.1)
 # Modes whose images carry no colour: a folder of only these trains an "L" model when the mode is "auto".
 GRAY_MODES = frozenset({"1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"})
@@ -163,12 +164,14 @@ def training_batches(
     """
     import torch
 
+    from train import engine
+
     images = image_folder(data.dataset, "train", data.samples["train"], mode, transform)
     sampler = torch.utils.data.DistributedSampler(
         images, num_replicas=dist.world_size, rank=dist.rank, shuffle=True, seed=seed
     )
-    per_rank = min(max(1, batch_size // dist.world_size), len(sampler))
-    generator = torch.Generator().manual_seed(seed * 1000 + dist.rank)
+    per_rank = engine.rank_batch_size(batch_size, dist, len(sampler))
+    generator = engine.rank_generator(seed, dist)
     loader = torch.utils.data.DataLoader(images, batch_size=per_rank, sampler=sampler, num_workers=workers,
                                          drop_last=True, generator=generator)  # fmt: skip
 
