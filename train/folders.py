@@ -95,9 +95,8 @@ def describe_folder(
     train = folder_samples(dataset, "train")
     if not train:
         raise DataSetError(f"no images in the class folders of {_split_root(dataset, 'train')}")
-    counts = np.bincount([target for _, target in train], minlength=len(classes))
-    if not counts.all():
-        empty = [c for c, n in zip(classes, counts, strict=True) if not n]
+    empty = _classes_without(train, classes)
+    if empty:
         where = path / "train" if dataset["layout"] == "splits" else path
         raise DataSetError(f"class folder {where / empty[0]} has no images (classes without images: {empty})")
     for name in SPLITS[1:]:
@@ -142,9 +141,8 @@ def load_folder(
         warn(warnings)
         skipped += warnings
         modes |= found
-    counts = np.bincount([target for _, target in samples["train"]], minlength=len(classes))
-    if not counts.all():
-        empty = [c for c, n in zip(classes, counts, strict=True) if not n]
+    empty = _classes_without(samples["train"], classes)
+    if empty:
         raise DataSetError(f"no readable training image in {root} for the classes {empty}")
     return FolderData(dataset, classes, samples, skipped, frozenset(modes))
 
@@ -263,6 +261,12 @@ def image_folder(
     loader = functools.partial(_load, mode=mode)
     root = _split_root(dataset, split)
     return ImageFolder(root, transform, loader=loader, is_valid_file=keep.__contains__, allow_empty=True)
+
+
+def _classes_without(samples: Sequence[Sample], classes: Sequence[str]) -> list[str]:
+    """The classes that have no sample in ``samples``."""
+    counts = np.bincount([target for _, target in samples], minlength=len(classes))
+    return [name for name, count in zip(classes, counts, strict=True) if not count]
 
 
 def _valid_split(fractions: Sequence[float]) -> bool:

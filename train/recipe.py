@@ -38,9 +38,8 @@ OVERRIDABLE = ("epochs", "batch_size", "lr")
 
 @dataclass(frozen=True)
 class Run:
-    """A started run: the script's name (for errors), its output folder, processes, workers, start time."""
+    """A started run: its output folder, processes, DataLoader workers and start time."""
 
-    prog: str
     out: Path
     dist: engine.Dist
     workers: int
@@ -72,7 +71,7 @@ def start(args: argparse.Namespace, prog: str) -> Run:
         torch.set_num_threads(args.threads)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    return Run(prog, out, dist, args.workers, started)
+    return Run(out, dist, args.workers, started)
 
 
 def overrides(args: argparse.Namespace) -> dict[str, Any]:
