@@ -34,18 +34,19 @@ def fixture_checkpoint(path: Path) -> Path:
     """train/'s "improved" CNN with seeded random weights, as a train/ checkpoint at ``path``."""
     import torch
 
-    from edgeinfer.config import DataConfig
     from edgeinfer.transforms import from_torchvision
     from train.checkpoint import save_checkpoint
+    from train.config import DataConfig
     from train.data import CLASSES
     from train.models import build_model
-    from train.train_cnn import COMMON, PRESETS, eval_pipeline
+    from train.pipelines import eval_pipeline
+    from train.train_cnn import COMMON, PRESETS
 
     torch.manual_seed(0)
     config = {**COMMON, **PRESETS["improved"]}
     network = build_model(config).eval()
     spec = from_torchvision(eval_pipeline()).to_spec()
-    data_config = DataConfig("cnn", CLASSES, "L", (1, 28, 28), spec, {"kind": "fashion-mnist"})
+    data_config = DataConfig.create("cnn", CLASSES, "L", (1, 28, 28), spec, {"kind": "fashion-mnist"})
     save_checkpoint(path, network, config, data_config, {"test_accuracy": None})
     return path
 

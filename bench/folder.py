@@ -28,8 +28,6 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 IMAGENET = ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
 SIZES = [(640, 480), (480, 640), (800, 600), (1024, 768), (1280, 720), (1920, 1080), (1080, 1920),
          (2048, 1536), (3024, 4032), (4032, 3024)]  # fmt: skip
@@ -81,9 +79,9 @@ def build_model(workdir: Path) -> tuple[Path, Path]:
     import torchvision.transforms as T
 
     from bench.common import export_fp32
-    from edgeinfer.config import DataConfig
     from edgeinfer.transforms import from_torchvision
     from train.checkpoint import save_checkpoint
+    from train.config import DataConfig
     from train.models import build_model as build_network
 
     torch.manual_seed(0)
@@ -95,7 +93,7 @@ def build_model(workdir: Path) -> tuple[Path, Path]:
     labels = tuple(f"class_{i:03d}" for i in range(1000))
     checkpoint = workdir / "mobilenet.pt"
     dataset = {"kind": "bench photos"}
-    data_config = DataConfig("mobilenet_v3_small", labels, "RGB", (3, 224, 224), spec, dataset)
+    data_config = DataConfig.create("mobilenet_v3_small", labels, "RGB", (3, 224, 224), spec, dataset)
     save_checkpoint(checkpoint, network, config, data_config, {})
     return checkpoint, export_fp32(checkpoint, workdir / "mobilenet.onnx")
 

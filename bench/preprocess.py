@@ -24,11 +24,7 @@ import argparse
 import math
 import os
 import statistics
-import sys
 import time
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 IMAGENET = ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
 PIPELINES = ("squash 224", "short 256", "imagenet 256/224", "inception 342/299")

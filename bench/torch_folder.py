@@ -11,9 +11,6 @@ the network, build the torchvision eval pipeline from the checkpoint's spec, rea
 from __future__ import annotations
 
 import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch
 from torchvision.datasets import ImageFolder

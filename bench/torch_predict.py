@@ -10,9 +10,6 @@ and print ``file<TAB>label<TAB>score`` like edgeinfer does.
 from __future__ import annotations
 
 import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch
 from PIL import Image

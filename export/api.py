@@ -60,12 +60,12 @@ def export_model(
     Raises:
         ExportError, ValueError, FileNotFoundError: with one-line messages.
     """
-    from edgeinfer.config import DataConfig
     from edgeinfer.metadata import InputSpec, check_labels
     from edgeinfer.pipeline import preprocess
     from edgeinfer.transforms import from_torchvision
     from export import checkpoint, inputs
     from export.steps import ExportJob, export_network
+    from train.config import DataConfig
 
     labels = list(check_labels(labels, "labels"))  # before any work: a str is not a list of labels
     spec = from_torchvision(transform).to_spec()
@@ -80,7 +80,7 @@ def export_model(
                           input=InputSpec("input", (None,) * 4))  # fmt: skip
     input_size = preprocess(verify_set.images[0], probe).shape
     module = module.eval()
-    config = DataConfig(
+    config = DataConfig.create(
         architecture=architecture or type(module).__name__, labels=tuple(labels), image_mode=image_mode,
         input_size=input_size, preprocessing=spec, dataset={"kind": "images", "root": verify_set.source},
     )  # fmt: skip

@@ -10,9 +10,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from edgeinfer.config import DataConfig
 from edgeinfer.errors import MetadataError, first_line
 from edgeinfer.metadata import ModelMetadata
+from train.config import DataConfig
 
 if TYPE_CHECKING:
     import torch

@@ -22,11 +22,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from edgeinfer import Model, __version__
+from edgeinfer._resample import FILTERS, resize
 
-from edgeinfer import Model, __version__  # noqa: E402
-from edgeinfer._resample import FILTERS, resize  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 MODES = {"L": (), "LA": (2,), "RGB": (3,), "RGBA": (4,)}
 GEOMETRIES = [  # (in_h, in_w, out_h, out_w): down, up, tall (vertical pass first on Pillow 13), wide, mixed

@@ -18,12 +18,12 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from edgeinfer.config import DataConfig
 from edgeinfer.errors import MetadataError
 from edgeinfer.metadata import METADATA_KEY, ModelMetadata
 from edgeinfer.pipeline import preprocess_batch
 from export import ExportError, checkpoint, conversion, inputs, quantization, to_onnx, verification
 from train.checkpoint import save_checkpoint
+from train.config import DataConfig
 from train.data import CLASSES, DEFAULT_DATA_DIR, load_fashion_mnist
 from train.models import build_model
 
@@ -51,9 +51,9 @@ def test_set() -> tuple[np.ndarray, np.ndarray]:
 def _fashion_mnist_config(architecture: str = "cnn") -> DataConfig:
     """The data config train_cnn.py writes: its eval pipeline, 1×28×28 "L" images, Fashion-MNIST."""
     from edgeinfer.transforms import from_torchvision
-    from train.train_cnn import eval_pipeline
+    from train.pipelines import eval_pipeline
 
-    return DataConfig(
+    return DataConfig.create(
         architecture=architecture, labels=CLASSES, image_mode="L", input_size=(1, 28, 28),
         preprocessing=from_torchvision(eval_pipeline()).to_spec(),
         dataset={"kind": "fashion-mnist", "root": str(DEFAULT_DATA_DIR)},
@@ -228,7 +228,7 @@ def test_metadata_round_trips_through_onnxruntime(fp32: Path, tiny_checkpoint: P
     meta = ModelMetadata.from_props(session.get_modelmeta().custom_metadata_map)
     ckpt = torch.load(tiny_checkpoint, weights_only=True)
     assert meta.labels == CLASSES
-    assert meta.preprocessing == ckpt["data_config"]["preprocessing"]
+    assert meta.preprocessing == ckpt["data_config"]["metadata"]["preprocessing"]
     assert meta.image_mode == "L" and meta.output == "logits"
     assert meta.input.name == "input" and meta.input.shape == (None, 1, 28, 28)
     about = meta.provenance
@@ -473,7 +473,7 @@ def _vgg_checkpoint(input_size: int) -> dict:
 
     config = {"arch": "vgg16", "num_classes": 10}
     pipeline = T.Compose([T.Grayscale(3), T.Resize(input_size), T.CenterCrop(input_size), T.ToTensor()])
-    data_config = DataConfig(
+    data_config = DataConfig.create(
         architecture="vgg16", labels=CLASSES, image_mode="L", input_size=(3, input_size, input_size),
         preprocessing=from_torchvision(pipeline).to_spec(), dataset={"kind": "fashion-mnist"},
     )  # fmt: skip

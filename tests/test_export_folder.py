@@ -60,7 +60,7 @@ def _torch_predictions(checkpoint: Path, photos: Path) -> tuple[list[str], np.nd
 
     from export import checkpoint as checkpoints
     from export.inputs import pil_callable
-    from train.transfer import backbone_pipeline
+    from train.pipelines import backbone_pipeline
 
     ckpt = checkpoints.load_checkpoint(checkpoint)
     network = checkpoints.build_network(ckpt)

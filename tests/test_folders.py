@@ -21,6 +21,7 @@ torch = pytest.importorskip("torch", reason="train/ needs the [train] extra (tor
 torchvision = pytest.importorskip("torchvision", reason="train/ needs the [train] extra (torchvision)")
 
 from train import folders  # noqa: E402
+from train.config import DataConfig  # noqa: E402
 from train.models import build_model  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -28,7 +29,8 @@ CLASSES = ("apple", "bridge", "cloud")  # sorted, as ImageFolder orders them
 
 
 def _run(script: str, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
+    # The repository root on the path, as in an installed checkout.
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT), **(env or {})}
     command = [sys.executable, str(ROOT / "train" / script), *args]
     return subprocess.run(command, capture_output=True, text=True, cwd=ROOT, env=env, timeout=300)
 
@@ -63,21 +65,21 @@ def gray_folder(tmp_path, image_factory) -> Path:
     return root
 
 
-def _measured_accuracy(out: Path) -> tuple[float, dict, dict]:
+def _measured_accuracy(out: Path) -> tuple[float, dict, DataConfig]:
     """Test accuracy of the saved checkpoint, recomputed the way export and the runtime will see the data."""
     from edgeinfer.decoding import load_image
     from edgeinfer.errors import ImageError
     from edgeinfer.transforms import from_spec
 
     checkpoint = torch.load(out / "model.pt", weights_only=True)
-    data_config = checkpoint["data_config"]
+    data_config = DataConfig.from_dict(checkpoint["data_config"])
     model = build_model(checkpoint["config"])
     model.load_state_dict(checkpoint["state_dict"])
-    preprocess = from_spec(data_config["preprocessing"])
+    preprocess = from_spec(data_config.preprocessing)
     x, y = [], []
-    for path, label in folders.folder_samples(data_config["dataset"], "test"):
+    for path, label in folders.folder_samples(data_config.dataset, "test"):
         try:
-            image = load_image(path, data_config["image_mode"])
+            image = load_image(path, data_config.image_mode)
         except ImageError:
             continue  # skipped by training too
         x.append(preprocess(image))
@@ -161,12 +163,12 @@ def test_transfer_on_a_folder_stores_the_data_config_and_reproduces_its_accuracy
 
     accuracy, checkpoint, data_config = _measured_accuracy(out)
     assert set(checkpoint) == {"state_dict", "config", "data_config", "metrics"}
-    assert data_config["labels"] == list(CLASSES) == sorted(p.name for p in rgb_folder.iterdir())
-    assert data_config["image_mode"] == "RGB" and data_config["input_size"] == [3, 32, 32]
-    assert data_config["architecture"] == "mobilenet_v3_small"
-    assert data_config["dataset"] == {"kind": "folder", "root": str(rgb_folder.resolve()), "layout": "single",
-                                      "split": [0.5, 0.2, 0.3], "seed": 0}  # fmt: skip
-    steps = data_config["preprocessing"]["transforms"]
+    assert list(data_config.labels) == list(CLASSES) == sorted(p.name for p in rgb_folder.iterdir())
+    assert data_config.image_mode == "RGB" and data_config.input_size == (3, 32, 32)
+    assert data_config.architecture == "mobilenet_v3_small"
+    assert data_config.dataset == {"kind": "folder", "root": str(rgb_folder.resolve()), "layout": "single",
+                                   "split": [0.5, 0.2, 0.3], "seed": 0}  # fmt: skip
+    steps = data_config.preprocessing["transforms"]
     assert [t["type"] for t in steps] == ["Resize", "CenterCrop", "ToTensor", "Normalize"]
     # mobilenet_v3_small's weights resize 256 → crop 224 (bilinear, ImageNet statistics), scaled to 32.
     assert steps[0]["size"] == round(32 * 256 / 224) and steps[0]["interpolation"] == "bilinear"
@@ -185,10 +187,10 @@ def test_train_cnn_on_a_grayscale_folder(gray_folder, tmp_path):
     assert warnings == [_warning(gray_folder.resolve() / "bridge" / "truncated.png")]
 
     accuracy, checkpoint, data_config = _measured_accuracy(out)
-    assert data_config["labels"] == list(CLASSES)
-    assert data_config["image_mode"] == "L" and data_config["input_size"] == [1, 16, 16]
-    assert data_config["architecture"] == "cnn" and checkpoint["config"]["in_channels"] == 1
-    assert [t["type"] for t in data_config["preprocessing"]["transforms"]] == [
+    assert data_config.labels == CLASSES
+    assert data_config.image_mode == "L" and data_config.input_size == (1, 16, 16)
+    assert data_config.architecture == "cnn" and checkpoint["config"]["in_channels"] == 1
+    assert [t["type"] for t in data_config.preprocessing["transforms"]] == [
         "Resize", "CenterCrop", "ToTensor", "Normalize"
     ]  # fmt: skip
     assert checkpoint["metrics"]["skipped_files"] == 1
@@ -293,7 +295,7 @@ def test_packaged_imagenet_weights_classify_a_real_photo():
 
     from train.convert_weights import ARCH, efficientnet_lite0_state_dict
     from train.models import backbone
-    from train.transfer import backbone_pipeline
+    from train.pipelines import backbone_pipeline
 
     photo = Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"
     if not photo.is_file():

@@ -15,9 +15,11 @@ import pytest
 torch = pytest.importorskip("torch", reason="train/ needs the [train] extra (torch)")
 pytest.importorskip("torchvision", reason="train/ needs the [train] extra (torchvision)")
 
-from edgeinfer.config import DataConfig  # noqa: E402
+from edgeinfer.errors import MetadataError  # noqa: E402
+from edgeinfer.metadata import ModelMetadata  # noqa: E402
 from train import augment, engine  # noqa: E402
 from train.checkpoint import save_checkpoint  # noqa: E402
+from train.config import DataConfig  # noqa: E402
 from train.data import CLASSES, DEFAULT_DATA_DIR, VAL_SIZE, load_fashion_mnist  # noqa: E402
 from train.models import build_model, count_parameters  # noqa: E402
 
@@ -28,10 +30,24 @@ needs_data = pytest.mark.skipif(not HAVE_DATA, reason=NO_DATA)
 CPU = engine.Dist(rank=0, world_size=1, device=torch.device("cpu"))
 
 
+def _env() -> dict[str, str]:
+    """The environment of a script run from an installed checkout: the repository root on the path."""
+    return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+
+
 def _run(script: str, *args: str, cwd: Path = ROOT, timeout: int = 300) -> subprocess.CompletedProcess:
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
     command = [sys.executable, str(ROOT / "train" / script), *args]
-    return subprocess.run(command, capture_output=True, text=True, cwd=cwd, env=env, timeout=timeout)
+    return subprocess.run(command, capture_output=True, text=True, cwd=cwd, env=_env(), timeout=timeout)
+
+
+@pytest.mark.parametrize("script", [["train/train_cnn.py"], ["-m", "train.train_cnn"]])
+def test_script_runs_as_a_file_and_as_a_module(script):
+    """No sys.path edits: both ways of starting a script find the train package."""
+    command = [sys.executable, *script, "--help"]
+    result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, env=_env(), timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("usage: train_cnn.py [-h] [--preset {baseline,improved}]")
+    assert "--optuna-trials N" in result.stdout and "--data DIR" in result.stdout
 
 
 # --- data ---
@@ -113,16 +129,23 @@ def test_unknown_arch_is_a_value_error():
 
 @needs_data
 def test_fast_training_normalisation_equals_the_declared_pipeline():
-    from train.train_cnn import PRESETS, eval_pipeline, training_batches
+    from torchvision import transforms as T
+
+    from train.pipelines import eval_pipeline, find
+    from train.recipe import array_batches
+    from train.train_cnn import PRESETS, prepare_batch
 
     images, labels = load_fashion_mnist(DEFAULT_DATA_DIR, "val")
     pipeline = eval_pipeline()
-    normalize = pipeline.transforms[-1]
-    config = {**PRESETS["improved"], "flip": False, "shift": 0, "batch_size": 256, "seed": 0}
-    batches = training_batches(
-        torch.from_numpy(images), torch.from_numpy(labels), config, normalize, CPU, 0, torch.Generator()
-    )
-    x, y = next(batches)
+    normalize = find(pipeline, T.Normalize)
+    config = {**PRESETS["improved"], "flip": False, "shift": 0}
+
+    def prepare(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        return prepare_batch(x, config, normalize, generator)
+
+    batches, steps = array_batches((images, labels), 256, 0, CPU, prepare)
+    assert steps == len(images) // 256
+    x, y = next(iter(batches(0)))
     idx = next(engine.index_batches(len(images), 256, CPU, 0, 0))
     assert torch.equal(y, torch.from_numpy(labels[idx]))
     expected = torch.stack([pipeline(image) for image in images[idx]])
@@ -130,19 +153,53 @@ def test_fast_training_normalisation_equals_the_declared_pipeline():
 
 
 @needs_data
-@pytest.mark.parametrize("script", ["train_cnn", "transfer"])
-def test_declared_pipeline_spec_reproduces_torchvision_in_edgeinfer(script):
+@pytest.mark.parametrize("name", ["eval_pipeline", "fashion_mnist_backbone_pipeline"])
+def test_declared_pipeline_spec_reproduces_torchvision_in_edgeinfer(name):
     """The spec saved in the checkpoint, rebuilt by edgeinfer, gives torchvision's tensors to the bit."""
-    import importlib
-
     from edgeinfer.transforms import from_spec, from_torchvision
+    from train import pipelines
 
-    pipeline = importlib.import_module(f"train.{script}").eval_pipeline()
+    pipeline = getattr(pipelines, name)()
     spec = json.loads(json.dumps(from_torchvision(pipeline).to_spec()))  # as stored: JSON-able
     runtime = from_spec(spec)
     images, _ = load_fashion_mnist(DEFAULT_DATA_DIR, "test")
     for image in images[:4]:
         np.testing.assert_array_equal(runtime(image), pipeline(image).numpy())
+
+
+def test_training_pipelines_put_their_augmentation_where_the_eval_steps_are():
+    """Steps are found by type: the augmentation goes before ToTensor, sizes come from the centre crop."""
+    from torchvision import transforms as T
+
+    from train import pipelines
+
+    folder = pipelines.eval_pipeline(16, (0.5,), (0.5,), arrays=False)
+    augmented = pipelines.train_pipeline(folder, flip=True, shift=2).transforms
+    kinds = [T.Resize, T.CenterCrop, T.RandomHorizontalFlip, T.RandomCrop, T.ToTensor, T.Normalize]
+    assert [type(t) for t in augmented] == kinds
+    assert augmented[3].size == (16, 16) and augmented[3].padding == 2
+    assert [type(t) for t in pipelines.train_pipeline(folder, flip=False, shift=0).transforms] == [
+        T.Resize, T.CenterCrop, T.ToTensor, T.Normalize
+    ]  # fmt: skip
+    backbone = T.Compose([T.Resize(73, T.InterpolationMode.BICUBIC), T.CenterCrop(64), T.ToTensor(),
+                          T.Normalize(pipelines.IMAGENET_MEAN, pipelines.IMAGENET_STD)])  # fmt: skip
+    crop, flip, to_tensor, normalize = pipelines.backbone_train_pipeline(backbone).transforms
+    assert isinstance(crop, T.RandomResizedCrop) and crop.size == (64, 64)
+    assert crop.interpolation == T.InterpolationMode.BICUBIC and isinstance(flip, T.RandomHorizontalFlip)
+    assert to_tensor is backbone.transforms[2] and normalize is backbone.transforms[3]
+    with pytest.raises(ValueError, match="the pipeline has no CenterCrop step"):
+        pipelines.find(T.Compose([T.ToTensor()]), T.CenterCrop)
+
+
+def test_data_config_gives_the_input_size_the_pipeline_makes():
+    from train import pipelines
+
+    gray = pipelines.data_config("cnn", CLASSES, "L", pipelines.eval_pipeline(), {"kind": "fashion-mnist"})
+    assert gray.input_size == (1, 28, 28) and gray.metadata.input.shape == (None, 1, 28, 28)
+    replicated = pipelines.data_config("vgg16", CLASSES, "L", pipelines.fashion_mnist_backbone_pipeline(), {})
+    assert replicated.input_size == (3, 224, 224) and replicated.image_mode == "L"
+    rgb = pipelines.data_config("cnn", CLASSES, "RGB", pipelines.eval_pipeline(20, arrays=False), {})
+    assert rgb.input_size == (3, 20, 20)
 
 
 def test_random_shift_is_a_padded_random_crop_per_image():
@@ -178,17 +235,47 @@ def test_checkpoint_round_trip(tmp_path):
     model.train()(torch.randn(8, 1, 28, 28))  # move the batch-norm statistics away from their init
     model.eval()
     spec = {"type": "Compose", "transforms": [{"type": "ToTensor"}]}
-    data_config = DataConfig("cnn", CLASSES, "L", (1, 28, 28), spec, {"kind": "fashion-mnist"})
+    data_config = DataConfig.create("cnn", CLASSES, "L", (1, 28, 28), spec, {"kind": "fashion-mnist"})
     save_checkpoint(tmp_path / "model.pt", model, config, data_config, {"test_accuracy": 0.5})
     checkpoint = torch.load(tmp_path / "model.pt", weights_only=True)
     assert set(checkpoint) == {"state_dict", "config", "data_config", "metrics"}
     assert json.loads(json.dumps(checkpoint["config"])) == config
     assert json.loads(json.dumps(checkpoint["data_config"])) == checkpoint["data_config"]
+    # The model's contract is stored in edgeinfer's metadata schema; architecture and data set beside it.
+    assert set(checkpoint["data_config"]) == {"architecture", "metadata", "dataset"}
+    assert ModelMetadata.from_dict(checkpoint["data_config"]["metadata"]) == data_config.metadata
     assert DataConfig.from_dict(checkpoint["data_config"]) == data_config
     rebuilt = build_model(checkpoint["config"])
     rebuilt.load_state_dict(checkpoint["state_dict"])
     x = torch.randn(4, 1, 28, 28)
     assert torch.equal(rebuilt.eval()(x), model(x))
+
+
+def test_data_config_reads_the_flat_form_older_checkpoints_hold():
+    spec = {"type": "Compose", "transforms": [{"type": "ToTensor"}]}
+    flat = {"architecture": "cnn", "labels": list(CLASSES), "image_mode": "L", "input_size": [1, 28, 28],
+            "preprocessing": spec, "dataset": {"kind": "fashion-mnist"}}  # fmt: skip
+    expected = DataConfig.create("cnn", CLASSES, "L", (1, 28, 28), spec, {"kind": "fashion-mnist"})
+    assert DataConfig.from_dict(flat) == expected
+    assert DataConfig.from_dict({k: v for k, v in flat.items() if k != "dataset"}).dataset == {}
+    with pytest.raises(MetadataError, match=r"missing keys \['image_mode'\], unknown keys \['mode'\]"):
+        DataConfig.from_dict({**{k: v for k, v in flat.items() if k != "image_mode"}, "mode": "L"})
+    with pytest.raises(MetadataError, match=r"'input_size' must be \[C, H, W\], got \[28, 28\]"):
+        DataConfig.from_dict({**flat, "input_size": [28, 28]})
+    with pytest.raises(MetadataError, match="edgeinfer metadata 'image_mode' must be one of"):
+        DataConfig.from_dict({**flat, "image_mode": "CMYK"})
+
+
+def test_data_config_to_metadata_adds_the_provenance():
+    spec = {"type": "Compose", "transforms": [{"type": "ToTensor"}]}
+    config = DataConfig.create("cnn", CLASSES, "L", (1, 28, 28), spec, {"kind": "fashion-mnist"})
+    metadata = config.to_metadata({"architecture": "cnn", "test_accuracy": 0.9})
+    assert metadata.provenance == {"architecture": "cnn", "test_accuracy": 0.9}
+    assert metadata.labels == config.labels == CLASSES and metadata.preprocessing == config.preprocessing
+    assert metadata.input.name == "input" and metadata.input.shape == (None, 1, 28, 28)
+    assert config.metadata.provenance == {}  # the stored contract is unchanged
+    with pytest.raises(MetadataError, match="'architecture' must be a non-empty string"):
+        DataConfig("", config.metadata)
 
 
 # --- real training runs on subsets ---
@@ -227,10 +314,10 @@ def test_checkpoint_reproduces_reported_accuracy_through_edgeinfer_preprocessing
     checkpoint = torch.load(out / "model.pt", weights_only=True)
     model = build_model(checkpoint["config"])
     model.load_state_dict(checkpoint["state_dict"])
-    data_config = checkpoint["data_config"]
-    assert data_config["labels"] == list(CLASSES) and data_config["input_size"] == [1, 28, 28]
-    assert data_config["image_mode"] == "L" and data_config["dataset"]["kind"] == "fashion-mnist"
-    preprocess = from_spec(data_config["preprocessing"])
+    data_config = DataConfig.from_dict(checkpoint["data_config"])
+    assert data_config.labels == CLASSES and data_config.input_size == (1, 28, 28)
+    assert data_config.image_mode == "L" and data_config.dataset["kind"] == "fashion-mnist"
+    preprocess = from_spec(data_config.preprocessing)
     images, labels = load_fashion_mnist(DEFAULT_DATA_DIR, "test")
     images, labels = images[:1000], labels[:1000]
     with torch.inference_mode():
@@ -241,7 +328,8 @@ def test_checkpoint_reproduces_reported_accuracy_through_edgeinfer_preprocessing
 
 @needs_data
 def test_training_is_seeded(tmp_path):
-    from train.train_cnn import eval_pipeline, parse_args, resolve_config, train
+    from train.pipelines import eval_pipeline
+    from train.train_cnn import parse_args, resolve_config, train
 
     args = parse_args(["--preset", "improved", "--epochs", "1", "--limit", "256", "--batch-size", "64"])
     data = {
@@ -277,7 +365,6 @@ def test_optuna_study_is_stored_and_resumed(tmp_path):
 
 @needs_data
 def test_torchrun_ranks_end_with_identical_weights(tmp_path):
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
     command = [
         sys.executable,
         "-m",
@@ -299,7 +386,7 @@ def test_torchrun_ranks_end_with_identical_weights(tmp_path):
         "--out",
         str(tmp_path),
     ]
-    result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, env=env, timeout=300)
+    result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, env=_env(), timeout=300)
     assert result.returncode == 0, result.stderr
     digests = dict(re.findall(r"rank (\d): weights sha256 ([0-9a-f]{64})", result.stdout))
     assert set(digests) == {"0", "1"}, result.stdout

@@ -10,6 +10,7 @@ import pytest
 torch = pytest.importorskip("torch", reason="train/ needs the [train] extra (torch)")
 torchvision = pytest.importorskip("torchvision", reason="train/ needs the [train] extra (torchvision)")
 
+from train.config import DataConfig  # noqa: E402
 from train.data import DEFAULT_DATA_DIR  # noqa: E402
 from train.models import build_model, feature_blocks, freeze, replace_head  # noqa: E402
 
@@ -128,10 +129,10 @@ def test_transfer_run_from_a_weights_file_keeps_frozen_weights(tmp_path):
     )
 
     checkpoint = torch.load(out / "model.pt", weights_only=True)
-    data_config = checkpoint["data_config"]
-    assert data_config["input_size"] == [3, 224, 224] and data_config["image_mode"] == "L"
-    assert data_config["architecture"] == "mobilenet_v3_small" and len(data_config["labels"]) == 10
-    steps = [t["type"] for t in data_config["preprocessing"]["transforms"]]
+    data_config = DataConfig.from_dict(checkpoint["data_config"])
+    assert data_config.input_size == (3, 224, 224) and data_config.image_mode == "L"
+    assert data_config.architecture == "mobilenet_v3_small" and len(data_config.labels) == 10
+    steps = [t["type"] for t in data_config.preprocessing["transforms"]]
     assert steps == ["ToPILImage", "Grayscale", "Resize", "CenterCrop", "ToTensor", "Normalize"]
     model = build_model(checkpoint["config"])
     model.load_state_dict(checkpoint["state_dict"])

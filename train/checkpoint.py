@@ -1,9 +1,9 @@
 """The checkpoint format shared with export/: one ``torch.save``d dict of tensors and plain data.
 
 Keys: ``state_dict``; ``config`` (JSON-able training config: ``train.models.build_model(config)``
-rebuilds the network, whatever its ``arch``); ``data_config`` (``edgeinfer.config.DataConfig.to_dict()``:
-labels, image mode, input size, eval preprocessing spec, data set); ``metrics``. Loadable with
-``torch.load(path, weights_only=True)``.
+rebuilds the network, whatever its ``arch``); ``data_config`` (``train.config.DataConfig.to_dict()``: the
+architecture, the data set, and the model's labels, image mode, input size and eval preprocessing spec as
+edgeinfer metadata); ``metrics``. Loadable with ``torch.load(path, weights_only=True)``.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from edgeinfer.config import DataConfig
+from train.config import DataConfig
 
 
 def save_checkpoint(

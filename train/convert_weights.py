@@ -14,13 +14,9 @@ writes its ``state_dict``, which ``transfer.py --weights PATH`` loads with ``wei
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 import argparse
 import re
+from pathlib import Path
 
 import torch
 

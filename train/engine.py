@@ -77,7 +77,7 @@ def index_batches(n: int, batch_size: int, dist: Dist, seed: int, epoch: int) ->
     )
     sampler.set_epoch(epoch)
     indices = np.fromiter(sampler, dtype=np.int64)
-    per_rank = min(max(1, batch_size // dist.world_size), len(indices))
+    per_rank = rank_batch_size(batch_size, dist, len(indices))
     # The last, incomplete batch is dropped: a batch of one breaks batch norm.
     for start in range(0, len(indices) - per_rank + 1, per_rank):
         yield indices[start : start + per_rank]
@@ -86,7 +86,17 @@ def index_batches(n: int, batch_size: int, dist: Dist, seed: int, epoch: int) ->
 def steps_per_epoch(n: int, batch_size: int, dist: Dist) -> int:
     """How many batches :func:`index_batches` yields per epoch on each rank."""
     per_rank_images = -(-n // dist.world_size)  # DistributedSampler pads every rank to the same count
-    return max(1, per_rank_images // min(max(1, batch_size // dist.world_size), per_rank_images))
+    return max(1, per_rank_images // rank_batch_size(batch_size, dist, per_rank_images))
+
+
+def rank_batch_size(batch_size: int, dist: Dist, images: int) -> int:
+    """This rank's share of the global ``batch_size``: at least 1, at most the rank's ``images``."""
+    return min(max(1, batch_size // dist.world_size), images)
+
+
+def rank_generator(seed: int, dist: Dist) -> torch.Generator:
+    """This rank's generator for augmentation: each rank augments its shard differently, reproducibly."""
+    return torch.Generator().manual_seed(seed * 1000 + dist.rank)
 
 
 def train_epoch(

@@ -10,12 +10,8 @@ RGB and saved as JPEG (quality 90). Seeded: the same command writes the same fil
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 import argparse
+from pathlib import Path
 
 import numpy as np
 from PIL import Image

@@ -26,7 +26,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from PIL import Image
 
-SPLITS = ("train", "val", "test")
+from train.data import SPLITS
+
 DEFAULT_SPLIT = (0.8, 0.1, 0.1)
 # Modes whose images carry no colour: a folder of only these trains an "L" model when the mode is "auto".
 GRAY_MODES = frozenset({"1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"})
@@ -94,9 +95,8 @@ def describe_folder(
     train = folder_samples(dataset, "train")
     if not train:
         raise DataSetError(f"no images in the class folders of {_split_root(dataset, 'train')}")
-    counts = np.bincount([target for _, target in train], minlength=len(classes))
-    if not counts.all():
-        empty = [c for c, n in zip(classes, counts, strict=True) if not n]
+    empty = _classes_without(train, classes)
+    if empty:
         where = path / "train" if dataset["layout"] == "splits" else path
         raise DataSetError(f"class folder {where / empty[0]} has no images (classes without images: {empty})")
     for name in SPLITS[1:]:
@@ -141,9 +141,8 @@ def load_folder(
         warn(warnings)
         skipped += warnings
         modes |= found
-    counts = np.bincount([target for _, target in samples["train"]], minlength=len(classes))
-    if not counts.all():
-        empty = [c for c, n in zip(classes, counts, strict=True) if not n]
+    empty = _classes_without(samples["train"], classes)
+    if empty:
         raise DataSetError(f"no readable training image in {root} for the classes {empty}")
     return FolderData(dataset, classes, samples, skipped, frozenset(modes))
 
@@ -163,12 +162,14 @@ def training_batches(
     """
     import torch
 
+    from train import engine
+
     images = image_folder(data.dataset, "train", data.samples["train"], mode, transform)
     sampler = torch.utils.data.DistributedSampler(
         images, num_replicas=dist.world_size, rank=dist.rank, shuffle=True, seed=seed
     )
-    per_rank = min(max(1, batch_size // dist.world_size), len(sampler))
-    generator = torch.Generator().manual_seed(seed * 1000 + dist.rank)
+    per_rank = engine.rank_batch_size(batch_size, dist, len(sampler))
+    generator = engine.rank_generator(seed, dist)
     loader = torch.utils.data.DataLoader(images, batch_size=per_rank, sampler=sampler, num_workers=workers,
                                          drop_last=True, generator=generator)  # fmt: skip
 
@@ -260,6 +261,12 @@ def image_folder(
     loader = functools.partial(_load, mode=mode)
     root = _split_root(dataset, split)
     return ImageFolder(root, transform, loader=loader, is_valid_file=keep.__contains__, allow_empty=True)
+
+
+def _classes_without(samples: Sequence[Sample], classes: Sequence[str]) -> list[str]:
+    """The classes that have no sample in ``samples``."""
+    counts = np.bincount([target for _, target in samples], minlength=len(classes))
+    return [name for name, count in zip(classes, counts, strict=True) if not count]
 
 
 def _valid_split(fractions: Sequence[float]) -> bool:

@@ -9,8 +9,8 @@ from typing import Any
 import numpy as np
 from torch import nn
 
-from edgeinfer.config import DataConfig
 from train.checkpoint import save_checkpoint
+from train.config import DataConfig
 from train.models import count_parameters
 
 

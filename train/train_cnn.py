@@ -28,29 +28,26 @@ DataLoader applies the same augmentation (flip, padded random crop) image by ima
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 import argparse
 import time
-from collections.abc import Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import torch
 from torch import nn
+from torchvision import transforms as T
 
-from edgeinfer.config import DataConfig
-from train import augment, engine, folders, report
-from train.data import CLASSES, MEAN, STD, ArrayDataset, add_data_arguments, load_data_set
+from train import augment, engine, folders, pipelines, recipe
+from train.config import DataConfig
+from train.data import CLASSES, MEAN, STD, load_data_set
+from train.folders import FolderData
 from train.models import build_model
+from train.recipe import Data
 
 if TYPE_CHECKING:
     from torchvision.transforms import Compose
 
-Data = dict[str, tuple[np.ndarray, np.ndarray]] | folders.FolderData
+PROG = "train_cnn.py"
 
 # --- defaults: one dict per preset; "improved" is the shipped model (≤ 500k parameters) ---
 COMMON = {"num_classes": len(CLASSES), "in_channels": 1, "image_size": 28, "image_mode": "L"}
@@ -85,58 +82,19 @@ def resolve_config(args: argparse.Namespace) -> dict[str, Any]:
     if args.mlp:
         config = {k: v for k, v in config.items() if k not in ("channels", "convs_per_block")}
         config.update(MLP)
-    for key in ("epochs", "batch_size", "lr"):
-        if getattr(args, key) is not None:
-            config[key] = getattr(args, key)
-    return config
+    return {**config, **recipe.overrides(args)}
 
 
-def eval_pipeline(
-    size: int = 28, mean: tuple[float, ...] = MEAN, std: tuple[float, ...] = STD, arrays: bool = True
-) -> Compose:
-    """The eval preprocessing, declared once: any image (in the model's mode) → size×size, normalised.
-
-    ``arrays``: the images are uint8 arrays (Fashion-MNIST), so the pipeline starts with ToPILImage; folder
-    images arrive as PIL images. Fashion-MNIST images are already 28×28, so Resize/CenterCrop are the
-    identity on them; they make the exported model accept other sizes.
-    """
-    from torchvision import transforms as T
-
-    steps = [T.Resize(size), T.CenterCrop(size), T.ToTensor(), T.Normalize(mean, std)]
-    return T.Compose([T.ToPILImage(), *steps] if arrays else steps)
-
-
-def train_pipeline(config: dict[str, Any], eval_compose: Compose) -> Compose:
-    """Folder training: the eval pipeline with the preset's flip and shift (a padded random crop) before
-    ToTensor, as torchvision transforms applied image by image."""
-    from torchvision import transforms as T
-
-    *resize_crop, to_tensor, normalize = eval_compose.transforms
-    size = config["image_size"]
-    augmentation = [T.RandomHorizontalFlip()] if config["flip"] else []
+def prepare_batch(
+    images: torch.Tensor, config: dict[str, Any], normalize: nn.Module, generator: torch.Generator
+) -> torch.Tensor:
+    """Fashion-MNIST training input: the preset's flip and shift on the uint8 batch (N×1×H×W), then the eval
+    pipeline's Normalize on the whole batch (bit-identical to ToTensor + Normalize image by image)."""
+    if config["flip"]:
+        images = augment.random_flip(images, generator)
     if config["shift"]:
-        augmentation.append(T.RandomCrop(size, padding=config["shift"]))
-    return T.Compose([*resize_crop, *augmentation, to_tensor, normalize])
-
-
-def training_batches(
-    images: torch.Tensor,
-    labels: torch.Tensor,
-    config: dict[str, Any],
-    normalize: nn.Module,
-    dist: engine.Dist,
-    epoch: int,
-    generator: torch.Generator,
-) -> Iterator[engine.Batch]:
-    """This rank's augmented, normalised batches for one epoch."""
-    for idx in engine.index_batches(len(images), config["batch_size"], dist, config["seed"], epoch):
-        x = images[idx].unsqueeze(1)
-        if config["flip"]:
-            x = augment.random_flip(x, generator)
-        if config["shift"]:
-            x = augment.random_shift(x, config["shift"], generator)
-        x = normalize(x.float().div(255))  # == ToTensor then Normalize, image by image
-        yield x, labels[idx]
+        images = augment.random_shift(images, config["shift"], generator)
+    return normalize(images.float().div(255))
 
 
 def train(
@@ -155,23 +113,21 @@ def train(
     """
     torch.manual_seed(config["seed"])
     model = engine.wrap(build_model(config), dist)
-    if isinstance(data, folders.FolderData):
+    if isinstance(data, FolderData):
+        augmented = pipelines.train_pipeline(pipeline, config["flip"], config["shift"])
         batches, steps_per_epoch = folders.training_batches(
-            data, config["image_mode"], train_pipeline(config, pipeline), config["batch_size"], dist,
-            config["seed"], workers,
-        )  # fmt: skip
-        val = evaluation_set(data, "val", config["image_mode"], pipeline)
+            data, config["image_mode"], augmented, config["batch_size"], dist, config["seed"], workers
+        )
     else:
-        images, labels = (torch.from_numpy(a) for a in data["train"])
-        normalize = next(t for t in pipeline.transforms if type(t).__name__ == "Normalize")
-        steps_per_epoch = engine.steps_per_epoch(len(images), config["batch_size"], dist)
-        # Each rank augments its shard differently, reproducibly.
-        generator = torch.Generator().manual_seed(config["seed"] * 1000 + dist.rank)
+        normalize = pipelines.find(pipeline, T.Normalize)
 
-        def batches(epoch: int) -> Iterator[engine.Batch]:
-            return training_batches(images, labels, config, normalize, dist, epoch, generator)
+        def prepare(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+            return prepare_batch(images, config, normalize, generator)
 
-        val = evaluation_set(data, "val", config["image_mode"], pipeline)
+        batches, steps_per_epoch = recipe.array_batches(
+            data["train"], config["batch_size"], config["seed"], dist, prepare
+        )
+    val = recipe.evaluation_set(data, "val", config["image_mode"], pipeline)
     optimizer, scheduler = _optimizer(model, config, steps_per_epoch)
 
     def report_to_optuna(epoch: int, record: dict[str, float]) -> None:
@@ -196,13 +152,6 @@ def train(
         workers=workers,
     )
     return model, history
-
-
-def evaluation_set(data: Data, split: str, image_mode: str, pipeline: Compose) -> Any:
-    """One split as a map-style data set of (eval-pipeline tensor, label) items."""
-    if isinstance(data, folders.FolderData):
-        return folders.image_folder(data.dataset, split, data.samples[split], image_mode, pipeline)
-    return ArrayDataset(*data[split], pipeline)
 
 
 def _optimizer(
@@ -290,91 +239,44 @@ def load_data(
         ValueError: the folder is not a usable data set (``folders.DataSetError``), or options that do not
             apply to the data.
     """
-    from edgeinfer.transforms import from_torchvision
-
     size = args.image_size or config["image_size"]
     if args.data == "fashion-mnist" and size != config["image_size"]:
         raise ValueError(f"--image-size is for folders: Fashion-MNIST trains at {config['image_size']}")
     data, labels, dataset = load_data_set(args, progress)
-    if isinstance(data, folders.FolderData):
+    if isinstance(data, FolderData):
         mode = "L" if args.image_mode == "L" or (args.image_mode == "auto" and data.grayscale) else "RGB"
         mean, std = (FOLDER_MEAN,) * len(mode), (FOLDER_STD,) * len(mode)
     else:
         mode, mean, std = "L", MEAN, STD
     config.update(num_classes=len(labels), in_channels=len(mode), image_size=size, image_mode=mode)
     # The eval preprocessing, declared once; the checkpoint stores it as an edgeinfer spec in the data config.
-    pipeline = eval_pipeline(size, mean, std, arrays=args.data == "fashion-mnist")
-    spec = from_torchvision(pipeline).to_spec()
-    return data, pipeline, DataConfig(config["arch"], labels, mode, (len(mode), size, size), spec, dataset)
+    pipeline = pipelines.eval_pipeline(size, mean, std, arrays=args.data == "fashion-mnist")
+    return data, pipeline, pipelines.data_config(config["arch"], labels, mode, pipeline, dataset)
 
 
 def main(args: argparse.Namespace) -> None:
-    wall = time.perf_counter()
-    # 1. processes, threads, seed
-    try:
-        dist = engine.setup_distributed(args.device)
-    except ValueError as e:
-        raise SystemExit(f"train_cnn.py: error: {e}") from None
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    if args.optuna_trials and dist.world_size > 1:
-        raise SystemExit("train_cnn.py: error: --optuna-trials runs in a single process, not under torchrun")
-    config = resolve_config(args)
-    config["world_size"] = dist.world_size
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    # 1. processes, threads, output folder; the preset with the command line's changes
+    run = recipe.start(args, PROG)
+    if args.optuna_trials and run.dist.world_size > 1:
+        raise SystemExit(f"{PROG}: error: --optuna-trials runs in a single process, not under torchrun")
+    config = {**resolve_config(args), "world_size": run.dist.world_size}
 
     # 2. data: Fashion-MNIST (validation: last 5k of the training file) or a checked folder;
     # 3. the eval pipeline and the data config built from it
-    try:
-        data, pipeline, data_config = load_data(args, config, progress=dist.is_main and sys.stderr.isatty())
-    except (FileNotFoundError, ValueError) as e:
-        raise SystemExit(f"train_cnn.py: error: {e}") from None
+    with recipe.exit_on_error(PROG):
+        data, pipeline, data_config = load_data(args, config, run.progress)
 
     # 4. optionally tune with Optuna, then 5. train (the best trial's config, retrained from scratch)
     if args.optuna_trials:
-        config = tune(config, args.optuna_trials, data, pipeline, dist, out, args.workers)
+        config = tune(config, args.optuna_trials, data, pipeline, run.dist, run.out, run.workers)
     train_start = time.perf_counter()
-    model, history = train(config, data, pipeline, dist, workers=args.workers)
+    model, history = train(config, data, pipeline, run.dist, workers=run.workers)
     train_seconds = time.perf_counter() - train_start
 
-    # 6. final evaluation through the declared pipeline; the test set is used here only
-    plain = model.module if dist.world_size > 1 else model
-    sets = {split: evaluation_set(data, split, config["image_mode"], pipeline) for split in folders.SPLITS}
-    results = {
-        split: engine.evaluate(plain, sets[split], dist.device, workers=args.workers) for split in sets
-    }
-    skipped = {"skipped_files": len(data.skipped)} if isinstance(data, folders.FolderData) else {}
-    metrics = report.collect_metrics(
-        config,
-        plain,
-        results,
-        history,
-        preset=config["preset"],
-        train_seconds=train_seconds,
-        wall_seconds=time.perf_counter() - wall,
-        cpu_seconds=time.process_time(),
-        world_size=dist.world_size,
-        threads=torch.get_num_threads(),
-        epochs=config["epochs"],
-        images={split: len(d) for split, d in sets.items()},
-        **skipped,
+    # 6. final evaluation through the declared pipeline; 7. rank 0 saves checkpoint, metrics and plots
+    recipe.evaluate_and_save(
+        run, model, config, data_config, data, pipeline, history, train_seconds, preset=config["preset"]
     )
-
-    # 7. rank 0 saves checkpoint, metrics and plots (every rank shows its weights: DDP keeps them identical)
-    if dist.world_size > 1:
-        print(f"rank {dist.rank}: weights sha256 {engine.state_dict_digest(plain)}", flush=True)
-    if dist.is_main:
-        report.save_run(
-            out,
-            plain,
-            config,
-            data_config,
-            metrics,
-            results["test"]["labels"],
-            results["test"]["predictions"],
-        )
-    engine.teardown_distributed(dist)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -404,11 +306,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default="auto",
         help="folder images: L (grayscale), RGB, or auto: L when no image has colour",
     )
-    add_data_arguments(parser)
-    parser.add_argument("--out", type=Path, default=Path("runs/cnn"))
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    parser.add_argument("--threads", type=int, default=0, help="torch threads per process (0: default)")
+    recipe.add_arguments(parser, out=Path("runs/cnn"))
     return parser.parse_args(argv)
 
 

@@ -23,105 +23,37 @@ statistics.
 --weights PATH loads a state_dict of the backbone (its original head included) with weights_only=True;
 --weights none starts from random weights.
 
-The eval pipeline is declared once: on a folder it is the backbone's own (the resize, crop, interpolation,
-mean and std of its torchvision weights' transforms(), or of a timm model's pretrained_cfg, else Resize →
-CenterCrop(224) → ImageNet Normalize), on Fashion-MNIST eval_pipeline(). Its edgeinfer spec goes into the
-checkpoint's data config. Training on a folder uses torchvision's RandomResizedCrop + horizontal flip.
+The eval pipeline is declared once (train/pipelines.py): on a folder it is the backbone's own (the resize,
+crop, interpolation, mean and std of its torchvision weights' transforms(), or of a timm model's
+pretrained_cfg, else Resize → CenterCrop(224) → ImageNet Normalize), on Fashion-MNIST 28×28 grayscale →
+3×224×224, ImageNet-normalised. Its edgeinfer spec goes into the checkpoint's data config. Training on a
+folder uses torchvision's RandomResizedCrop + horizontal flip.
 VGG16 at 224×224 costs ~15 GFLOPs per image: on a CPU prefer a small backbone, or use --limit.
 """
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 import argparse
 import time
-from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
 import torch
 from torch import nn
 
-from edgeinfer.config import DataConfig
 from edgeinfer.errors import first_line
-from train import augment, engine, folders, report
-from train.data import ArrayDataset, add_data_arguments, load_data_set
+from train import augment, engine, folders, pipelines, recipe
+from train.data import load_data_set
+from train.folders import FolderData
 from train.models import backbone, count_parameters, freeze, replace_head
 
 if TYPE_CHECKING:
     from torchvision.transforms import Compose
 
+PROG = "transfer.py"
+
 # --- defaults ---
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-INPUT_SIZE = 224
-CROP_FRACTION = 0.875  # resize to 256, crop 224: the classic ImageNet evaluation
 DEFAULTS = {"arch": "vgg16", "epochs": 3, "batch_size": 32, "lr": 1e-3, "weight_decay": 1e-4, "flip": True}
-
-
-def eval_pipeline() -> Compose:
-    """Fashion-MNIST's eval preprocessing: 28×28 grayscale → 3×224×224, ImageNet-normalised."""
-    from torchvision import transforms as T
-
-    return T.Compose([
-        T.ToPILImage(), T.Grayscale(3), T.Resize(256), T.CenterCrop(224), T.ToTensor(),
-        T.Normalize(IMAGENET_MEAN, IMAGENET_STD),
-    ])  # fmt: skip
-
-
-def backbone_pipeline(arch: str, model: nn.Module, image_size: int = 0) -> Compose:
-    """The backbone's own eval preprocessing for RGB PIL images: resize → centre crop → normalise.
-
-    Sizes, interpolation, mean and std come from the torchvision weights' ``transforms()`` (torchvision
-    archs) or a timm-style ``pretrained_cfg`` on the model, else 256 → 224 with ImageNet statistics; applied
-    on the PIL path, which edgeinfer reproduces bit for bit. ``image_size`` (if set) replaces the crop size
-    and scales the resize with it.
-    """
-    from torchvision import transforms as T
-
-    crop, resize, interpolation, mean, std = _data_config(arch, model)
-    if image_size:
-        crop, resize = image_size, round(image_size * resize / crop)
-    return T.Compose([
-        T.Resize(resize, T.InterpolationMode(interpolation)), T.CenterCrop(crop), T.ToTensor(),
-        T.Normalize(mean, std),
-    ])  # fmt: skip
-
-
-def train_pipeline(eval_compose: Compose) -> Compose:
-    """Folder training: torchvision's RandomResizedCrop at the eval crop size + flip, then the eval tail."""
-    from torchvision import transforms as T
-
-    resize, crop, to_tensor, normalize = eval_compose.transforms
-    return T.Compose([
-        T.RandomResizedCrop(crop.size, interpolation=resize.interpolation), T.RandomHorizontalFlip(),
-        to_tensor, normalize,
-    ])  # fmt: skip
-
-
-def _data_config(arch: str, model: nn.Module) -> tuple[int, int, str, tuple[float, ...], tuple[float, ...]]:
-    """(crop, resize, interpolation, mean, std) as the backbone declares them (as timm resolves them)."""
-    import torchvision
-
-    if ":" not in arch:
-        preset = torchvision.models.get_model_weights(arch).DEFAULT.transforms()
-        interpolation = preset.interpolation.value
-        return (
-            preset.crop_size[0],
-            preset.resize_size[0],
-            interpolation,
-            tuple(preset.mean),
-            tuple(preset.std),
-        )
-    cfg = getattr(model, "pretrained_cfg", None) or {}
-    crop = cfg.get("input_size", (3, INPUT_SIZE, INPUT_SIZE))[-1]
-    resize = int(crop / cfg.get("crop_pct", CROP_FRACTION))  # timm rounds down, as here
-    mean, std = tuple(cfg.get("mean", IMAGENET_MEAN)), tuple(cfg.get("std", IMAGENET_STD))
-    return crop, resize, cfg.get("interpolation", "bilinear"), mean, std
 
 
 def load_backbone(arch: str, weights: str) -> nn.Module:
@@ -158,122 +90,76 @@ def load_backbone(arch: str, weights: str) -> nn.Module:
     return model
 
 
-def training_batches(
-    images: np.ndarray,
-    labels: np.ndarray,
-    config: dict[str, Any],
-    pipeline: Compose,
-    dist: engine.Dist,
-    epoch: int,
-    generator: torch.Generator,
-) -> Iterator[engine.Batch]:
-    """Fashion-MNIST: this rank's batches for one epoch, optional random flip, then the eval pipeline."""
-    for idx in engine.index_batches(len(images), config["batch_size"], dist, config["seed"], epoch):
-        x = torch.from_numpy(images[idx]).unsqueeze(1)
-        if config["flip"]:
-            x = augment.random_flip(x, generator)
-        yield torch.stack([pipeline(image) for image in x[:, 0].numpy()]), torch.from_numpy(labels[idx])
+def prepare_batch(
+    images: torch.Tensor, flip: bool, pipeline: Compose, generator: torch.Generator
+) -> torch.Tensor:
+    """Fashion-MNIST training input: an optional random flip of the uint8 batch (N×1×H×W), then the eval
+    pipeline image by image."""
+    if flip:
+        images = augment.random_flip(images, generator)
+    return torch.stack([pipeline(image) for image in images[:, 0].numpy()])
 
 
 def main(args: argparse.Namespace) -> None:
-    wall = time.perf_counter()
-    # 1. processes, threads, seed, config
-    try:
-        dist = engine.setup_distributed(args.device)
-    except ValueError as e:
-        raise SystemExit(f"transfer.py: error: {e}") from None
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    # 1. processes, threads, output folder, config
+    run = recipe.start(args, PROG)
     config = {
         **DEFAULTS, "arch": args.arch, "weights": args.weights, "unfreeze": args.unfreeze, "seed": args.seed,
-        "limit": args.limit, "world_size": dist.world_size,
+        "limit": args.limit, "world_size": run.dist.world_size, **recipe.overrides(args),
     }  # fmt: skip
-    for key in ("epochs", "batch_size", "lr"):
-        if getattr(args, key) is not None:
-            config[key] = getattr(args, key)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
 
     # 2. data: Fashion-MNIST or a checked folder (every image decoded once, unreadable ones skipped)
-    try:
-        data, labels, dataset = load_data_set(args, dist.is_main and sys.stderr.isatty())
-        on_folder = isinstance(data, folders.FolderData)
-        image_mode = "RGB" if on_folder else "L"
+    with recipe.exit_on_error(PROG):
+        data, labels, dataset = load_data_set(args, run.progress)
+        on_folder = isinstance(data, FolderData)
         if args.image_size and not on_folder:
-            raise ValueError("--image-size is for folders: on Fashion-MNIST the pipeline is eval_pipeline()")
-    except (FileNotFoundError, ValueError) as e:
-        raise SystemExit(f"transfer.py: error: {e}") from None
+            raise ValueError("--image-size is for folders: on Fashion-MNIST the input is 3×224×224")
+    image_mode = "RGB" if on_folder else "L"
     config["num_classes"] = len(labels)
 
-    # 3. backbone with pretrained weights, new head, frozen features
+    # 3. pretrained backbone, 4. its eval preprocessing (declared once), a new head, frozen features
     torch.manual_seed(config["seed"])
-    try:
+    with recipe.exit_on_error(PROG, ValueError):
         model = load_backbone(config["arch"], config["weights"])
-        # 4. eval preprocessing, declared once; the checkpoint's data config stores it as an edgeinfer spec
-        pipeline = backbone_pipeline(config["arch"], model, args.image_size) if on_folder else eval_pipeline()
+        if on_folder:
+            pipeline = pipelines.backbone_pipeline(config["arch"], model, args.image_size)
+        else:
+            pipeline = pipelines.fashion_mnist_backbone_pipeline()
         model = replace_head(model, config["num_classes"])
         freeze(model, config["unfreeze"])
-    except ValueError as e:
-        raise SystemExit(f"transfer.py: error: {e}") from None
-    from edgeinfer.transforms import from_torchvision
-
-    crop = next(t for t in pipeline.transforms if type(t).__name__ == "CenterCrop").size
-    data_config = DataConfig(
-        config["arch"], labels, image_mode, (3, *crop), from_torchvision(pipeline).to_spec(), dataset
-    )
+    data_config = pipelines.data_config(config["arch"], labels, image_mode, pipeline, dataset)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    if dist.is_main:
+    if run.dist.is_main:
         print(f"{config['arch']}: {count_parameters(model):,} parameters, {trainable:,} trainable")
-    model = engine.wrap(model, dist)
+    model = engine.wrap(model, run.dist)
 
     # 5. train the head (and the unfrozen blocks)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=config["lr"],
                                   weight_decay=config["weight_decay"])  # fmt: skip
     if on_folder:
         batches, steps_per_epoch = folders.training_batches(
-            data,
-            image_mode,
-            train_pipeline(pipeline),
-            config["batch_size"],
-            dist,
-            config["seed"],
-            args.workers,
-        )
-        sets = {
-            split: folders.image_folder(dataset, split, data.samples[split], image_mode, pipeline)
-            for split in folders.SPLITS
-        }
+            data, image_mode, pipelines.backbone_train_pipeline(pipeline), config["batch_size"], run.dist,
+            config["seed"], run.workers,
+        )  # fmt: skip
     else:
-        generator = torch.Generator().manual_seed(config["seed"] * 1000 + dist.rank)
-        steps_per_epoch = engine.steps_per_epoch(len(data["train"][0]), config["batch_size"], dist)
 
-        def batches(epoch: int) -> Iterator[engine.Batch]:
-            return training_batches(*data["train"], config, pipeline, dist, epoch, generator)
+        def prepare(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+            return prepare_batch(images, config["flip"], pipeline, generator)
 
-        sets = {split: ArrayDataset(*data[split], pipeline) for split in data}
-
+        batches, steps_per_epoch = recipe.array_batches(
+            data["train"], config["batch_size"], config["seed"], run.dist, prepare
+        )
+    val = recipe.evaluation_set(data, "val", image_mode, pipeline)
     train_start = time.perf_counter()
     history = engine.fit(model, batches, steps_per_epoch, config["epochs"], optimizer, None,
-                         nn.CrossEntropyLoss(), sets["val"], dist, workers=args.workers)  # fmt: skip
+                         nn.CrossEntropyLoss(), val, run.dist, workers=run.workers)  # fmt: skip
     train_seconds = time.perf_counter() - train_start
 
-    # 6. final evaluation through the declared pipeline; the test set is used here only
-    plain = model.module if dist.world_size > 1 else model
-    results = {split: engine.evaluate(plain, sets[split], dist.device, config["batch_size"], args.workers)
-               for split in sets}  # fmt: skip
-    skipped = {"skipped_files": len(data.skipped)} if on_folder else {}
-    metrics = report.collect_metrics(
-        config, plain, results, history, trainable_parameters=trainable, train_seconds=train_seconds,
-        wall_seconds=time.perf_counter() - wall, cpu_seconds=time.process_time(),
-        world_size=dist.world_size, threads=torch.get_num_threads(),
-        epochs=config["epochs"], images={split: len(d) for split, d in sets.items()}, **skipped,
+    # 6. final evaluation through the declared pipeline; 7. rank 0 saves checkpoint, metrics and plots
+    recipe.evaluate_and_save(
+        run, model, config, data_config, data, pipeline, history, train_seconds, config["batch_size"],
+        trainable_parameters=trainable,
     )  # fmt: skip
-
-    # 7. rank 0 saves checkpoint, metrics and plots
-    if dist.is_main:
-        report.save_run(out, plain, config, data_config, metrics, results["test"]["labels"],
-                        results["test"]["predictions"])  # fmt: skip
-    engine.teardown_distributed(dist)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -298,11 +184,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--epochs", type=int)
     parser.add_argument("--batch-size", type=int)
     parser.add_argument("--lr", type=float)
-    add_data_arguments(parser)
-    parser.add_argument("--out", type=Path, default=Path("runs/transfer"))
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    parser.add_argument("--threads", type=int, default=0, help="torch threads per process (0: default)")
+    recipe.add_arguments(parser, out=Path("runs/transfer"))
     return parser.parse_args(argv)
 
 

@@ -1,0 +1,157 @@
+"""The steps every training script shares, around the model and the training that are its own.
+
+A script reads as: :func:`start` (processes, threads, output folder) → load the data (``train.data``) →
+build the model and its eval pipeline (``train.pipelines``) → :func:`array_batches` or
+``folders.training_batches`` → ``engine.fit`` → :func:`evaluate_and_save` (final evaluation through the eval
+pipeline, metrics, checkpoint, plots). :func:`add_arguments` and :func:`overrides` are the options they all
+take; :func:`exit_on_error` turns a user's mistake into one ``script.py: error: ...`` line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from train import engine, report
+from train.data import SPLITS, ArrayDataset, add_data_arguments
+from train.folders import FolderData, image_folder
+
+if TYPE_CHECKING:
+    from torchvision.transforms import Compose
+
+    from train.config import DataConfig
+
+Data = dict[str, tuple[np.ndarray, np.ndarray]] | FolderData
+# Hyperparameters any script lets the command line override (None: keep the script's value).
+OVERRIDABLE = ("epochs", "batch_size", "lr")
+
+
+@dataclass(frozen=True)
+class Run:
+    """A started run: its output folder, processes, DataLoader workers and start time."""
+
+    out: Path
+    dist: engine.Dist
+    workers: int
+    started: float
+
+    @property
+    def progress(self) -> bool:
+        """Whether to show progress bars: on rank 0, on a terminal."""
+        return self.dist.is_main and sys.stderr.isatty()
+
+
+@contextlib.contextmanager
+def exit_on_error(prog: str, *errors: type[Exception]) -> Iterator[None]:
+    """Exit with status 1 and the one line ``prog: error: message`` when the block raises one of
+    ``errors`` (default: FileNotFoundError and ValueError, how train/ reports bad input)."""
+    caught = errors or (FileNotFoundError, ValueError)
+    try:
+        yield
+    except caught as e:
+        raise SystemExit(f"{prog}: error: {e}") from None
+
+
+def start(args: argparse.Namespace, prog: str) -> Run:
+    """Step 1: join the processes (torchrun) on the device, set the threads, create the output folder."""
+    started = time.perf_counter()
+    with exit_on_error(prog, ValueError):
+        dist = engine.setup_distributed(args.device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    return Run(out, dist, args.workers, started)
+
+
+def overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The hyperparameters of :data:`OVERRIDABLE` given on the command line."""
+    return {key: getattr(args, key) for key in OVERRIDABLE if getattr(args, key) is not None}
+
+
+def array_batches(
+    train: tuple[np.ndarray, np.ndarray],
+    batch_size: int,
+    seed: int,
+    dist: engine.Dist,
+    prepare: Callable[[torch.Tensor, torch.Generator], torch.Tensor],
+) -> tuple[Callable[[int], Iterator[engine.Batch]], int]:
+    """``(batches(epoch), steps per epoch)`` for images held in memory (uint8 N×H×W) with their labels.
+
+    Each batch is this rank's shuffled share of the global ``batch_size``; ``prepare(images, generator)``
+    turns its uint8 N×1×H×W images into the network's input (augmentation, normalisation) with this rank's
+    generator.
+    """
+    images, labels = (torch.from_numpy(a) for a in train)
+    generator = engine.rank_generator(seed, dist)
+
+    def batches(epoch: int) -> Iterator[engine.Batch]:
+        for idx in engine.index_batches(len(images), batch_size, dist, seed, epoch):
+            yield prepare(images[idx].unsqueeze(1), generator), labels[idx]
+
+    return batches, engine.steps_per_epoch(len(images), batch_size, dist)
+
+
+def evaluation_set(data: Data, split: str, image_mode: str, pipeline: Compose) -> torch.utils.data.Dataset:
+    """One split as a map-style data set of (eval-pipeline tensor, label) items."""
+    if isinstance(data, FolderData):
+        return image_folder(data.dataset, split, data.samples[split], image_mode, pipeline)
+    return ArrayDataset(*data[split], pipeline)
+
+
+def evaluate_and_save(
+    run: Run,
+    model: nn.Module,
+    config: dict[str, Any],
+    data_config: DataConfig,
+    data: Data,
+    pipeline: Compose,
+    history: list[dict[str, float]],
+    train_seconds: float,
+    batch_size: int = 500,
+    **metrics: Any,
+) -> None:
+    """Steps 6 and 7: evaluate every split through the eval ``pipeline`` (the test set is used here only);
+    rank 0 saves the checkpoint, metrics (``metrics`` first, then the run's) and plots.
+
+    Under torchrun every rank prints its weights' digest: DDP keeps them identical.
+    """
+    dist = run.dist
+    plain = model.module if dist.world_size > 1 else model
+    sets = {split: evaluation_set(data, split, data_config.image_mode, pipeline) for split in SPLITS}
+    results = {
+        split: engine.evaluate(plain, sets[split], dist.device, batch_size, run.workers) for split in sets
+    }
+    skipped = {"skipped_files": len(data.skipped)} if isinstance(data, FolderData) else {}
+    metrics = report.collect_metrics(
+        config, plain, results, history, **metrics, train_seconds=train_seconds,
+        wall_seconds=time.perf_counter() - run.started, cpu_seconds=time.process_time(),
+        world_size=dist.world_size, threads=torch.get_num_threads(), epochs=config["epochs"],
+        images={split: len(d) for split, d in sets.items()}, **skipped,
+    )  # fmt: skip
+    if dist.world_size > 1:
+        print(f"rank {dist.rank}: weights sha256 {engine.state_dict_digest(plain)}", flush=True)
+    if dist.is_main:
+        report.save_run(run.out, plain, config, data_config, metrics, results["test"]["labels"],
+                        results["test"]["predictions"])  # fmt: skip
+    engine.teardown_distributed(dist)
+
+
+def add_arguments(parser: argparse.ArgumentParser, out: Path) -> None:
+    """The options every script takes after its own: the data options, --out (default ``out``), --seed,
+    --device, --threads."""
+    add_data_arguments(parser)
+    parser.add_argument("--out", type=Path, default=out)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads per process (0: default)")
