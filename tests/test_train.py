@@ -306,6 +306,22 @@ def test_short_training_run_beats_chance_clearly(short_run):
     assert re.search(r"accuracy  train 0\.\d{4}  val 0\.\d{4}  test 0\.\d{4}", result.stdout)
 
 
+def test_auto_precision_is_measured_printed_and_stored(short_run):
+    """The improved preset asks for "auto": both precisions were timed on the run's first batch, the faster
+    kept (bf16 only from BF16_MIN_SPEEDUP), and the choice is in stdout, metrics.json and the checkpoint."""
+    from train.precision import BF16_MIN_SPEEDUP
+
+    out, result = short_run
+    choice = json.loads((out / "metrics.json").read_text())["precision"]
+    times = choice["seconds_per_step"]
+    assert choice["requested"] == "auto" and set(times) == {"fp32", "bf16"}
+    assert all(t > 0 for t in times.values())
+    assert choice["precision"] == ("bf16" if times["fp32"] / times["bf16"] >= BF16_MIN_SPEEDUP else "fp32")
+    assert f"precision: {choice['precision']} (measured: a step takes" in result.stdout
+    config = torch.load(out / "model.pt", weights_only=True)["config"]
+    assert config["precision"] == "auto" and config["precision_choice"] == choice
+
+
 def test_checkpoint_reproduces_reported_accuracy_through_edgeinfer_preprocessing(short_run):
     """What export/ and the runtime will do: rebuild from the checkpoint, preprocess with its spec."""
     from edgeinfer.transforms import from_spec

@@ -8,6 +8,7 @@ gradients are averaged by DDP, and only rank 0 prints and saves.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import os
 import sys
 import time
@@ -18,6 +19,8 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+
+from train.precision import autocast
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 
@@ -83,6 +86,20 @@ def index_batches(n: int, batch_size: int, dist: Dist, seed: int, epoch: int) ->
         yield indices[start : start + per_rank]
 
 
+def peek_first_batch(
+    batches: Callable[[int], Iterable[Batch]],
+) -> tuple[Batch, Callable[[int], Iterable[Batch]]]:
+    """The first batch of epoch 0, and ``batches`` that still yields it first: epoch 0 is drawn once, so
+    the augmentation's generator is not advanced by looking."""
+    first_epoch = iter(batches(0))
+    first = next(first_epoch)
+
+    def again(epoch: int) -> Iterable[Batch]:
+        return itertools.chain([first], first_epoch) if epoch == 0 else batches(epoch)
+
+    return first, again
+
+
 def steps_per_epoch(n: int, batch_size: int, dist: Dist) -> int:
     """How many batches :func:`index_batches` yields per epoch on each rank."""
     per_rank_images = -(-n // dist.world_size)  # DistributedSampler pads every rank to the same count
@@ -112,8 +129,8 @@ def train_epoch(
 ) -> tuple[float, float]:
     """One pass over ``batches``; returns this rank's mean training loss and accuracy.
 
-    ``precision="bf16"`` runs the forward pass under bfloat16 autocast (about 2× faster on CPUs with
-    AVX512-BF16/AMX); weights, optimizer and evaluation stay float32.
+    ``precision="bf16"`` runs the forward pass under bfloat16 autocast (faster only on CPUs with native
+    bfloat16: ``train.precision`` measures it); weights, optimizer and evaluation stay float32.
     """
     from tqdm import tqdm
 
@@ -135,7 +152,7 @@ def train_epoch(
     for x, y in progress:
         x = x.to(dist.device, memory_format=torch.channels_last)
         y = y.to(dist.device)
-        with torch.autocast(dist.device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+        with autocast(precision, dist.device):
             logits = model(x)
             loss = loss_fn(logits, y)
         optimizer.zero_grad(set_to_none=True)

@@ -13,7 +13,7 @@ import argparse
 import contextlib
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from train import engine, report
+from train import engine, precision, report
 from train.data import SPLITS, ArrayDataset, add_data_arguments
 from train.folders import FolderData, image_folder
 
@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 
 Data = dict[str, tuple[np.ndarray, np.ndarray]] | FolderData
 # Hyperparameters any script lets the command line override (None: keep the script's value).
-OVERRIDABLE = ("epochs", "batch_size", "lr")
+OVERRIDABLE = ("epochs", "batch_size", "lr", "precision")
 
 
 @dataclass(frozen=True)
@@ -102,6 +102,36 @@ def array_batches(
     return batches, engine.steps_per_epoch(len(images), batch_size, dist)
 
 
+def choose_precision(
+    requested: str,
+    model: nn.Module,
+    batches: Callable[[int], Iterable[engine.Batch]],
+    optimizer: torch.optim.Optimizer,
+    loss_fn: nn.Module,
+    dist: engine.Dist,
+) -> tuple[precision.PrecisionChoice, Callable[[int], Iterable[engine.Batch]]]:
+    """Step 5a: the precision to train in, and ``batches`` to train on (unchanged, or for "auto" still
+    yielding the first batch that rank 0 timed both precisions on; every rank gets rank 0's choice)."""
+    plain = model.module if dist.world_size > 1 else model
+    if requested == "auto":
+        first, batches = engine.peek_first_batch(batches)
+
+    def measure() -> dict[str, float]:
+        optimizer_type, defaults = type(optimizer), optimizer.defaults
+        return precision.time_training_steps(
+            plain, first, lambda params: optimizer_type(params, **defaults), loss_fn, dist.device
+        )
+
+    choice = precision.choose_precision(requested, measure) if dist.is_main else None
+    if dist.world_size > 1:
+        shared = [choice]
+        torch.distributed.broadcast_object_list(shared, src=0)
+        choice = shared[0]
+    if dist.is_main:
+        print(f"precision: {choice.precision} ({choice.reason})", flush=True)
+    return choice, batches
+
+
 def evaluation_set(data: Data, split: str, image_mode: str, pipeline: Compose) -> torch.utils.data.Dataset:
     """One split as a map-style data set of (eval-pipeline tensor, label) items."""
     if isinstance(data, FolderData):
@@ -149,9 +179,16 @@ def evaluate_and_save(
 
 def add_arguments(parser: argparse.ArgumentParser, out: Path) -> None:
     """The options every script takes after its own: the data options, --out (default ``out``), --seed,
-    --device, --threads."""
+    --device, --threads, --precision."""
     add_data_arguments(parser)
     parser.add_argument("--out", type=Path, default=out)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     parser.add_argument("--threads", type=int, default=0, help="torch threads per process (0: default)")
+    parser.add_argument(
+        "--precision",
+        choices=precision.PRECISIONS,
+        help="training precision (default: auto): auto times a few steps of fp32 and of bfloat16 autocast on "
+        f"the first batch and keeps bf16 only when it is at least {precision.BF16_MIN_SPEEDUP}x faster "
+        "(it is ~15x slower on CPUs without native bfloat16); the choice and timings are printed and saved",
+    )

@@ -42,6 +42,7 @@ from train.config import DataConfig
 from train.data import CLASSES, MEAN, STD, load_data_set
 from train.folders import FolderData
 from train.models import build_model
+from train.precision import PrecisionChoice
 from train.recipe import Data
 
 if TYPE_CHECKING:
@@ -58,16 +59,17 @@ PRESETS: dict[str, dict[str, Any]] = {
         "batch_norm": False, "dropout": 0.0,
         "flip": False, "shift": 0,
         "optimizer": "adam", "lr": 1e-3, "weight_decay": 0.0, "schedule": "constant", "label_smoothing": 0.0,
-        "epochs": 15, "batch_size": 64, "precision": "fp32",
+        "epochs": 15, "batch_size": 64, "precision": "auto",
     },
-    # Two convs per block, batch norm, dropout, flip/shift, label smoothing, SGD with a one-cycle LR schedule;
-    # bfloat16 autocast in training halves the time on this CPU (evaluation and export stay float32).
+    # Two convs per block, batch norm, dropout, flip/shift, label smoothing, SGD with a one-cycle LR schedule.
+    # precision "auto": bfloat16 autocast where it measures faster (train/precision.py); evaluation and
+    # export stay float32.
     "improved": {
         "arch": "cnn", "channels": [32, 64], "convs_per_block": 2, "hidden": [128],
         "batch_norm": True, "dropout": 0.15,
         "flip": True, "shift": 2,
         "optimizer": "sgd", "lr": 0.1, "weight_decay": 5e-4, "schedule": "onecycle", "label_smoothing": 0.1,
-        "epochs": 30, "batch_size": 128, "precision": "bf16",
+        "epochs": 30, "batch_size": 128, "precision": "auto",
     },
 }  # fmt: skip
 # --mlp swaps the network for this one (≈ the improved CNN's parameter count) and keeps the recipe.
@@ -104,8 +106,9 @@ def train(
     dist: engine.Dist,
     trial: Any = None,
     workers: int = 0,
-) -> tuple[nn.Module, list[dict[str, float]]]:
-    """Train from scratch as ``config`` says; validate each epoch. Returns the (wrapped) model and history.
+) -> tuple[nn.Module, list[dict[str, float]], PrecisionChoice]:
+    """Train from scratch as ``config`` says; validate each epoch. Returns the (wrapped) model, its history
+    and the precision it trained in.
 
     ``data``: Fashion-MNIST ``{split: (images, labels)}`` arrays, or a checked folder data set. With an
     Optuna ``trial``, reports validation accuracy each epoch and raises ``optuna.TrialPruned`` when the
@@ -129,6 +132,8 @@ def train(
         )
     val = recipe.evaluation_set(data, "val", config["image_mode"], pipeline)
     optimizer, scheduler = _optimizer(model, config, steps_per_epoch)
+    loss_fn = nn.CrossEntropyLoss(label_smoothing=config["label_smoothing"])
+    choice, batches = recipe.choose_precision(config["precision"], model, batches, optimizer, loss_fn, dist)
 
     def report_to_optuna(epoch: int, record: dict[str, float]) -> None:
         import optuna
@@ -144,14 +149,14 @@ def train(
         config["epochs"],
         optimizer,
         scheduler,
-        nn.CrossEntropyLoss(label_smoothing=config["label_smoothing"]),
+        loss_fn,
         val,
         dist,
         on_epoch=report_to_optuna if trial is not None else None,
-        precision=config["precision"],
+        precision=choice.precision,
         workers=workers,
     )
-    return model, history
+    return model, history, choice
 
 
 def _optimizer(
@@ -270,13 +275,15 @@ def main(args: argparse.Namespace) -> None:
     if args.optuna_trials:
         config = tune(config, args.optuna_trials, data, pipeline, run.dist, run.out, run.workers)
     train_start = time.perf_counter()
-    model, history = train(config, data, pipeline, run.dist, workers=run.workers)
+    model, history, choice = train(config, data, pipeline, run.dist, workers=run.workers)
     train_seconds = time.perf_counter() - train_start
+    config = {**config, "precision_choice": choice.to_dict()}
 
     # 6. final evaluation through the declared pipeline; 7. rank 0 saves checkpoint, metrics and plots
     recipe.evaluate_and_save(
-        run, model, config, data_config, data, pipeline, history, train_seconds, preset=config["preset"]
-    )
+        run, model, config, data_config, data, pipeline, history, train_seconds, preset=config["preset"],
+        precision=choice.to_dict(),
+    )  # fmt: skip
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

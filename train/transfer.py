@@ -53,7 +53,10 @@ if TYPE_CHECKING:
 PROG = "transfer.py"
 
 # --- defaults ---
-DEFAULTS = {"arch": "vgg16", "epochs": 3, "batch_size": 32, "lr": 1e-3, "weight_decay": 1e-4, "flip": True}
+DEFAULTS = {
+    "arch": "vgg16", "epochs": 3, "batch_size": 32, "lr": 1e-3, "weight_decay": 1e-4, "flip": True,
+    "precision": "auto",
+}  # fmt: skip
 
 
 def load_backbone(arch: str, weights: str) -> nn.Module:
@@ -151,14 +154,19 @@ def main(args: argparse.Namespace) -> None:
         )
     val = recipe.evaluation_set(data, "val", image_mode, pipeline)
     train_start = time.perf_counter()
-    history = engine.fit(model, batches, steps_per_epoch, config["epochs"], optimizer, None,
-                         nn.CrossEntropyLoss(), val, run.dist, workers=run.workers)  # fmt: skip
+    loss_fn = nn.CrossEntropyLoss()
+    choice, batches = recipe.choose_precision(
+        config["precision"], model, batches, optimizer, loss_fn, run.dist
+    )
+    history = engine.fit(model, batches, steps_per_epoch, config["epochs"], optimizer, None, loss_fn, val,
+                         run.dist, precision=choice.precision, workers=run.workers)  # fmt: skip
     train_seconds = time.perf_counter() - train_start
+    config["precision_choice"] = choice.to_dict()
 
     # 6. final evaluation through the declared pipeline; 7. rank 0 saves checkpoint, metrics and plots
     recipe.evaluate_and_save(
         run, model, config, data_config, data, pipeline, history, train_seconds, config["batch_size"],
-        trainable_parameters=trainable,
+        trainable_parameters=trainable, precision=choice.to_dict(),
     )  # fmt: skip
 
 
