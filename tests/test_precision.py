@@ -34,11 +34,12 @@ def test_auto_times_real_steps_and_keeps_the_faster_without_touching_the_run() -
     rng = torch.get_rng_state()
     batch = _fashion_batch(32)
 
+    # AdamW's defaults hold a key its constructor refuses (decoupled_weight_decay): the timing must copy the
+    # optimizer, not rebuild it from them.
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=1e-4)
+
     def measure() -> dict[str, float]:
-        return precision.time_training_steps(
-            model, batch, lambda params: torch.optim.SGD(params, lr=0.1, momentum=0.9), nn.CrossEntropyLoss(),
-            CPU.device,
-        )  # fmt: skip
+        return precision.time_training_steps(model, optimizer, batch, nn.CrossEntropyLoss(), CPU.device)
 
     choice = precision.choose_precision("auto", measure)
     times = choice.seconds_per_step
@@ -47,6 +48,7 @@ def test_auto_times_real_steps_and_keeps_the_faster_without_touching_the_run() -
     assert choice.precision == ("bf16" if faster else "fp32")
     assert choice.requested == "auto" and f"{times['fp32'] * 1e3:.0f} ms in fp32" in choice.reason
     assert all(torch.equal(weights[k], v) for k, v in model.state_dict().items())
+    assert optimizer.state_dict()["state"] == {}  # the run's optimizer never stepped
     assert torch.equal(rng, torch.get_rng_state())
 
 

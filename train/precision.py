@@ -69,13 +69,14 @@ def choose_precision(requested: str, measure: Callable[[], dict[str, float]]) ->
 
 def time_training_steps(
     model: nn.Module,
+    optimizer: torch.optim.Optimizer,
     batch: tuple[torch.Tensor, torch.Tensor],
-    make_optimizer: Callable[[list[nn.Parameter]], torch.optim.Optimizer],
     loss_fn: nn.Module,
     device: torch.device,
 ) -> dict[str, float]:
     """Median seconds of a training step (forward, backward, optimizer step) in fp32 and in bf16, on a copy
-    of ``model``; the caller's network, optimizer and random state are left as they were.
+    of ``model`` and its ``optimizer`` (copied together, so the copy steps the copied parameters); the
+    caller's network, optimizer and random state are left as they were.
 
     bf16 stops after one timed step when that step is already slower than fp32's median: it cannot win, and
     where it is 15x slower each further step would cost seconds for nothing."""
@@ -85,15 +86,15 @@ def time_training_steps(
     times: dict[str, list[float]] = {"fp32": [], "bf16": []}
     with torch.random.fork_rng(devices=[]):  # dropout draws from the global generator
         for precision in times:
-            trial = copy.deepcopy(model).train()
-            optimizer = make_optimizer([p for p in trial.parameters() if p.requires_grad])
+            trial, trial_optimizer = copy.deepcopy((model, optimizer))
+            trial.train()
             for step in range(1 + TIMED_STEPS):
                 start = time.perf_counter()
                 with autocast(precision, device):
                     loss = loss_fn(trial(x), y)
-                optimizer.zero_grad(set_to_none=True)
+                trial_optimizer.zero_grad(set_to_none=True)
                 loss.backward()
-                optimizer.step()
+                trial_optimizer.step()
                 if step:
                     times[precision].append(time.perf_counter() - start)
                     if precision == "bf16" and times["bf16"][0] > statistics.median(times["fp32"]):

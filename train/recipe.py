@@ -117,10 +117,7 @@ def choose_precision(
         first, batches = engine.peek_first_batch(batches)
 
     def measure() -> dict[str, float]:
-        optimizer_type, defaults = type(optimizer), optimizer.defaults
-        return precision.time_training_steps(
-            plain, first, lambda params: optimizer_type(params, **defaults), loss_fn, dist.device
-        )
+        return precision.time_training_steps(plain, optimizer, first, loss_fn, dist.device)
 
     choice = precision.choose_precision(requested, measure) if dist.is_main else None
     if dist.world_size > 1:
