@@ -25,6 +25,7 @@ from edgeinfer.transforms.interop import from_torchvision, to_torchvision
 from edgeinfer.transforms.spec import MAX_SPEC_DEPTH, from_spec, to_spec
 from edgeinfer.transforms.transforms import (
     CenterCrop,
+    CenterCropOrPad,
     Compose,
     ConvertImageDtype,
     Grayscale,
@@ -32,6 +33,7 @@ from edgeinfer.transforms.transforms import (
     Pad,
     PILToTensor,
     Resize,
+    ResizeKeepRatio,
     ToPILImage,
     ToTensor,
     Transform,
@@ -43,6 +45,7 @@ Compose.planner = planner.plan
 
 __all__ = [
     "CenterCrop",
+    "CenterCropOrPad",
     "Compose",
     "ConvertImageDtype",
     "Grayscale",
@@ -50,6 +53,7 @@ __all__ = [
     "PILToTensor",
     "Pad",
     "Resize",
+    "ResizeKeepRatio",
     "ToPILImage",
     "ToTensor",
     "Transform",
