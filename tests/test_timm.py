@@ -307,3 +307,25 @@ def test_maybe_to_tensor_after_a_tensor_is_refused():
         ValueError, match=r"^Compose: ToTensor \(step 1\) comes after the image became a tensor"
     ):
         E.from_torchvision(T.Compose([T.PILToTensor(), timm_transforms.MaybeToTensor()]))
+
+
+@pytest.mark.parametrize("crop_mode", CROP_MODES)
+def test_training_declares_timms_own_pipeline(crop_mode):
+    """transfer.py's eval pipeline for a timm network is timm's create_transform for its pretrained_cfg, in
+    every crop mode (at --image-size too); the data config's input size and the training crop follow it."""
+    from types import SimpleNamespace
+
+    from train import pipelines
+
+    cfg = {**get_pretrained_cfg("mobilenetv3_small_050").to_dict(), "input_size": (3, 96, 128)}
+    network = SimpleNamespace(pretrained_cfg={**cfg, "crop_mode": crop_mode})
+    arch = "timm.models.mobilenetv3:mobilenetv3_small_050"
+    for image_size, args in ((0, {}), (80, {"img_size": 80})):
+        pipeline = pipelines.backbone_pipeline(arch, network, image_size)
+        theirs = create_transform(**resolve_data_config(args, model=network))
+        assert E.from_torchvision(pipeline).to_spec() == E.from_torchvision(theirs).to_spec()
+    config = pipelines.data_config(arch, ("a", "b"), "RGB", pipeline, {})
+    assert config.metadata.input.shape == (None, 3, 80, 80)
+    first = pipelines.backbone_train_pipeline(pipeline).transforms[0]
+    assert isinstance(first, T.RandomResizedCrop) and first.size == (80, 80)
+    assert first.interpolation == T.InterpolationMode(cfg["interpolation"])
