@@ -1,5 +1,6 @@
-"""Export a network trained anywhere (any ``nn.Module`` with its torchvision eval ``Compose``, labels and
-image mode) to a verified, self-describing ONNX model: :func:`export_model`.
+"""Export a network trained anywhere (any ``nn.Module`` with its torchvision eval ``Compose`` — a timm
+network's own by default —, labels and image mode) to a verified, self-describing ONNX model:
+:func:`export_model`.
 
 It only gathers the inputs (images, metadata) into an :class:`export.steps.ExportJob`; the export itself is
 :func:`export.steps.export_network`, the same steps as ``to_onnx.py`` runs for train/ checkpoints.
@@ -24,7 +25,7 @@ def export_model(
     module: torch.nn.Module,
     path: str | Path,
     *,
-    transform: Any,
+    transform: Any = None,
     labels: Sequence[str],
     image_mode: str = "RGB",
     calibration: str | Path | Sequence[Any] | None = None,
@@ -44,7 +45,9 @@ def export_model(
     Args:
         module: the classifier (put in eval mode here); its output is one logit per label.
         transform: its torchvision evaluation pipeline (a ``Compose``), converted with ``from_torchvision``;
-            verification checks that edgeinfer reproduces it bit for bit on ``verify``.
+            verification checks that edgeinfer reproduces it bit for bit on ``verify``. Optional for a timm
+            network (one with a ``pretrained_cfg``): then timm's own for it, as timm documents it,
+            ``create_transform(**resolve_data_config({}, model=module))``.
         labels: class names in output order.
         image_mode: "RGB" or "L": what decoded images are converted to before ``transform``.
         calibration: images for static INT8 (a folder or a sequence of paths/arrays/PIL images).
@@ -66,8 +69,16 @@ def export_model(
     from export import checkpoint, inputs
     from export.steps import ExportJob, export_network
     from train.config import DataConfig
+    from train.pipelines import timm_pipeline
 
     labels = list(check_labels(labels, "labels"))  # before any work: a str is not a list of labels
+    if transform is None:
+        if getattr(module, "pretrained_cfg", None) is None:
+            raise ValueError(
+                f"export_model needs transform= for {type(module).__name__}: only a timm network (one with a "
+                "pretrained_cfg) brings its own evaluation transform"
+            )
+        transform = timm_pipeline(module)
     spec = from_torchvision(transform).to_spec()
     verify_set = inputs.from_source(verify, labels, "verify")
     calibration_set = None

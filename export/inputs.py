@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from edgeinfer.transforms import to_torchvision
+from edgeinfer.transforms.interop import needs_timm
 
 if TYPE_CHECKING:
     import PIL.Image
@@ -152,10 +153,14 @@ def reference_preprocess(
 
 def reference_transform(spec: dict[str, Any]) -> Callable[[PIL.Image.Image], torch.Tensor]:
     """torchvision's pipeline for ``spec`` (``edgeinfer.transforms.to_torchvision``) as a function of one PIL
-    image, the way a torchvision user feeds it."""
+    image, the way a torchvision user feeds it; timm's classes (a timm model's "border" crop mode or
+    non-square input) are timm's own."""
     import torchvision.transforms as T
 
-    return pil_callable(to_torchvision(spec, T))
+    timm_transforms = None
+    if needs_timm(spec):
+        from timm.data import transforms as timm_transforms
+    return pil_callable(to_torchvision(spec, T, timm_transforms))
 
 
 def pil_callable(transform: Callable[[Any], Any]) -> Callable[[PIL.Image.Image], Any]:

@@ -220,3 +220,36 @@ def test_export_model_skips_a_corrupt_image_in_the_verify_folder(
     assert len(warnings) == 1 and warnings[0].startswith(
         f"warning: skipping unreadable image {folder}/dog/broken.png"
     )
+
+
+def test_export_model_of_a_timm_network_uses_its_own_transform(
+    tmp_path: Path, photo_folder: Path, parity
+) -> None:
+    """No transform for a timm network: its pretrained_cfg's, through timm's create_transform (here its
+    "border" crop mode at 96×128, so timm's own ResizeKeepRatio and CenterCropOrPad); the exported model's
+    spec is that transform's and the runtime computes its tensors. Other networks must be given one."""
+    timm = pytest.importorskip("timm", reason="timm comes with the [train] extra")
+    from timm.data import create_transform, resolve_data_config
+
+    from edgeinfer.transforms import from_torchvision
+
+    torch.manual_seed(0)
+    module = timm.create_model("mobilenetv3_small_050", pretrained=False, num_classes=len(CLASSES))
+    module.pretrained_cfg = {**module.pretrained_cfg, "input_size": (3, 96, 128), "crop_mode": "border"}
+    theirs = create_transform(**resolve_data_config({}, model=module))
+    out = tmp_path / "timm.onnx"
+    report = export_model(
+        module, out, labels=CLASSES, verify=photo_folder, quantize="none", repeats=2,
+        progress=lambda line: None,
+    )  # fmt: skip
+    model = Model(out)
+    spec = model.metadata.preprocessing
+    assert spec == from_torchvision(theirs).to_spec()
+    kinds = ["ResizeKeepRatio", "CenterCropOrPad", "ToTensor", "Normalize"]
+    assert [t["type"] for t in spec["transforms"]] == kinds
+    assert model.metadata.input.shape == (None, 3, 96, 128)
+    for f in _files(photo_folder):
+        parity.check(model.preprocess(f), theirs(pil_loader(f)).numpy(), f)
+    assert report["verification"]["fp32_top1_agreement"] == 1.0
+    with pytest.raises(ValueError, match=r"^export_model needs transform= for Sequential: only a timm"):
+        export_model(torch.nn.Sequential(), tmp_path / "x.onnx", labels=CLASSES, verify=photo_folder)

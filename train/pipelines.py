@@ -7,6 +7,7 @@ Steps are recognised by their torchvision type, never by their position or class
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -62,14 +63,17 @@ def fashion_mnist_backbone_pipeline() -> Compose:
 
 
 def backbone_pipeline(arch: str, model: nn.Module, image_size: int = 0) -> Compose:
-    """The backbone's own eval preprocessing for RGB PIL images: resize → centre crop → normalise.
+    """The backbone's own eval preprocessing for RGB PIL images, on the PIL path, which edgeinfer reproduces
+    bit for bit.
 
-    Sizes, interpolation, mean and std come from the torchvision weights' ``transforms()`` (torchvision
-    archs) or a timm-style ``pretrained_cfg`` on the model, else 256 → 224 with ImageNet statistics; applied
-    on the PIL path, which edgeinfer reproduces bit for bit. ``image_size`` (if set) replaces the crop size
-    and scales the resize with it.
+    A torchvision arch: resize → centre crop → normalise with the sizes, interpolation, mean and std of its
+    weights' ``transforms()``; a timm network (one with a ``pretrained_cfg``): timm's own
+    (:func:`timm_pipeline`); any other factory: 256 → 224 with ImageNet statistics. ``image_size`` (if set)
+    replaces the crop size and scales the resize with it.
     """
-    crop, resize, interpolation, mean, std = _backbone_preset(arch, model)
+    if ":" in arch and getattr(model, "pretrained_cfg", None) is not None:
+        return timm_pipeline(model, image_size)
+    crop, resize, interpolation, mean, std = _backbone_preset(arch)
     if image_size:
         crop, resize = image_size, round(image_size * resize / crop)
     return T.Compose([
@@ -78,10 +82,23 @@ def backbone_pipeline(arch: str, model: nn.Module, image_size: int = 0) -> Compo
     ])  # fmt: skip
 
 
+def timm_pipeline(model: nn.Module, image_size: int = 0) -> Compose:
+    """A timm network's own eval preprocessing, as timm documents it:
+    ``create_transform(**resolve_data_config(args, model=model))`` from its ``pretrained_cfg``, whatever its
+    crop mode (center, squash, border), size or statistics. ``image_size`` (if set) is timm's ``img_size``:
+    the input becomes image_size × image_size, the resize follows from the model's crop_pct.
+    """
+    from timm.data import create_transform, resolve_data_config
+
+    args = {"img_size": image_size} if image_size else {}
+    return create_transform(**resolve_data_config(args, model=model))
+
+
 def backbone_train_pipeline(eval_compose: Compose) -> Compose:
     """Folder training for a backbone: RandomResizedCrop at the eval crop size (and the eval resize's
     interpolation) + horizontal flip, then the eval pipeline from ToTensor on."""
-    resize, crop = find(eval_compose, T.Resize), find(eval_compose, T.CenterCrop)
+    resize = find(eval_compose, _kinds(T.Resize, "ResizeKeepRatio"))
+    crop = find(eval_compose, _kinds(T.CenterCrop, "CenterCropOrPad"))
     _, tail = _split_at_to_tensor(eval_compose)
     return T.Compose([
         T.RandomResizedCrop(crop.size, interpolation=resize.interpolation), T.RandomHorizontalFlip(), *tail,
@@ -101,21 +118,31 @@ def data_config(
 
     gray = [step for step in pipeline.transforms if isinstance(step, T.Grayscale)]
     channels = gray[-1].num_output_channels if gray else len(image_mode)
-    input_size = (channels, *find(pipeline, T.CenterCrop).size)
+    input_size = (channels, *find(pipeline, _kinds(T.CenterCrop, "CenterCropOrPad")).size)
     spec = from_torchvision(pipeline).to_spec()
     return DataConfig.create(architecture, labels, image_mode, input_size, spec, dataset)
 
 
-def find(pipeline: Compose, kind: type[Step]) -> Step:
-    """The first step of ``pipeline`` that is a ``kind`` (e.g. ``T.Normalize``).
+def find(pipeline: Compose, kind: type[Step] | tuple[type[Step], ...]) -> Step:
+    """The first step of ``pipeline`` that is a ``kind`` (e.g. ``T.Normalize``, or a tuple of kinds).
 
     Raises:
         ValueError: ``pipeline`` has no such step.
     """
     step = next((t for t in pipeline.transforms if isinstance(t, kind)), None)
     if step is None:
-        raise ValueError(f"the pipeline has no {kind.__name__} step: {pipeline.transforms}")
+        names = " or ".join(k.__name__ for k in (kind if isinstance(kind, tuple) else (kind,)))
+        raise ValueError(f"the pipeline has no {names} step: {pipeline.transforms}")
     return step
+
+
+def _kinds(torchvision_kind: type[Step], timm_name: str) -> tuple[type[Step], ...]:
+    """torchvision's kind of step and timm's class that plays its part in timm's pipelines (ResizeKeepRatio,
+    CenterCropOrPad), when timm is in use: its module is loaded wherever a step is one of its classes."""
+    timm_transforms = sys.modules.get("timm.data.transforms")
+    if timm_transforms is None:
+        return (torchvision_kind,)
+    return torchvision_kind, getattr(timm_transforms, timm_name)
 
 
 def _split_at_to_tensor(pipeline: Compose) -> tuple[list[Any], list[Any]]:
@@ -124,24 +151,19 @@ def _split_at_to_tensor(pipeline: Compose) -> tuple[list[Any], list[Any]]:
     return pipeline.transforms[:index], pipeline.transforms[index:]
 
 
-def _backbone_preset(
-    arch: str, model: nn.Module
-) -> tuple[int, int, str, tuple[float, ...], tuple[float, ...]]:
-    """(crop, resize, interpolation, mean, std) as the backbone declares them (as timm resolves them)."""
+def _backbone_preset(arch: str) -> tuple[int, int, str, tuple[float, ...], tuple[float, ...]]:
+    """(crop, resize, interpolation, mean, std): a torchvision arch's weights' preset, else (a factory
+    without a timm config) 224 from 256, bilinear, ImageNet statistics."""
     import torchvision
 
-    if ":" not in arch:
-        preset = torchvision.models.get_model_weights(arch).DEFAULT.transforms()
-        interpolation = preset.interpolation.value
-        return (
-            preset.crop_size[0],
-            preset.resize_size[0],
-            interpolation,
-            tuple(preset.mean),
-            tuple(preset.std),
-        )
-    cfg = getattr(model, "pretrained_cfg", None) or {}
-    crop = cfg.get("input_size", (3, INPUT_SIZE, INPUT_SIZE))[-1]
-    resize = int(crop / cfg.get("crop_pct", CROP_FRACTION))  # timm rounds down, as here
-    mean, std = tuple(cfg.get("mean", IMAGENET_MEAN)), tuple(cfg.get("std", IMAGENET_STD))
-    return crop, resize, cfg.get("interpolation", "bilinear"), mean, std
+    if ":" in arch:
+        return INPUT_SIZE, int(INPUT_SIZE / CROP_FRACTION), "bilinear", IMAGENET_MEAN, IMAGENET_STD
+    preset = torchvision.models.get_model_weights(arch).DEFAULT.transforms()
+    interpolation = preset.interpolation.value
+    return (
+        preset.crop_size[0],
+        preset.resize_size[0],
+        interpolation,
+        tuple(preset.mean),
+        tuple(preset.std),
+    )

@@ -24,10 +24,10 @@ statistics.
 --weights none starts from random weights.
 
 The eval pipeline is declared once (train/pipelines.py): on a folder it is the backbone's own (the resize,
-crop, interpolation, mean and std of its torchvision weights' transforms(), or of a timm model's
-pretrained_cfg, else Resize → CenterCrop(224) → ImageNet Normalize), on Fashion-MNIST 28×28 grayscale →
-3×224×224, ImageNet-normalised. Its edgeinfer spec goes into the checkpoint's data config. Training on a
-folder uses torchvision's RandomResizedCrop + horizontal flip.
+crop, interpolation, mean and std of its torchvision weights' transforms(), timm's own create_transform for
+a timm model's pretrained_cfg, else Resize → CenterCrop(224) → ImageNet Normalize), on Fashion-MNIST
+28×28 grayscale → 3×224×224, ImageNet-normalised. Its edgeinfer spec goes into the checkpoint's data config.
+Training on a folder uses torchvision's RandomResizedCrop + horizontal flip.
 VGG16 at 224×224 costs ~15 GFLOPs per image: on a CPU prefer a small backbone, or use --limit.
 """
 

@@ -11,8 +11,9 @@ Laid out like ``torchvision.transforms``:
   the cropped window, Grayscale(3) keeps one plane until it must become three, ToTensor followed by
   Normalize is one float32 array. The results equal running the transforms one by one, bit for bit.
 * :mod:`~edgeinfer.transforms.spec`: transforms as JSON-able specs (a model's metadata) and back.
-* :mod:`~edgeinfer.transforms.interop`: from torchvision objects (read by attribute, torch never
-  imported) and back to torchvision (the oracle; imports torchvision when called).
+* :mod:`~edgeinfer.transforms.interop`: from torchvision objects and timm's evaluation transforms (read
+  by attribute, torch and timm never imported) and back to torchvision (the oracle; the caller passes
+  torchvision's module, and timm's for ResizeKeepRatio and CenterCropOrPad).
 
 Images are PIL images or NumPy arrays whose dtype and shape imply the PIL mode (uint8 ``H×W`` = L,
 ``H×W×2`` = LA, ``H×W×3`` = RGB, ``H×W×4`` = RGBA; int32 ``H×W`` = I, float32 ``H×W`` = F, uint16
@@ -25,6 +26,7 @@ from edgeinfer.transforms.interop import from_torchvision, to_torchvision
 from edgeinfer.transforms.spec import MAX_SPEC_DEPTH, from_spec, to_spec
 from edgeinfer.transforms.transforms import (
     CenterCrop,
+    CenterCropOrPad,
     Compose,
     ConvertImageDtype,
     Grayscale,
@@ -32,6 +34,7 @@ from edgeinfer.transforms.transforms import (
     Pad,
     PILToTensor,
     Resize,
+    ResizeKeepRatio,
     ToPILImage,
     ToTensor,
     Transform,
@@ -43,6 +46,7 @@ Compose.planner = planner.plan
 
 __all__ = [
     "CenterCrop",
+    "CenterCropOrPad",
     "Compose",
     "ConvertImageDtype",
     "Grayscale",
@@ -50,6 +54,7 @@ __all__ = [
     "PILToTensor",
     "Pad",
     "Resize",
+    "ResizeKeepRatio",
     "ToPILImage",
     "ToTensor",
     "Transform",

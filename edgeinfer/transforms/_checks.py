@@ -171,20 +171,35 @@ def region(value: Any, height: int, width: int) -> tuple[int, int, int, int]:
     return top, left, h, w
 
 
-def crop_size(size: Any) -> int | Sequence[int]:
+def crop_size(size: Any, who: str = "CenterCrop") -> int | Sequence[int]:
     """CenterCrop's ``size`` as torchvision's ``_setup_size`` keeps it: a pair (an int is repeated)."""
     if is_int(size):
         size = (size, size)
     elif not is_sequence(size):
-        raise TypeError(f"CenterCrop size must be an int or (h, w), got {size!r}")
+        raise TypeError(f"{who} size must be an int or (h, w), got {size!r}")
     elif len(size) == 1:
         size = (size[0], size[0])
     elif len(size) != 2:
-        raise ValueError(f"CenterCrop size must be an int or (h, w), got {size!r}")
+        raise ValueError(f"{who} size must be an int or (h, w), got {size!r}")
     for s in size:
         if not (is_int(s) and s > 0):
-            positive_int(f"CenterCrop size {list(size)}: each value", s)
+            positive_int(f"{who} size {list(size)}: each value", s)
     return size
+
+
+def keep_ratio_arguments(size: Any, longest: Any) -> tuple[tuple[int, int], float]:
+    """ResizeKeepRatio's target ``(h, w)`` (an int is repeated, as timm does) and ``longest`` as a float
+    in [0, 1] (0 fits the shorter side to its target, 1 the longer; between, a blend of the two ratios)."""
+    if is_int(size):
+        size = (size, size)
+    elif not is_sequence(size) or len(size) != 2:
+        raise TypeError(f"ResizeKeepRatio size must be an int or (h, w), got {size!r}")
+    for s in size:
+        if not (is_int(s) and s > 0):
+            positive_int(f"ResizeKeepRatio size {list(size)}: each value", s)
+    if not (is_number(longest) and 0 <= longest <= 1):
+        raise ValueError(f"ResizeKeepRatio longest must be a number from 0 to 1, got {longest!r}")
+    return (int(size[0]), int(size[1])), float(longest)
 
 
 def padding_ltrb(padding: Any, fill: Any, padding_mode: Any) -> tuple[int, int, int, int]:

@@ -25,12 +25,15 @@ from edgeinfer.transforms import _checks
 __all__ = [
     "center_crop",
     "center_crop_box",
+    "center_crop_or_pad",
     "convert_image_dtype",
     "get_dimensions",
     "normalize",
     "pad",
     "pil_to_tensor",
+    "keep_ratio_size",
     "resize",
+    "resize_keep_ratio",
     "rgb_to_grayscale",
     "to_pil_image",
     "to_tensor",
@@ -99,6 +102,48 @@ def resize(
     return _resample.resize(img, out, filter, pass_order=pass_order, region=region)
 
 
+def keep_ratio_size(
+    image_size: Sequence[int], size: int | Sequence[int], longest: float = 0.0
+) -> tuple[int, int]:
+    """The (height, width) that timm's ``ResizeKeepRatio`` resizes an image of ``image_size`` = (h, w) to:
+    both sides divided by one ratio, ``longest`` of the way from the shorter side's ratio to its target to
+    the longer side's (its ``get_params`` without the random scale and aspect), rounded half to even.
+
+    Raises:
+        ValueError: the image is so elongated that a side rounds to 0.
+    """
+    (target_h, target_w), longest = _checks.keep_ratio_arguments(size, longest)
+    h, w = image_size
+    ratio_h, ratio_w = h / target_h, w / target_w
+    # timm's float operations, in its order.
+    ratio = max(ratio_h, ratio_w) * longest + min(ratio_h, ratio_w) * (1.0 - longest)
+    out = round(h * 1.0 / ratio), round(w * 1.0 / ratio)
+    if min(out) <= 0:
+        raise ValueError(
+            f"ResizeKeepRatio(size={[target_h, target_w]}, longest={longest}) gives an empty "
+            f"{out[0]}×{out[1]} image from {h}×{w}"
+        )
+    return out
+
+
+def resize_keep_ratio(
+    img: Any,
+    size: int | Sequence[int],
+    longest: float = 0.0,
+    interpolation: Any = "bilinear",
+    *,
+    pass_order: str = "pillow13",
+) -> np.ndarray:
+    """Resize like timm's ``ResizeKeepRatio`` (without its random scale and aspect) on a PIL image: to
+    :func:`keep_ratio_size`, with Pillow's resampling as :func:`resize`.
+
+    Raises:
+        ValueError: a side rounds to 0, or the output would be over the pixel budget.
+    """
+    _, h, w = get_dimensions(img)
+    return resize(img, keep_ratio_size((h, w), size, longest), interpolation, pass_order=pass_order)
+
+
 def center_crop_box(image_size: Sequence[int], output_size: int | Sequence[int]) -> tuple[int, int, int, int]:
     """The ``(top, left, height, width)`` window of an image of ``image_size`` = (h, w) that
     :func:`center_crop` keeps. Where the crop is larger than the image the window reaches past it (``top``
@@ -125,6 +170,29 @@ def center_crop(img: Any, output_size: int | Sequence[int]) -> np.ndarray:
     if top >= 0 and left >= 0 and top + ch <= h and left + cw <= w:
         return arr[top : top + ch, left : left + cw]
     return _pad_constant(arr, (-left, -top, left + cw - w, top + ch - h), 0)
+
+
+def center_crop_or_pad(
+    img: Any,
+    output_size: int | Sequence[int],
+    fill: float | Sequence[float] = 0,
+    padding_mode: str = "constant",
+) -> np.ndarray:
+    """timm's ``center_crop_or_pad``: a side shorter than the crop is padded by :func:`pad` with ``fill``
+    and ``padding_mode`` ((crop - side) // 2 before, the rest after), then the centre is cropped as
+    :func:`center_crop` crops it. :func:`center_crop` is this with zeros.
+
+    Raises:
+        ValueError: the padded image would be over the pixel budget.
+    """
+    ch, cw = _checks.crop_size(output_size, "CenterCropOrPad")
+    _checks.padding_ltrb(0, fill, padding_mode)
+    arr = _convert.to_array(img)
+    h, w = arr.shape[:2]
+    if ch > h or cw > w:
+        dh, dw = max(ch - h, 0), max(cw - w, 0)
+        arr = pad(arr, (dw // 2, dh // 2, (dw + 1) // 2, (dh + 1) // 2), fill, padding_mode)
+    return center_crop(arr, (ch, cw))
 
 
 def pad(

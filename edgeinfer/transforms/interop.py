@@ -1,9 +1,10 @@
-"""torchvision objects ⇄ edgeinfer transforms.
+"""torchvision (and timm) objects ⇄ edgeinfer transforms.
 
-:func:`from_torchvision` reads a torchvision v1 or v2 transform by its attributes, without importing
-torch. :func:`to_torchvision` rebuilds torchvision's classic transform from an edgeinfer spec: the
-oracle that export's verification and the tests compare edgeinfer with. It is given the
-``torchvision.transforms`` module by its caller, so that no code under ``edgeinfer/`` imports torchvision.
+:func:`from_torchvision` reads a torchvision v1 or v2 transform, or one of timm's evaluation transforms,
+by its attributes, without importing torch or timm. :func:`to_torchvision` rebuilds torchvision's classic
+transform (and timm's, for timm's classes) from an edgeinfer spec: the oracle that export's verification
+and the tests compare edgeinfer with. It is given the ``torchvision.transforms`` module (and
+``timm.data.transforms``) by its caller, so that no code under ``edgeinfer/`` imports torchvision or timm.
 """
 
 from __future__ import annotations
@@ -13,28 +14,52 @@ from types import ModuleType
 from typing import Any
 
 from edgeinfer._resample.filters import installed_pass_order
+from edgeinfer.transforms import _checks
 from edgeinfer.transforms import transforms as classes
 from edgeinfer.transforms.spec import CLASSES
 
-__all__ = ["from_torchvision", "to_torchvision"]
+__all__ = ["TIMM_CLASSES", "from_torchvision", "needs_timm", "to_torchvision"]
 
 _SUPPORTED = ", ".join(sorted(CLASSES))
+
+# The edgeinfer classes that stand for timm's own (timm.data.transforms): to_torchvision rebuilds them
+# from timm, under the same names and arguments.
+TIMM_CLASSES = ("CenterCropOrPad", "ResizeKeepRatio")
+_TIMM_TRANSFORMS = "timm.data.transforms"
+# timm's deterministic transforms that no edgeinfer transform reproduces, and why (timm's random ones get
+# the message of every random transform).
+_TIMM_REFUSED = {
+    "ToTensor": "it casts to float without dividing by 255 (MaybeToTensor divides by 255)",
+    "ToNumpy": "it gives the prefetching loader a NumPy array cast with NumPy's unchecked casting, not a "
+    "tensor (use MaybePILToTensor)",
+    "ResizeToSequence": "NaFlex sizes each image to a patch budget, a variable-size input",
+    "ResizeKeepRatioToSequence": "NaFlex sizes each image to a patch budget, a variable-size input",
+    "CenterCropToSequence": "NaFlex sizes each image to a patch budget, a variable-size input",
+    "Patchify": "NaFlex's patch sequences are not an image tensor",
+    "TfPreprocessTransform": "it decodes and resizes with TensorFlow",
+}
 
 
 def from_torchvision(obj: Any) -> classes.Transform:
     """The edgeinfer equivalent of a torchvision v1 or v2 transform or Compose, read from its attributes.
 
-    Resize records the installed Pillow's pass order ("pillow13" for Pillow >= 13, else "pillow12"),
-    since that is what the torchvision pipeline computes on this machine.
+    timm's evaluation transforms (``timm.data.create_transform(**resolve_data_config(...))``, every crop
+    mode) are read too: see :func:`_from_timm`. Resize records the installed Pillow's pass order
+    ("pillow13" for Pillow >= 13, else "pillow12"), since that is what the torchvision pipeline computes on
+    this machine.
 
     Raises:
         ValueError: for a transform edgeinfer does not support (named in the message).
-        TypeError: for an object that is not a torchvision transform.
+        TypeError: for an object that is not a torchvision or timm transform.
     """
     cls = type(obj)
     name = cls.__name__
+    if cls.__module__.startswith("timm."):
+        return _from_timm(obj)
     if not cls.__module__.startswith("torchvision.transforms"):
-        raise TypeError(f"expected a torchvision transform, got {name} from module {cls.__module__!r}")
+        raise TypeError(
+            f"expected a torchvision or timm transform, got {name} from module {cls.__module__!r}"
+        )
     if name == "Compose":
         return classes.Compose([from_torchvision(t) for t in obj.transforms])
     if name == "Resize":
@@ -66,7 +91,7 @@ def from_torchvision(obj: Any) -> classes.Transform:
             )
         return classes.ConvertImageDtype(str(obj.dtype))
     if name == "Normalize":
-        return classes.Normalize(list(obj.mean), list(obj.std), obj.inplace)
+        return classes.Normalize(_numbers(obj.mean), _numbers(obj.std), obj.inplace)
     if name == "ToPILImage":
         return classes.ToPILImage(obj.mode)
     raise ValueError(
@@ -74,23 +99,83 @@ def from_torchvision(obj: Any) -> classes.Transform:
     )
 
 
+def _from_timm(obj: Any) -> classes.Transform:
+    """The edgeinfer equivalent of one of timm's transforms (``timm.data.transforms``), by its attributes.
+
+    What ``transforms_imagenet_eval`` builds: MaybeToTensor is ToTensor on an image (a tensor it passes
+    through; the planner refuses image steps after a tensor), MaybePILToTensor is PILToTensor,
+    ResizeKeepRatio and CenterCropOrPad have edgeinfer classes of the same names and arguments, and
+    TrimBorder (``crop_border_pixels``) crops like a negative Pad wherever it leaves an image.
+    """
+    cls = type(obj)
+    name = cls.__name__
+    if cls.__module__ == _TIMM_TRANSFORMS:
+        if name == "MaybeToTensor":
+            return classes.ToTensor()
+        if name == "MaybePILToTensor":
+            return classes.PILToTensor()
+        if name == "ResizeKeepRatio":
+            random = obj.random_scale_prob > 0 or obj.random_aspect_prob > 0
+            if random or _checks.is_sequence(obj.interpolation):  # a sequence: "random" interpolation
+                raise ValueError(
+                    f"ResizeKeepRatio with a random scale, aspect or interpolation is not supported: {obj!r}"
+                )
+            return classes.ResizeKeepRatio(
+                obj.size, obj.longest, obj.interpolation, pass_order=installed_pass_order()
+            )
+        if name == "CenterCropOrPad":
+            return classes.CenterCropOrPad(obj.size, obj.fill, obj.padding_mode)
+        if name == "TrimBorder":
+            return classes.Pad(-obj.border_size)
+    if name in _TIMM_REFUSED:
+        raise ValueError(f"timm's {name} is not supported: {_TIMM_REFUSED[name]}")
+    raise ValueError(
+        f"{name} is not supported (edgeinfer supports only deterministic transforms: {_SUPPORTED})"
+    )
+
+
+def _numbers(values: Any) -> list[Any]:
+    """Normalize's mean or std as a list of numbers. A tensor (timm's are torch tensors) or an array is
+    read through its ``tolist()``: the values it holds, exactly, without importing torch."""
+    if hasattr(values, "tolist"):
+        values = values.tolist()
+    return list(values) if _checks.is_sequence(values) else [values]
+
+
+def needs_timm(spec: Mapping[str, Any]) -> bool:
+    """Whether :func:`to_torchvision` needs timm's module for ``spec``: it holds one of
+    :data:`TIMM_CLASSES`."""
+    if spec.get("type") == "Compose":
+        return any(needs_timm(step) for step in spec.get("transforms", ()))
+    return spec.get("type") in TIMM_CLASSES
+
+
 def to_torchvision(
-    spec: classes.Transform | Mapping[str, Any], transforms: ModuleType
+    spec: classes.Transform | Mapping[str, Any],
+    transforms: ModuleType,
+    timm_transforms: ModuleType | None = None,
 ) -> Callable[[Any], Any]:
     """torchvision's classic (v1) transform for an edgeinfer transform or spec: the same names and
     arguments. ``transforms`` is the ``torchvision.transforms`` module, imported by the caller (train/,
-    export/, tests): edgeinfer itself never imports torchvision.
+    export/, tests): edgeinfer itself never imports torchvision. The specs of timm's classes
+    (:data:`TIMM_CLASSES`) are rebuilt from ``timm_transforms``, the ``timm.data.transforms`` module.
 
     Raises:
-        ValueError: a spec type torchvision has no transform for.
+        ValueError: a spec type torchvision has no transform for, or one of timm's without its module.
     """
     if isinstance(spec, classes.Transform):
         spec = spec.to_spec()
     kind = spec["type"]
     if kind == "Compose":
-        return transforms.Compose([to_torchvision(step, transforms) for step in spec["transforms"]])
+        return transforms.Compose(
+            [to_torchvision(step, transforms, timm_transforms) for step in spec["transforms"]]
+        )
     # pass_order records which Pillow the spec reproduces; torchvision always uses the installed one.
     kwargs = {k: v for k, v in spec.items() if k not in ("type", "pass_order")}
+    if kind in TIMM_CLASSES:
+        if timm_transforms is None:
+            raise ValueError(f"{kind} is timm's transform: pass timm.data.transforms to rebuild {dict(spec)}")
+        return getattr(timm_transforms, kind)(**kwargs)  # timm takes interpolation by name
     if "interpolation" in kwargs:
         kwargs["interpolation"] = transforms.InterpolationMode(kwargs["interpolation"])
     if not hasattr(transforms, kind):

@@ -1,4 +1,5 @@
-"""The transform classes: torchvision's names and constructor arguments, over the functional layer.
+"""The transform classes: torchvision's names and constructor arguments (and those of the two timm classes
+its evaluation transforms need, ResizeKeepRatio and CenterCropOrPad), over the functional layer.
 
 Each class checks its arguments when built (so that a bad spec fails when it is read, not on the first
 image), keeps them as public attributes named like the constructor's arguments (what ``to_spec()``
@@ -103,6 +104,41 @@ class Resize(Transform):
         )
 
 
+class ResizeKeepRatio(Transform):
+    """timm's ``ResizeKeepRatio`` in its evaluation form (no random scale or aspect): both sides divided by
+    one ratio (see :func:`~edgeinfer.transforms.functional.keep_ratio_size`), resampled as :class:`Resize`.
+
+    timm's "center" crop mode uses it with ``longest=0`` for non-square inputs (the shorter side fits), its
+    "border" mode with ``longest=1`` (the longer side fits, :class:`CenterCropOrPad` pads the rest).
+    """
+
+    def __init__(
+        self,
+        size: int | Sequence[int],
+        longest: float = 0.0,
+        interpolation: Any = "bilinear",
+        pass_order: str = "pillow13",
+    ) -> None:
+        self.size, self.longest = _checks.keep_ratio_arguments(size, longest)
+        if self.longest == 0:  # the output is at least size
+            _checks.check_budget(f"ResizeKeepRatio(size={list(self.size)})", *self.size)
+        self.interpolation = _checks.interpolation_name(interpolation)
+        if pass_order not in _checks.PASS_ORDERS:
+            raise ValueError(
+                f"ResizeKeepRatio pass_order must be one of {_checks.PASS_ORDERS}, got {pass_order!r}"
+            )
+        self.pass_order = pass_order
+
+    def output_size(self, height: int, width: int) -> tuple[int, int]:
+        """The (height, width) an image of this size is resized to."""
+        return F.keep_ratio_size((height, width), self.size, self.longest)
+
+    def __call__(self, img: Any) -> np.ndarray:
+        return F.resize_keep_ratio(
+            img, self.size, self.longest, self.interpolation, pass_order=self.pass_order
+        )
+
+
 class CenterCrop(Transform):
     """Crop the centre ``size`` (int or (h, w)); a crop larger than the image pads it with zeros first.
 
@@ -115,6 +151,26 @@ class CenterCrop(Transform):
 
     def __call__(self, img: Any) -> np.ndarray:
         return F.center_crop(img, self.size)
+
+
+class CenterCropOrPad(Transform):
+    """timm's ``CenterCropOrPad``: a side shorter than ``size`` (int or (h, w)) is padded with ``fill`` by
+    ``padding_mode`` as :class:`Pad` pads, then the centre is cropped as :class:`CenterCrop` crops.
+
+    timm's "border" crop mode pads with the mean colour, ``[round(255 * m) for m in mean]``.
+    """
+
+    def __init__(
+        self, size: int | Sequence[int], fill: float | Sequence[float] = 0, padding_mode: str = "constant"
+    ) -> None:
+        self.size = _checks.crop_size(size, "CenterCropOrPad")
+        _checks.padding_ltrb(0, fill, padding_mode)
+        _checks.check_budget(f"CenterCropOrPad(size={list(self.size)})", int(self.size[0]), int(self.size[1]))
+        self.fill = fill
+        self.padding_mode = padding_mode
+
+    def __call__(self, img: Any) -> np.ndarray:
+        return F.center_crop_or_pad(img, self.size, self.fill, self.padding_mode)
 
 
 class Pad(Transform):
