@@ -35,9 +35,9 @@ PREFIX = "image_model/"
 # Every operator the preprocessing graph may use (all in the default ONNX domain).
 OPERATORS = (
     "Abs", "Add", "And", "Cast", "Ceil", "Concat", "Constant", "Cos", "CumSum", "Div", "Equal", "Expand",
-    "Floor", "Gather", "Greater", "GreaterOrEqual", "Identity", "If", "Less", "LessOrEqual", "Loop", "Max",
-    "Min", "Mod", "Mul", "Neg", "Not", "Pad", "Range", "ReduceMax", "ReduceMin", "Round", "Shape", "Sin",
-    "Slice", "Softmax", "Sub", "Tile", "Transpose", "Unsqueeze", "Where",
+    "Floor", "Gather", "Greater", "GreaterOrEqual", "Identity", "If", "Less", "LessOrEqual", "MatMulInteger",
+    "Max", "Min", "Mod", "Mul", "Neg", "Not", "Pad", "Range", "ReduceMax", "ReduceMin", "ReduceSum",
+    "Reshape", "Round", "Shape", "Sin", "Slice", "Softmax", "Sub", "Tile", "Transpose", "Unsqueeze", "Where",
 )  # fmt: skip
 
 

@@ -35,8 +35,9 @@ class UnsupportedStep(ExportError):
 
 @dataclass
 class Image:
-    """The image between steps: uint8 [H, W, C] value, its height and width (int64 scalars), its
-    channel count (known when the graph is built)."""
+    """The image between steps: uint8 planes [C, H, W] (each gather then copies whole rows, and ToTensor
+    needs no transpose), its height and width (int64 scalars), its channel count (known when the graph is
+    built)."""
 
     value: str
     height: str
@@ -86,7 +87,8 @@ def preprocessing(g: Graph, image: str, spec: Mapping[str, Any], image_mode: str
     steps = check_spec(spec, image_mode)
     shape = g.op("Shape", image)
     img = Image(image, _dim(g, shape, 0), _dim(g, shape, 1), CHANNELS[image_mode])
-    img.value = convert(g, image, g.op("Gather", shape, g.i64(2)), image_mode)
+    planes = g.op("Transpose", image, perm=[2, 0, 1])
+    img.value = convert(g, planes, g.op("Gather", shape, g.i64(2)), image_mode)
     tensor = None
     i = 0
     while i < len(steps):
@@ -104,8 +106,7 @@ def preprocessing(g: Graph, image: str, spec: Mapping[str, Any], image_mode: str
         elif kind == "Grayscale":
             img = grayscale(g, img, step.get("num_output_channels", 1))
         elif kind == "ToTensor":
-            chw = g.op("Transpose", img.value, perm=[2, 0, 1])
-            tensor = g.op("Div", g.op("Cast", chw, to=FLOAT), g.const(255.0, FLOAT))
+            tensor = g.op("Div", g.op("Cast", img.value, to=FLOAT), g.const(255.0, FLOAT))
         elif kind == "Normalize":
             tensor = normalize(g, tensor, step["mean"], step["std"])
         i += 1
@@ -116,23 +117,23 @@ def _dim(g: Graph, shape: str, axis: int) -> str:
     return g.op("Gather", shape, g.i64(axis))
 
 
-def convert(g: Graph, image: str, channels: str, mode: str) -> str:
-    """Pillow's ``convert`` of an L, LA, RGB or RGBA image (by its channel count) to ``mode``: L → RGB
-    repeats L, alpha is dropped, RGB(A) → L is the L24 luma; the same channel picks serve every count."""
+def convert(g: Graph, planes: str, channels: str, mode: str) -> str:
+    """Pillow's ``convert`` of an L, LA, RGB or RGBA image (its planes; by their count) to ``mode``: L → RGB
+    repeats L, alpha is dropped, RGB(A) → L is the L24 luma; the same plane picks serve every count."""
     # Channel k of the RGB view: k for RGB(A), 0 (the L) for L(A).
     colour = g.op("Cast", g.op("GreaterOrEqual", channels, g.i64(3)), to=INT64)
     picks = g.op("Mul", g.i64([0, 1, 2]), colour)
     if mode == "RGB":
-        return g.op("Gather", image, picks, axis=2)
-    return luma(g, image, picks)
+        return g.op("Gather", planes, picks, axis=0)
+    return luma(g, planes, picks)
 
 
-def luma(g: Graph, image: str, picks: str) -> str:
-    """Convert.c rgb2l of the channels ``picks`` (int64 [3]) of ``image``: uint8 [H, W, 1]. Computed in
+def luma(g: Graph, planes: str, picks: str) -> str:
+    """Convert.c rgb2l of the planes ``picks`` (int64 [3]) of ``planes``: uint8 [1, H, W]. Computed in
     float32, exact: every partial sum is an integer below 2**24."""
     total = None
     for k, weight in enumerate(LUMA):
-        plane = g.op("Gather", image, g.op("Gather", picks, g.i64([k])), axis=2)
+        plane = g.op("Gather", planes, g.op("Gather", picks, g.i64([k])), axis=0)
         term = g.op("Mul", g.op("Cast", plane, to=FLOAT), g.const(float(weight), FLOAT))
         total = term if total is None else g.op("Add", total, term)
     total = g.op("Add", total, g.const(32768.0, FLOAT))
@@ -143,7 +144,7 @@ def grayscale(g: Graph, img: Image, channels: int) -> Image:
     """torchvision's Grayscale on a PIL image: ``convert("L")``, repeated into 3 channels if asked."""
     gray = img.value if img.channels == 1 else luma(g, img.value, g.i64([0, 1, 2]))
     if channels == 3:
-        gray = g.op("Tile", gray, g.i64([1, 1, 3]))
+        gray = g.op("Tile", gray, g.i64([3, 1, 1]))
     return Image(gray, img.height, img.width, channels)
 
 
@@ -203,7 +204,7 @@ def _zero_border(g: Graph, value: str, top: str, left: str, lo: tuple[str, str],
     before_h, before_w = g.op("Sub", lo[0], top), g.op("Sub", lo[1], left)
     after_h = g.op("Sub", g.op("Add", top, g.i64(size[0])), hi[0])
     after_w = g.op("Sub", g.op("Add", left, g.i64(size[1])), hi[1])
-    borders = (before_h, before_w, g.i64(0), after_h, after_w, g.i64(0))
+    borders = (g.i64(0), before_h, before_w, g.i64(0), after_h, after_w)
     pads = g.op("Concat", *(g.op("Unsqueeze", p, g.i64([0])) for p in borders), axis=0)
     return g.op("Pad", value, pads, g.const(0, UINT8), mode="constant")
 
@@ -212,7 +213,7 @@ def center_crop(g: Graph, img: Image, size: Any) -> Image:
     """torchvision's center_crop: the window, zero-padded where it reaches past the image."""
     top, left, ch, cw = crop_box(g, img.height, img.width, size)
     (r0, r1), (c0, c1) = _clipped(g, top, ch, img.height), _clipped(g, left, cw, img.width)
-    part = slice_axis(g, slice_axis(g, img.value, r0, r1, 0), c0, c1, 1)
+    part = slice_axis(g, slice_axis(g, img.value, r0, r1, 1), c0, c1, 2)
     value = _zero_border(g, part, top, left, (r0, c0), (r1, c1), (ch, cw))
     return Image(value, g.i64(ch), g.i64(cw), img.channels)
 
@@ -256,11 +257,11 @@ def pad(g: Graph, img: Image, step: Mapping[str, Any]) -> Image:
     c0 = g.i64(max(-left, 0))
     r1 = g.op("Sub", img.height, g.i64(max(-bottom, 0)))
     c1 = g.op("Sub", img.width, g.i64(max(-right, 0)))
-    value = slice_axis(g, slice_axis(g, img.value, r0, r1, 0), c0, c1, 1)
+    value = slice_axis(g, slice_axis(g, img.value, r0, r1, 1), c0, c1, 2)
     height, width = g.op("Sub", r1, r0), g.op("Sub", c1, c0)
     rows, rows_in = _pad_index(g, height, max(top, 0), max(bottom, 0), mode)
     cols, cols_in = _pad_index(g, width, max(left, 0), max(right, 0), mode)
-    value = g.op("Gather", g.op("Gather", value, rows, axis=0), cols, axis=1)
+    value = g.op("Gather", g.op("Gather", value, rows, axis=1), cols, axis=2)
     if mode == "constant":
         values = list(fill) if isinstance(fill, (list, tuple)) else [fill]
         if len(values) == 1:
@@ -269,9 +270,10 @@ def pad(g: Graph, img: Image, step: Mapping[str, Any]) -> Image:
             raise UnsupportedStep(
                 f"image model: Pad fill {fill!r} does not match the image's {img.channels} channel(s)"
             )
-        colour = g.const(np.clip([int(v) for v in values], 0, 255), UINT8)  # int() truncation, then saturated
+        colour = np.clip([int(v) for v in values], 0, 255).reshape(-1, 1, 1)  # int() truncation, saturated
+        colour = g.const(colour, UINT8)
         inside = g.op(
-            "And", g.op("Unsqueeze", rows_in, g.i64([1, 2])), g.op("Unsqueeze", cols_in, g.i64([0, 2]))
+            "And", g.op("Unsqueeze", rows_in, g.i64([0, 2])), g.op("Unsqueeze", cols_in, g.i64([0, 1]))
         )
         value = g.op("Where", inside, value, colour)
     new_h = g.op("Add", height, g.i64(max(top, 0) + max(bottom, 0)))

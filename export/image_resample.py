@@ -2,11 +2,12 @@
 
 Sizes are dynamic (int64 scalars computed from the input's shape). Each axis gets Resample.c's coefficient
 table for the kept outputs only, computed in the graph in float64 with Pillow's operation order (a CumSum
-along the taps is its sequential normalisation sum), rounded to 22-bit fixed point; a pass is a Loop over
-the taps that gathers one source row per kept output (cost: kept outputs × taps, never outputs × inputs)
-and accumulates ``pixel × weight`` in float64, where every sum is an integer below 2**53 and so exact in
-any order. The passes store uint8 between them, in the pass order Pillow 13 (or 12) chooses; the
-horizontal pass runs as a rows pass on the transposed image, so that every gather copies whole rows.
+along the taps is its sequential normalisation sum), rounded to 22-bit fixed point. A pass gathers the
+band of source rows each kept output reads (cost: kept outputs × taps, never outputs × inputs) and sums
+``pixel × weight`` with one MatMulInteger, exactly (see :func:`rows_pass`). The passes store uint8 between
+them, in the pass order Pillow 13 (or 12) chooses; the
+image is held as planes [C, H, W] and the horizontal pass runs as a rows pass on the transposed planes,
+so that every gather copies whole rows.
 NEAREST follows Geometry.c's incremental source coordinates (a CumSum of the scale).
 """
 
@@ -14,6 +15,8 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+
+import numpy as np
 
 from edgeinfer._resample.filters import (
     BICUBIC,
@@ -25,7 +28,7 @@ from edgeinfer._resample.filters import (
     PRECISION_BITS,
     SUPPORTS,
 )
-from export.onnx_graph import BOOL, DOUBLE, FLOAT, INT64, UINT8, Graph, tensor_input
+from export.onnx_graph import DOUBLE, FLOAT, INT64, UINT8, Graph
 
 ONE = float(1 << PRECISION_BITS)
 
@@ -34,7 +37,7 @@ ONE = float(1 << PRECISION_BITS)
 class AxisTable:
     """The coefficients of one axis for its kept outputs: ``index`` [n, taps] (source index of each tap,
     relative to ``span_lo``, clamped inside the span), ``weights`` [n, taps] (22-bit fixed point as float64,
-    0 past an output's tap count), ``taps`` (int64 scalar), and the source span [span_lo, span_hi) read."""
+    0 past an output's tap count), ``taps`` (int64 [1]), and the source span [span_lo, span_hi) read."""
 
     index: str
     weights: str
@@ -86,7 +89,7 @@ def axis_table(g: Graph, in_size: str, out_size: str, lo: str, n: str, filter: i
     span_hi = g.op("Cast", g.op("ReduceMax", last, keepdims=0), to=INT64)
     index = g.op("Min", source, g.op("Unsqueeze", g.op("Sub", last, g.f64(1.0)), g.i64([1])))
     index = g.op("Sub", g.op("Cast", index, to=INT64), span_lo)
-    return AxisTable(index, weights, taps, span_lo, span_hi)
+    return AxisTable(index, weights, g.op("Unsqueeze", taps, g.i64([0])), span_lo, span_hi)
 
 
 def _kernel(g: Graph, filter: int, x: str) -> str:
@@ -129,29 +132,40 @@ def _sinc(g: Graph, x: str) -> str:
 
 
 def rows_pass(g: Graph, x: str, table: AxisTable) -> str:
-    """One 8-bit pass along axis 0 of ``x`` (uint8 [span rows, M, C], the table's source span): a Loop over
-    the taps accumulates ``2**21 + Σ pixel × weight`` in float64, then ``clip(acc >> 22, 0, 255)``."""
+    """One 8-bit pass along axis 1 of ``x`` (uint8 planes [C, span rows, M], the table's source span).
+
+    The band (one source row per tap of each kept output) is gathered as uint8 (whole rows), and one
+    MatMulInteger multiplies it by the weights written as three balanced base-256 digits (uint8 with zero
+    point 128): every product and sum is an exact int32. The digits' sums are combined in float64 (exact
+    integers below 2**53) into Pillow's ``2**21 + Σ pixel × weight``, then ``clip(acc >> 22, 0, 255)``."""
+    planes = g.op("Shape", x, start=0, end=1)
     n = g.op("Shape", table.weights, start=0, end=1)
-    rest = g.op("Shape", x, start=1)
-    bias = g.op("Expand", g.f64(float(1 << (PRECISION_BITS - 1))), g.op("Concat", n, rest, axis=0))
-    body = g.subgraph()
-    step, keep, acc = body.name("tap"), body.name("cond"), body.name("acc")
-    rows = body.op("Gather", x, body.op("Gather", table.index, step, axis=1), axis=0)
-    weight = body.op("Unsqueeze", body.op("Gather", table.weights, step, axis=1), body.i64([1, 2]))
-    added = body.op("Add", acc, body.op("Mul", body.op("Cast", rows, to=DOUBLE), weight))
-    graph = body.to_graph(
-        "tap",
-        [tensor_input(step, INT64, []), tensor_input(keep, BOOL, []), tensor_input(acc, DOUBLE, None)],
-        [(keep, BOOL), (added, DOUBLE)],
-    )
-    total = g.op("Loop", table.taps, "", bias, body=graph)
-    scaled = g.op("Floor", g.op("Mul", total, g.f64(1.0 / ONE)))
+    band = g.op("Gather", x, g.op("Reshape", table.index, g.i64([-1])), axis=1)
+    band = g.op("Reshape", band, g.op("Concat", planes, n, table.taps, g.i64([-1]), axis=0))
+    sums = g.op("MatMulInteger", _digits(g, table.weights), band, g.const(128, UINT8), g.const(0, UINT8))
+    places = g.f64(np.array([1.0, 256.0, 65536.0]).reshape(3, 1))  # sums: int32 [C, n, 3, M]
+    acc = g.op("ReduceSum", g.op("Mul", g.op("Cast", sums, to=DOUBLE), places), g.i64([2]), keepdims=0)
+    acc = g.op("Add", acc, g.f64(float(1 << (PRECISION_BITS - 1))))
+    scaled = g.op("Floor", g.op("Mul", acc, g.f64(1.0 / ONE)))
     return g.op("Cast", g.op("Min", g.op("Max", scaled, g.f64(0.0)), g.f64(255.0)), to=UINT8)
 
 
+def _digits(g: Graph, weights: str) -> str:
+    """The fixed-point weights [n, taps] (|w| < 2**23) as balanced base-256 digits in [-128, 127], least
+    significant first, stored as uint8 ``digit + 128``: [n, 3, taps]."""
+    digits = []
+    remainder = weights
+    for _ in range(3):
+        carry = g.op("Floor", g.op("Mul", g.op("Add", remainder, g.f64(128.0)), g.f64(1 / 256)))
+        digit = g.op("Sub", remainder, g.op("Mul", carry, g.f64(256.0)))
+        digits.append(g.op("Unsqueeze", digit, g.i64([1])))
+        remainder = carry
+    return g.op("Cast", g.op("Add", g.op("Concat", *digits, axis=1), g.f64(128.0)), to=UINT8)
+
+
 def transpose(g: Graph, x: str) -> str:
-    """[A, B, C] → [B, A, C]."""
-    return g.op("Transpose", x, perm=[1, 0, 2])
+    """Planes [C, A, B] → [C, B, A]."""
+    return g.op("Transpose", x, perm=[0, 2, 1])
 
 
 def slice_axis(g: Graph, x: str, lo: str, hi: str, axis: int) -> str:
@@ -169,20 +183,20 @@ def resize_window(
     filter: int,
     pass_order: str,
 ) -> str:
-    """The window (top, left, n_h, n_w) (inside the resized image) of uint8 [H, W, C] ``x`` of ``size``
+    """The window (top, left, n_h, n_w) (inside the resized image) of uint8 planes [C, H, W] ``x`` of ``size``
     (H, W) resized to ``out``: Pillow's passes, in Pillow's order, on the kept outputs only."""
     (h, w), (out_h, out_w), (top, left, n_h, n_w) = size, out, window
     rows = axis_table(g, h, out_h, top, n_h, filter)
     cols = axis_table(g, w, out_w, left, n_w, filter)
 
     def horizontal_first(b: Graph) -> str:
-        part = slice_axis(b, x, rows.span_lo, rows.span_hi, 0)
-        part = transpose(b, slice_axis(b, part, cols.span_lo, cols.span_hi, 1))
+        part = slice_axis(b, x, rows.span_lo, rows.span_hi, 1)
+        part = transpose(b, slice_axis(b, part, cols.span_lo, cols.span_hi, 2))
         return rows_pass(b, transpose(b, rows_pass(b, part, cols)), rows)
 
     def vertical_first(b: Graph) -> str:
-        part = slice_axis(b, x, cols.span_lo, cols.span_hi, 1)
-        part = rows_pass(b, slice_axis(b, part, rows.span_lo, rows.span_hi, 0), rows)
+        part = slice_axis(b, x, cols.span_lo, cols.span_hi, 2)
+        part = rows_pass(b, slice_axis(b, part, rows.span_lo, rows.span_hi, 1), rows)
         return transpose(b, rows_pass(b, transpose(b, part), cols))
 
     if pass_order == "pillow12":
@@ -219,14 +233,15 @@ def nearest_indices(g: Graph, in_size: str, out_size: str, lo: str, n: str) -> t
 def resize_nearest(
     g: Graph, x: str, size: tuple[str, str], out: tuple[str, str], window: tuple[str, str, str, str]
 ) -> str:
-    """The window of ``x`` resized with NEAREST: two gathers of whole rows (columns via a transpose)."""
+    """The window of planes ``x`` resized with NEAREST: two gathers of whole rows (columns via a
+    transpose)."""
     (h, w), (out_h, out_w), (top, left, n_h, n_w) = size, out, window
     rows, rows_in = nearest_indices(g, h, out_h, top, n_h)
     cols, cols_in = nearest_indices(g, w, out_w, left, n_w)
-    picked = transpose(g, g.op("Gather", transpose(g, g.op("Gather", x, rows, axis=0)), cols, axis=0))
+    picked = transpose(g, g.op("Gather", transpose(g, g.op("Gather", x, rows, axis=1)), cols, axis=1))
     inside = g.op(
         "And",
-        g.op("Unsqueeze", rows_in, g.i64([1, 2])),
-        g.op("Unsqueeze", cols_in, g.i64([0, 2])),
+        g.op("Unsqueeze", rows_in, g.i64([0, 2])),
+        g.op("Unsqueeze", cols_in, g.i64([0, 1])),
     )
     return g.op("Where", inside, picked, g.const(0, UINT8))

@@ -1,5 +1,5 @@
-"""A small ONNX graph builder: nodes with unique names, cached constants, subgraphs (Loop bodies, If
-branches) that read the outer graph's values. The image model's preprocessing graph is written with it."""
+"""A small ONNX graph builder: nodes with unique names, cached constants, subgraphs (If branches) that read
+the outer graph's values. The image model's preprocessing graph is written with it."""
 
 from __future__ import annotations
 
@@ -9,8 +9,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-DOUBLE, FLOAT, INT64, UINT8, BOOL = (TensorProto.DOUBLE, TensorProto.FLOAT, TensorProto.INT64,
-                                     TensorProto.UINT8, TensorProto.BOOL)  # fmt: skip
+DOUBLE, FLOAT, INT64, UINT8 = TensorProto.DOUBLE, TensorProto.FLOAT, TensorProto.INT64, TensorProto.UINT8
 
 
 class Graph:
@@ -69,7 +68,3 @@ class Graph:
             self.nodes.append(helper.make_node("Identity", [out], [final], name=final))
             finals.append(helper.make_tensor_value_info(final, dtype, None))
         return helper.make_graph(self.nodes, name, inputs, finals)
-
-
-def tensor_input(name: str, dtype: int, shape: list[Any]) -> onnx.ValueInfoProto:
-    return helper.make_tensor_value_info(name, dtype, shape)
