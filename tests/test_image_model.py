@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import base64
 import io
+import json
+import shutil
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -297,3 +300,28 @@ def test_self_test_png_cases_run_through_the_graph():
     assert image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 1
     decoded = np.asarray(Image.open(io.BytesIO(base64.b64decode(case["png"]))).convert("L"))
     np.testing.assert_array_equal(image[:, :, 0], decoded)
+
+
+NODE_EXAMPLE = Path(__file__).parents[1] / "examples" / "node"
+
+
+@pytest.mark.skipif(
+    shutil.which("node") is None or not (NODE_EXAMPLE / "node_modules" / "onnxruntime-node").is_dir(),
+    reason="needs node and `npm install --ignore-scripts` in examples/node",
+)
+def test_node_example_predicts_as_edgeinfer():
+    """examples/node (onnxruntime-node + pngjs, RGBA pixels in): the classes of `edgeinfer predict` on the
+    bundled examples, scores within 1e-5."""
+    examples = sorted((Path(__file__).parents[1] / "examples").glob("*.png"))
+    out = subprocess.run(
+        ["node", str(NODE_EXAMPLE / "predict.mjs"), *map(str, examples)],
+        capture_output=True, text=True, timeout=120, check=True,
+    )  # fmt: skip
+    rows = [json.loads(line) for line in out.stdout.splitlines()]
+    expected = Model().predict_batch(examples)
+    assert len(rows) == len(expected) == len(examples)
+    for row, prediction in zip(rows, expected, strict=True):
+        assert [t["label"] for t in row["top"]] == [label for label, _ in prediction.top]
+        np.testing.assert_allclose(
+            [t["score"] for t in row["top"]], [s for _, s in prediction.top], rtol=0, atol=1e-5
+        )
