@@ -325,3 +325,30 @@ def test_node_example_predicts_as_edgeinfer():
         np.testing.assert_allclose(
             [t["score"] for t in row["top"]], [s for _, s in prediction.top], rtol=0, atol=1e-5
         )
+
+
+def test_command_writes_the_image_model(rgb_models, tmp_path, capsys):
+    from export.image_model import main
+
+    plain, _ = rgb_models
+    out = tmp_path / "made.onnx"
+    assert main([str(plain), "--out", str(out)]) == 0
+    assert capsys.readouterr().out == f"wrote {out}\n"
+    assert Model(out).takes_images
+
+
+def test_command_names_the_step_it_cannot_embed(tmp_path, capsys):
+    from export.image_model import main
+
+    spec = {
+        "type": "Compose",
+        "transforms": [{"type": "PILToTensor"}, {"type": "ConvertImageDtype", "dtype": "float32"}],
+    }
+    plain = make_model(tmp_path / "gray.onnx", spec=spec)
+    assert main([str(plain)]) == 1
+    err = capsys.readouterr().err
+    assert (
+        err == "error: image model: step 0 (PILToTensor): not supported in a graph (supported: "
+        "ToPILImage (first, no mode change), Resize, CenterCrop, Pad, Grayscale, ToTensor, Normalize)\n"
+    )
+    assert not (tmp_path / "gray.image.onnx").exists()
