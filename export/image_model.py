@@ -34,7 +34,7 @@ MAX_IR_VERSION = 10  # onnxruntime 1.18, the oldest the runtime supports, reads 
 PREFIX = "image_model/"
 # Every operator the preprocessing graph may use (all in the default ONNX domain).
 OPERATORS = (
-    "Abs", "Add", "And", "Cast", "Ceil", "Concat", "Constant", "Cos", "CumSum", "Div", "Equal", "Expand",
+    "Abs", "Add", "And", "Cast", "Ceil", "Concat", "Constant", "CumSum", "Div", "Equal", "Expand",
     "Floor", "Gather", "Greater", "GreaterOrEqual", "Identity", "If", "Less", "LessOrEqual", "MatMulInteger",
     "Max", "Min", "Mod", "Mul", "Neg", "Not", "Pad", "Range", "ReduceMax", "ReduceMin", "ReduceSum",
     "Reshape", "Round", "Shape", "Sin", "Slice", "Softmax", "Sub", "Tile", "Transpose", "Unsqueeze", "Where",
