@@ -5,10 +5,15 @@ model predicts as Model.predict on the plain model does; it carries the metadata
 from __future__ import annotations
 
 import base64
+import contextlib
+import functools
+import http.server
 import io
 import json
+import queue
 import shutil
 import subprocess
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -352,3 +357,97 @@ def test_command_names_the_step_it_cannot_embed(tmp_path, capsys):
         "ToPILImage (first, no mode change), Resize, CenterCrop, Pad, Grayscale, ToTensor, Normalize)\n"
     )
     assert not (tmp_path / "gray.image.onnx").exists()
+
+
+ROOT = Path(__file__).parents[1]
+WEB = ROOT / "examples" / "web"
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+needs_browser = pytest.mark.skipif(
+    CHROMIUM is None or not (WEB / "node_modules" / "onnxruntime-web").is_dir(),
+    reason="needs Chromium (Debian's chromium) and `npm install --ignore-scripts` in examples/web",
+)
+
+
+@contextlib.contextmanager
+def served(extra: Path):
+    """An HTTP server of the repository (the page loads onnxruntime-web's WASM, which file:// cannot), with
+    ``extra`` under /fixture/; what the page POSTs to /results goes into the queue it yields."""
+    posted: queue.Queue[str] = queue.Queue()
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def translate_path(self, path: str) -> str:
+            if path.startswith("/fixture/"):
+                return str(extra / path.split("?")[0].removeprefix("/fixture/"))
+            return super().translate_path(path)
+
+        def do_POST(self) -> None:
+            posted.put(self.rfile.read(int(self.headers["Content-Length"])).decode())
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(Handler, directory=str(ROOT))
+    )
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}", posted
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def page_results(base: str, posted: queue.Queue, query: str) -> list[dict]:
+    """examples/web/index.html in headless Chromium: the JSON lines it POSTs back when done."""
+    url = f"{base}/examples/web/index.html?{query}&report=/results"
+    browser = subprocess.Popen(
+        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", url],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        text = posted.get(timeout=240)
+    finally:
+        browser.terminate()
+        browser.wait(timeout=30)
+    return [json.loads(line) for line in text.splitlines()]
+
+
+def browser_check(rows: list[dict], reference: Model, examples: list[Path], atol: float) -> None:
+    from edgeinfer.selftest import tensor_sha256
+
+    expected = reference.predict_batch(examples)
+    assert len(rows) == len(examples)
+    for row, path, prediction in zip(rows, examples, expected, strict=True):
+        assert row["preprocessed_sha256"] == tensor_sha256(reference.preprocess(path)), path.name
+        assert row["top"][0]["label"] == prediction.label
+        scores = dict(prediction.top)
+        for t in row["top"]:
+            assert abs(t["score"] - scores[t["label"]]) <= atol, (path.name, t)
+
+
+@needs_browser
+def test_browser_page_fp32_model(rgb_models):
+    """An FP32 image model in the page (the examples' PNGs decoded by Chromium, RGBA → RGB in the graph):
+    the preprocessed tensor is edgeinfer's bit for bit, the classes are edgeinfer's, scores within 1e-5."""
+    plain, image_model = rgb_models
+    examples = sorted((ROOT / "examples").glob("*.png"))
+    with served(image_model.parent) as (base, posted):
+        images = ",".join(f"/examples/{p.name}" for p in examples)
+        rows = page_results(base, posted, f"model=/fixture/{image_model.name}&images={images}")
+    browser_check(rows, Model(plain), examples, atol=1e-5)
+
+
+@needs_browser
+def test_browser_page_bundled_model():
+    """The bundled INT8 image model in the page: the preprocessed tensor is edgeinfer's bit for bit and the
+    top-1 classes are edgeinfer's; the scores agree within the model's self-test tolerance (onnxruntime-web's
+    WASM int8 kernels round inside the network differently from x86's: the preprocessing is exact)."""
+    examples = sorted((ROOT / "examples").glob("*.png"))
+    reference = Model()
+    tolerance = reference.self_test_document()["tolerance"]
+    with served(ROOT) as (base, posted):
+        rows = page_results(base, posted, "images=" + ",".join(f"/examples/{p.name}" for p in examples))
+    browser_check(rows, reference, examples, atol=tolerance)
