@@ -451,3 +451,31 @@ def test_browser_page_bundled_model():
     with served(ROOT) as (base, posted):
         rows = page_results(base, posted, "images=" + ",".join(f"/examples/{p.name}" for p in examples))
     browser_check(rows, reference, examples, atol=tolerance)
+
+
+def test_export_model_writes_the_image_model(tmp_path, image_factory):
+    """export_model(..., image_model=True): the exported model and its image model, which carries the
+    export's self-test and passes it (its graph's tensors are the NumPy ones, bit for bit)."""
+    import torch
+    from torchvision import transforms as T
+
+    from export import export_model
+    from tests.fixtures import write_photo_folder
+
+    classes = ("cat", "dog", "fox")
+    folder = write_photo_folder(tmp_path / "photos", classes, 4, image_factory)
+    torch.manual_seed(0)
+    module = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 4, 3), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(4, 3)
+    )
+    transform = T.Compose([T.Resize(36, T.InterpolationMode.BICUBIC), T.CenterCrop(32), T.ToTensor(),
+                           T.Normalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))])  # fmt: skip
+    lines: list[str] = []
+    export_model(module, tmp_path / "m.onnx", transform=transform, labels=classes, verify=folder,
+                 quantize="none", repeats=2, image_model=True, progress=lines.append)  # fmt: skip
+    assert lines[-1] == f"wrote {tmp_path / 'm.image.onnx'} (image model)"
+    model = Model(tmp_path / "m.image.onnx")
+    result = model.verify()
+    assert result.passed and len(result.cases) == len(
+        Model(tmp_path / "m.onnx").self_test_document()["cases"]
+    )
