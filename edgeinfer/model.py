@@ -162,7 +162,8 @@ class Model:
 
     def preprocess(self, image: Any) -> np.ndarray:
         """Decode ``image`` (path, bytes, PIL image or array), convert it to the model's image mode
-        like torchvision's loader, and apply the model's transform: a float32 C×H×W array.
+        like torchvision's loader, and apply the model's transform: a float32 C×H×W array. For an image
+        model (:attr:`takes_images`), the decoded image itself, uint8 H×W×C: its graph does the rest.
 
         Raises:
             ImageError: the image cannot be decoded, or its tensor does not fit the model's input

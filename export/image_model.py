@@ -22,9 +22,13 @@ import dataclasses
 import hashlib
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from edgeinfer.metadata import METADATA_KEY, InputSpec, ModelMetadata
 from export import ExportError
+
+if TYPE_CHECKING:
+    import onnx
 
 INPUT = "image"
 PROBABILITIES = "probabilities"
@@ -88,7 +92,7 @@ def build_image_model(model_path: str | Path, out_path: str | Path | None = None
     return out
 
 
-def merge(network: object, metadata: ModelMetadata) -> object:
+def merge(network: onnx.ModelProto, metadata: ModelMetadata) -> onnx.ModelProto:
     """The preprocessing graph for ``metadata`` in front of ``network`` (an onnx.ModelProto); outputs
     the network's output, the probabilities and the preprocessed tensor."""
     from onnx import helper
@@ -137,7 +141,7 @@ def merge(network: object, metadata: ModelMetadata) -> object:
     return merged
 
 
-def preprocessing_model(spec: dict, image_mode: str, opset: int = MIN_OPSET) -> object:
+def preprocessing_model(spec: dict[str, Any], image_mode: str, opset: int = MIN_OPSET) -> onnx.ModelProto:
     """The preprocessing graph alone, as an onnx.ModelProto: ``image`` → ``preprocessed`` (what the tests
     compare with edgeinfer's NumPy transforms and the benchmark times).
 
