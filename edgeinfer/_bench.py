@@ -54,7 +54,8 @@ def benchmark(model: Benchmarked, *, batch_size: int, runs: int, image: Any = No
     default a random uint8 image of the model's input size is used, so that stage is the transform alone.
     """
     if image is None:
-        _, _, height, width = model.metadata.input.shape
+        declared = model.metadata.input
+        height, width = declared.shape[2:] if declared.layout == "NCHW" else declared.shape[:2]  # HWC
         shape = (height or DYNAMIC_SIDE, width or DYNAMIC_SIDE)
         image = np.random.default_rng(0).integers(
             0, 256, shape + ((3,) if model.metadata.image_mode == "RGB" else ())

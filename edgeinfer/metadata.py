@@ -13,6 +13,8 @@ Schema version 1::
       "preprocessing": {...},                     # edgeinfer.transforms spec (Compose.to_spec())
       "image_mode": "L",                          # PIL mode images are converted to before preprocessing
       "input": {"name": "input", "layout": "NCHW", "dtype": "float32", "shape": [null, 1, 28, 28]},
+                                                  # an image model (export/image_model.py) takes the decoded
+                                                  # image: "layout": "HWC", "dtype": "uint8", shape [H, W, C]
       "output": "logits",                         # or "probabilities"
       "provenance": {"architecture": "cnn", "dataset": "fashion-mnist", "test_accuracy": 0.94, ...}
     }
@@ -43,8 +45,10 @@ from edgeinfer.errors import MetadataError, first_line
 SCHEMA_VERSION = 1
 METADATA_KEY = "edgeinfer"
 IMAGE_MODES = ("L", "RGB")
-LAYOUTS = ("NCHW",)
-DTYPES = ("float32",)
+LAYOUTS = ("NCHW", "HWC")
+DTYPES = ("float32", "uint8")
+# Each layout's dtype and rank: a tensor batch (NCHW), or one decoded image (HWC, an image model).
+_LAYOUT_FORMS = {"NCHW": ("float32", 4), "HWC": ("uint8", 3)}
 OUTPUT_KINDS = ("logits", "probabilities")
 
 MAX_DOCUMENT_BYTES = 4 * 2**20  # a metadata document or a --spec file
@@ -292,6 +296,9 @@ def _validate(m: ModelMetadata) -> None:
         if not isinstance(value, str) or value not in allowed:
             raise MetadataError(f"edgeinfer metadata '{name}' must be one of {allowed}, got {_short(value)}")
     inp = m.input
+    dtype, rank = _LAYOUT_FORMS[inp.layout]
+    if inp.dtype != dtype:
+        raise MetadataError(f"edgeinfer metadata 'input.dtype' must be {dtype!r} for layout {inp.layout!r}")
     if not isinstance(inp.name, str) or not inp.name or len(inp.name) > MAX_LABEL:
         raise MetadataError(
             f"edgeinfer metadata 'input.name' must be a non-empty string of at most {MAX_LABEL} characters"
@@ -299,13 +306,14 @@ def _validate(m: ModelMetadata) -> None:
     shape = inp.shape
     if (
         not isinstance(shape, (tuple, list))
-        or len(shape) != 4
+        or len(shape) != rank
         or not all(s is None or (isinstance(s, int) and not isinstance(s, bool) and s > 0) for s in shape)
-        or (shape[2] or 1) * (shape[3] or 1) * (shape[1] or 1) > MAX_OUTPUT_PIXELS
+        or math.prod(s or 1 for s in shape[-3:]) > MAX_OUTPUT_PIXELS
     ):
         raise MetadataError(
-            "edgeinfer metadata 'input.shape' must be 4 positive ints or nulls with C×H×W within "
-            f"{MAX_OUTPUT_PIXELS}, got {_short(list(shape) if isinstance(shape, tuple) else shape)}"
+            f"edgeinfer metadata 'input.shape' must be {rank} positive ints or nulls ({inp.layout}) with "
+            f"C×H×W within {MAX_OUTPUT_PIXELS}, "
+            f"got {_short(list(shape) if isinstance(shape, tuple) else shape)}"
         )
     if not isinstance(m.provenance, dict):
         raise MetadataError(

@@ -20,7 +20,7 @@ import numpy as np
 from edgeinfer._engines import MAX_THREADS, EngineOptions, available_engines, engine_error, open_session
 from edgeinfer._files import describe_open_error, open_regular
 from edgeinfer._resample import parallel
-from edgeinfer.decoding import DEFAULT_MAX_PIXELS
+from edgeinfer.decoding import DEFAULT_MAX_PIXELS, load_image
 from edgeinfer.errors import ImageError, MetadataError, ModelError, describe
 from edgeinfer.metadata import METADATA_KEY, InputSpec, ModelMetadata, check_labels
 from edgeinfer.pipeline import image_name, preprocess, shape_fits, shape_str
@@ -144,6 +144,12 @@ class Model:
         return self._metadata.labels
 
     @property
+    def takes_images(self) -> bool:
+        """Whether this is an image model (export/image_model.py): its input is the decoded image (uint8
+        H×W×C, layout "HWC") and its graph holds the preprocessing."""
+        return self._metadata.input.layout == "HWC"
+
+    @property
     def transform(self) -> Any:
         """The preprocessing pipeline (``edgeinfer.transforms``): uint8 image array → float32 CHW."""
         return self._transform
@@ -156,23 +162,32 @@ class Model:
 
     def preprocess(self, image: Any) -> np.ndarray:
         """Decode ``image`` (path, bytes, PIL image or array), convert it to the model's image mode
-        like torchvision's loader, and apply the model's transform: a float32 C×H×W array.
+        like torchvision's loader, and apply the model's transform: a float32 C×H×W array. For an image
+        model (:attr:`takes_images`), the decoded image itself, uint8 H×W×C: its graph does the rest.
 
         Raises:
             ImageError: the image cannot be decoded, or its tensor does not fit the model's input
                 (possible when the preprocessing does not fix the size, e.g. ToTensor alone).
         """
+        if self.takes_images:  # the model's input: the image decoded in its mode, as uint8 H×W×C
+            decoded = load_image(image, self._metadata.image_mode, max_pixels=self.max_pixels)
+            return np.ascontiguousarray(decoded.reshape(decoded.shape[:2] + (-1,)))
         with parallel(self._threads_per_image):
             return preprocess(image, self._metadata, max_pixels=self.max_pixels, transform=self._transform)
 
     def run(self, batch: np.ndarray) -> np.ndarray:
-        """The model's raw output (e.g. logits) for a preprocessed float32 N×C×H×W batch.
+        """The model's raw output (e.g. logits) for a preprocessed float32 N×C×H×W batch (an image model:
+        a uint8 N×H×W×C batch of decoded images, run one by one).
 
         Raises:
             ModelError: onnxruntime fails, or the output is not a float [N, classes] tensor.
         """
         if not isinstance(batch, np.ndarray):
             raise TypeError(f"batch must be a NumPy array, got {type(batch).__name__}")
+        if self.takes_images:
+            if batch.dtype != np.uint8 or batch.ndim != 4:
+                raise TypeError(f"an image model runs uint8 N×H×W×C images, got {batch.dtype} {batch.shape}")
+            return np.concatenate([self._run_graph(image)[0] for image in batch])
         if batch.dtype != np.float32:
             raise TypeError(f"batch must be float32, got {batch.dtype}")
         expected = self._metadata.input.shape
@@ -180,10 +195,7 @@ class Model:
             raise ValueError(
                 f"batch shape {list(batch.shape)} does not match the model's input {shape_str(expected)}"
             )
-        try:
-            output = self._session.run([self._output_name], {self._input_name: batch})[0]
-        except Exception as e:  # onnxruntime's pybind errors, allocation failures
-            raise ModelError(f"{self.path}: inference failed ({engine_error(e)})") from None
+        output = self._run_graph(batch)[0]
         expected = (batch.shape[0], len(self.labels))
         if not isinstance(output, np.ndarray) or output.dtype.kind != "f" or output.shape != expected:
             got = (
@@ -196,6 +208,13 @@ class Model:
                 f"[N, classes] = {shape_str(expected)}"
             )
         return output
+
+    def _run_graph(self, feed: np.ndarray, outputs: Sequence[str] | None = None) -> list[Any]:
+        """The session's ``outputs`` (default: the first) for ``feed``."""
+        try:
+            return self._session.run(list(outputs or [self._output_name]), {self._input_name: feed})
+        except Exception as e:  # onnxruntime's pybind errors, allocation failures
+            raise ModelError(f"{self.path}: inference failed ({engine_error(e)})") from None
 
     def predict(self, image: Any, *, top_k: int = 5) -> Prediction:
         """Classify one image (path, bytes, PIL image or NumPy array); ``top_k`` best classes in
@@ -324,7 +343,7 @@ class Model:
             )
         from edgeinfer.selftest import verify
 
-        return verify(self, document)
+        return verify(_GraphPreprocessing(self) if self.takes_images else self, document)
 
     def self_test_document(self) -> dict[str, Any] | None:
         """The self-test document stored in the model file at export, validated; None if it has none.
@@ -351,6 +370,29 @@ class Model:
         rows = posinf.any(axis=1) & ~np.isnan(output).any(axis=1)
         scores[rows] = posinf[rows] / posinf[rows].sum(axis=1, keepdims=True)
         return scores
+
+
+class _GraphPreprocessing:
+    """An image model as the self-test sees a model: ``preprocess`` runs the graph on the decoded image and
+    returns its ``preprocessed`` output (what the self-test hashes: the in-graph preprocessing is checked
+    bit for bit), ``run`` returns the outputs of that same run."""
+
+    def __init__(self, model: Model) -> None:
+        self._model = model
+        self._outputs: dict[bytes, np.ndarray] = {}
+        self.path, self.metadata = model.path, model.metadata
+
+    def preprocess(self, image: Any) -> np.ndarray:
+        model = self._model
+        output, tensor = model._run_graph(model.preprocess(image), [model._output_name, "preprocessed"])
+        self._outputs[tensor.tobytes()] = output
+        return tensor[0]
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        try:
+            return np.concatenate([self._outputs[tensor.tobytes()] for tensor in batch])
+        except KeyError:
+            raise ModelError(f"{self._model.path}: an image model runs images, not tensors") from None
 
 
 def model_path(path: str | os.PathLike[str] | None) -> Path:
@@ -447,8 +489,11 @@ def _check_consistency(path: Path, session: Any, meta: ModelMetadata, transform:
             f"{path}: input {declared.name!r} has shape {shape_str(actual_shape)} "
             f"but its metadata declares {shape_str(declared.shape)}"
         )
-    if actual.type != "tensor(float)":
-        raise ModelError(f"{path}: input {declared.name!r} is {actual.type}, its metadata declares float32")
+    wanted = "tensor(uint8)" if declared.layout == "HWC" else "tensor(float)"
+    if actual.type != wanted:
+        raise ModelError(
+            f"{path}: input {declared.name!r} is {actual.type}, its metadata declares {declared.dtype}"
+        )
     output = session.get_outputs()[0]
     rank = None if output.shape is None else len(output.shape)
     if output.type not in _FLOAT_TENSORS or rank not in (None, 2):
@@ -466,6 +511,8 @@ def _check_consistency(path: Path, session: Any, meta: ModelMetadata, transform:
         raise ModelError(
             f"{path}: the model outputs {classes} classes but its metadata has {len(meta.labels)} labels"
         )
+    if declared.layout == "HWC":  # an image model: its preprocessing is in the graph
+        return
     _, channels, height, width = declared.shape
     if height is not None and width is not None:
         # One probe image through the preprocessing catches a spec that does not fit the network.

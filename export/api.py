@@ -38,6 +38,7 @@ def export_model(
     repeats: int = LATENCY_REPEATS,
     threads: int = LATENCY_THREADS,
     seed: int = SEED,
+    image_model: bool | str | Path = False,
     progress: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Export a network trained anywhere: verified against torch, quantized where it pays, self-describing.
@@ -55,6 +56,8 @@ def export_model(
             sub-folder per label (as torchvision's ``ImageFolder``) also gives the accuracy.
         quantize: "auto" (measure, keep what qualifies, see export/selection.py), "int8", "dynamic", "none".
         report: where to write the report as JSON (default: ``path`` with ``.json``).
+        image_model: also write the image model (export/image_model.py: decoded image in, preprocessing
+            in the graph): True for ``<path>.image.onnx``, or its path.
 
     Returns:
         The report: per model accuracy, agreement, size, latency; verification; the quantization kept and,
@@ -103,4 +106,10 @@ def export_model(
         calibration=calibration_set, reference=inputs.pil_callable(transform), quantize=quantize,
         opset=opset, repeats=repeats, threads=threads, report_path=Path(report) if report else None,
     )  # fmt: skip
-    return export_network(job, progress)
+    summary = export_network(job, progress)
+    if image_model is not False:
+        from export.image_model import build_image_model
+
+        out = build_image_model(path, None if image_model is True else image_model)
+        progress(f"wrote {out} (image model)")
+    return summary

@@ -26,6 +26,8 @@ Steps (export/steps.py, the same list export_model runs; each printed as "[n/6] 
        model's provenance; the self-test stored in the final model, a quantized one re-verified vs torch
     6. report FP32 vs the kept model on test images: accuracy, size, latency at batch 1 and 64 -> JSON next
        to the model; --quantize int8/dynamic fail when top-1 agreement with FP32 is below --min-agreement
+Then, with --image-model, the image model of the written model (export/image_model.py: decoded image in,
+preprocessing in the graph), checked by its self-test: <out>.image.onnx, or the path given.
 
 Exit status 1 with a one-line message when any step fails.
 """
@@ -87,7 +89,12 @@ def export(args: argparse.Namespace) -> dict:
         opset=args.opset, atol=args.atol, min_agreement=args.min_agreement, repeats=args.repeats,
         threads=args.threads, report_path=Path(args.report) if args.report else None,
     )  # fmt: skip
-    return export_network(job)
+    summary = export_network(job)
+    if args.image_model is not None:
+        from export.image_model import build_image_model
+
+        print(f"wrote {build_image_model(job.out, args.image_model or None)} (image model)")
+    return summary
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -126,6 +133,14 @@ def main(argv: list[str] | None = None) -> int:
         "--data", help="fashion-mnist or an image folder (default: the checkpoint's data set)"
     )
     parser.add_argument("--report", help="the JSON report (default: the model's path with .json)")
+    parser.add_argument(
+        "--image-model",
+        nargs="?",
+        const="",
+        metavar="PATH",
+        help="also write the image model (decoded uint8 image in, preprocessing in the graph) to PATH "
+        "(default: <out>.image.onnx)",
+    )
     parser.add_argument("--verify-images", type=int, default=VERIFY_IMAGES)
     parser.add_argument("--atol", type=float, default=ATOL, help="max FP32 |logit difference|")
     parser.add_argument("--min-agreement", type=float, default=MIN_AGREEMENT, help="quantized vs FP32 top-1")
