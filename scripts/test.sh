@@ -5,12 +5,25 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}
 
-if [ ! -d /usr/share/datasets/fashion-mnist ]; then
+# Debian's packages: the Fashion-MNIST data set, and Chromium for the browser example's test.
+missing=""
+[ -d /usr/share/datasets/fashion-mnist ] || missing="$missing dataset-fashion-mnist"
+command -v chromium >/dev/null || missing="$missing chromium"
+if [ -n "$missing" ]; then
   if [ "$(id -u)" = 0 ]; then
-    apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist >/dev/null
+    apt-get update -qq && apt-get install -y -qq $missing >/dev/null
   else
-    echo "warning: Debian's dataset-fashion-mnist is not installed; tests that need it will be skipped" >&2
+    echo "warning: not installed:$missing; tests that need them will be skipped" >&2
   fi
+fi
+# npm's packages for the Node and browser examples (their install scripts fetch extra binaries from a host
+# that is not needed: the CPU binaries are inside the packages).
+if command -v npm >/dev/null; then
+  for example in examples/node examples/web; do
+    [ -d "$example/node_modules" ] || npm ci --ignore-scripts --no-audit --no-fund --silent --prefix "$example"
+  done
+else
+  echo "warning: npm is not installed; the Node and browser example tests will be skipped" >&2
 fi
 
 [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
