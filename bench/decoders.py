@@ -4,7 +4,8 @@
 
 The photos: real photographs installed with the test dependencies (matplotlib's Grace Hopper, scikit-learn's
 china and flower) and any JPEGs under ``--photos``, each as it is and re-encoded by Pillow at qualities
-75 / 90 / 95 with 4:2:0 and 4:4:4 chroma subsampling. For each file: the fraction of pixel values that
+75 / 90 / 95 with 4:2:0, 4:2:2 and 4:4:4 chroma subsampling, baseline and progressive, cropped to odd sizes
+(chroma upsampling at the edges), and as grayscale. For each file: the fraction of pixel values that
 differ between the two decoders and the largest difference; then timm's ``tf_efficientnet_lite0`` with
 real ImageNet weights (``train/convert_weights.py``) on both decodings through the same preprocessing
 (timm's evaluation pipeline on the PIL path: Resize 256 bicubic, CenterCrop 224, ImageNet Normalize):
@@ -19,13 +20,15 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+import PIL.features
 import PIL.Image
 import torch
 import torchvision
 from torchvision import transforms as T
+from torchvision.io import ImageReadMode
 
 QUALITIES = (75, 90, 95)
-SUBSAMPLINGS = {"4:2:0": 2, "4:4:4": 0}  # Pillow's subsampling codes
+SUBSAMPLINGS = {"4:2:0": 2, "4:2:2": 1, "4:4:4": 0}  # Pillow's subsampling codes
 
 
 def installed_photos() -> list[Path]:
@@ -39,16 +42,23 @@ def installed_photos() -> list[Path]:
 
 
 def jpeg_files(photos: list[Path], out: Path) -> list[Path]:
-    """Each photo as it is and re-encoded at every quality × subsampling."""
+    """Each photo as it is and re-encoded at every quality × subsampling × baseline / progressive (cropped
+    by one pixel to odd sizes), plus grayscale."""
     files = []
     for photo in photos:
         files.append(photo)
         image = PIL.Image.open(photo).convert("RGB")
+        odd = image.crop((0, 0, image.width - 1 + image.width % 2, image.height - 1 + image.height % 2))
         for quality in QUALITIES:
             for name, code in SUBSAMPLINGS.items():
-                path = out / f"{photo.stem}-q{quality}-{name.replace(':', '')}.jpg"
-                image.save(path, quality=quality, subsampling=code)
-                files.append(path)
+                for progressive in (False, True):
+                    tag = f"q{quality}-{name.replace(':', '')}{'-prog' if progressive else ''}"
+                    path = out / f"{photo.stem}-{tag}.jpg"
+                    odd.save(path, quality=quality, subsampling=code, progressive=progressive)
+                    files.append(path)
+        path = out / f"{photo.stem}-gray.jpg"
+        image.convert("L").save(path, quality=90)
+        files.append(path)
     return files
 
 
@@ -56,7 +66,9 @@ def decode_both(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """H×W×3 uint8 by Pillow (torchvision's pil_loader) and by torchvision.io.decode_image."""
     data = path.read_bytes()
     pillow = np.asarray(PIL.Image.open(io.BytesIO(data)).convert("RGB"))
-    tv = torchvision.io.decode_image(torch.frombuffer(bytearray(data), dtype=torch.uint8))
+    tv = torchvision.io.decode_image(
+        torch.frombuffer(bytearray(data), dtype=torch.uint8), mode=ImageReadMode.RGB
+    )
     return pillow, tv.permute(1, 2, 0).numpy()
 
 
@@ -106,6 +118,8 @@ def main() -> None:
                     float((probs[0, top[0]] - probs[1, top[0]]).abs()),
                 )
             )
+    print(f"Pillow {PIL.__version__} (libjpeg-turbo {PIL.features.version('libjpeg_turbo')}), "
+          f"torchvision {torchvision.__version__}\n")  # fmt: skip
     print(f"{'file':34} {'size':>9} {'values differ':>13} {'max':>4} {'same top-1':>10} {'max logit Δ':>11} "
           f"{'top-1 prob Δ':>12}")  # fmt: skip
     for name, size, frac, biggest, same, dlogit, dprob in rows:
