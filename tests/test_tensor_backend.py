@@ -260,6 +260,19 @@ def test_model_metadata_records_the_backend(parity, image_factory):
     parity.check(E.from_spec(back.preprocessing)(img), tv(PIL.Image.fromarray(img)).numpy(), "metadata")
 
 
+def test_model_file_records_the_backend(parity, tmp_path, image_factory):
+    """Exported into an ONNX file, the tensor backend comes back from the file and drives preprocessing."""
+    from edgeinfer import Model
+    from tests.fixtures import make_model
+
+    tv = v2_pipeline(64, 56, "bilinear")
+    path = make_model(tmp_path / "m.onnx", image_mode="RGB", size=56, spec=E.from_torchvision(tv).to_spec())
+    model = Model(path)
+    assert [s.get("backend") for s in model.metadata.preprocessing["transforms"]][1] == "tensor"
+    img = image_factory(70, 90, "RGB", seed=7)
+    parity.check(model.preprocess(img), tv(PIL.Image.fromarray(img)).numpy(), "model file")
+
+
 @pytest.mark.parametrize(
     ("make", "error", "match"),
     [
