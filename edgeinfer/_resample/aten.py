@@ -12,7 +12,10 @@ torchvision's Resize computes on a tensor.
   portable (``ATEN_CPU_CAPABILITY=default``) kernel does; its AVX2 / AVX-512 builds contract that into a
   fused multiply-add and differ from it by a few float32 ulps.
 * nearest (``floorf(i * scale)``, scale = float(in) / out, with torch's shortcuts for equal and doubled
-  sizes) and nearest-exact (``floorf(float((i + 0.5) * scale))``): index arithmetic and one gather.
+  sizes) and nearest-exact (``floor(max(scale * (i + 0.5) - 0.5, 0) + 0.5)`` in float32): index arithmetic
+  and one gather. Exact with every build of torch except at exact half-pixel ties of extreme upscales
+  (outputs over ~4,000 times the input), where torch's AVX2 build rounds its fused multiply-add otherwise
+  than its portable build; this is the portable build's.
 
 Bicubic uses a = -0.5 here (Pillow's), where torch's non-antialiased bicubic uses -0.75.
 """
@@ -55,10 +58,13 @@ def nearest_indices(in_size: int, out_size: int, exact: bool) -> np.ndarray:
     i = np.arange(out_size)
     if out_size == in_size:
         return i
-    scale = np.float32(in_size) / np.float32(out_size)  # compute_scales_value<float>
+    f32 = np.float32
+    scale = f32(in_size) / f32(out_size)  # compute_scales_value<float>
     if exact:
-        # floorf((dst_index + 0.5) * scale): the product in double, rounded to float by floorf's argument.
-        position = ((i + 0.5) * np.float64(scale)).astype(np.float32)
+        # HelperInterpNearestExact in float (uint8 indices are computed as float):
+        # src = max(scale * (i + 0.5) - 0.5, 0); index = floor(src + 0.5).
+        source = np.maximum(scale * (i + f32(0.5)).astype(f32) - f32(0.5), f32(0))
+        position = source + f32(0.5)
     elif out_size == 2 * in_size:
         return i >> 1
     else:
