@@ -81,10 +81,12 @@ def F_resize(x, size, interpolation):
 
 def _float_inputs(image_factory) -> list[tuple[str, np.ndarray, object, object, str]]:
     cases = []
-    for geometry, mode, interpolation, kind in GRID:
-        h, w, size, max_size = geometry
-        x = tensor_image(image_factory, h, w, mode, kind).astype(np.float32) / np.float32(255)
-        cases.append((f"{geometry} {mode} {interpolation} {kind}", x, size, max_size, interpolation))
+    for dtype in (np.float32, np.float64):
+        for geometry, mode, interpolation, kind in GRID:
+            h, w, size, max_size = geometry
+            x = tensor_image(image_factory, h, w, mode, kind).astype(dtype) / dtype(255)
+            what = f"{geometry} {mode} {interpolation} {kind} {x.dtype}"
+            cases.append((what, x, size, max_size, interpolation))
     return cases
 
 
@@ -117,7 +119,7 @@ def float_cases(image_factory):
 
 
 def test_float_resize_matches_torchs_portable_kernel_exactly(parity, float_cases):
-    """v1 F.resize on float32 tensors (ToTensor, then Resize): torch's default build, bit for bit."""
+    """v1 F.resize on float32 / float64 tensors (ToTensor, then Resize): torch's portable build, exactly."""
     cases, portable, _ = float_cases
     for (what, x, size, max_size, interpolation), expected in zip(cases, portable, strict=True):
         parity.check(E.Resize(size, interpolation, max_size, backend="tensor")(x), expected, what)
