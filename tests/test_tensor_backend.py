@@ -229,6 +229,15 @@ def test_v1_float_pipeline_is_within_the_spread(image_factory):
     assert error <= FLOAT_SPREAD["bilinear"] / min(IMAGENET[1])
 
 
+@pytest.mark.parametrize("interpolation", TENSOR_INTERPOLATIONS)
+def test_to_torchvision_of_a_tensor_spec_is_the_oracle(parity, interpolation, image_factory):
+    """What export verifies against: to_torchvision rebuilds v2's Resize and ToDtype for tensor specs."""
+    ours = E.from_torchvision(v2_pipeline(40, 36, interpolation))
+    oracle = E.to_torchvision(ours.to_spec(), T)
+    img = image_factory(61, 83, "RGB", seed=8)
+    parity.check(ours(img), oracle(PIL.Image.fromarray(img)).numpy(), interpolation)
+
+
 def test_pil_path_specs_are_unchanged():
     """PIL-path pipelines: no backend key, the spec of before."""
     spec = E.from_torchvision(T.Compose([T.Resize(256), T.CenterCrop(224), T.ToTensor()])).to_spec()
