@@ -9,6 +9,9 @@ would run them, and fuses:
   one fill value) compute the same numbers on every channel of an image whose channels are equal;
 * ToTensor followed by Normalize normalizes ToTensor's new float32 array in place.
 
+On torchvision's tensor path (after PILToTensor / ToTensor) Resize must have ``backend="tensor"`` and runs
+unfused; a CenterCrop there crops the tensor's last two axes.
+
 The steps call only the public functions of :mod:`edgeinfer.transforms.functional` with the public
 attributes of the transforms; the results equal running the transforms one by one, bit for bit.
 ``Compose`` calls :func:`plan` when it is built (the package's ``__init__`` hands it over: this module
@@ -47,7 +50,8 @@ def plan(transforms: Sequence[classes.Transform]) -> list[classes.Step]:
 
     Raises:
         ValueError: an image transform after the image became a tensor (torchvision would run its tensor
-            path, which edgeinfer does not reproduce), or a tensor transform before ToTensor.
+            path: only Resize(backend="tensor") and CenterCrop reproduce it), or a tensor transform before
+            ToTensor.
     """
     flat = _flatten(transforms)
     kinds = _check_kinds(flat)
