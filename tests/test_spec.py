@@ -284,7 +284,6 @@ def test_from_torchvision_records_the_installed_pillow_pass_order(parity, monkey
         (T.Lambda(lambda x: x), "Lambda"),
         (T.Compose([T.Resize(5), T.ColorJitter(0.1)]), "ColorJitter"),
         (T2.RandomResizedCrop(5), "RandomResizedCrop"),
-        (T2.ToDtype(torch.float32, scale=True), "ToDtype"),
     ],
 )
 def test_from_torchvision_names_unsupported_transforms(tv, name):

@@ -23,6 +23,10 @@ INTERPOLATIONS = {**FILTERS, "nearest-exact": FILTERS["nearest"]}
 PADDING_MODES = ("constant", "edge", "reflect", "symmetric")
 DTYPES = ("uint8", "int8", "int16", "int32", "int64", "float32", "float64")
 UINT8_MODES = ("L", "LA", "RGB", "RGBA")
+# Which torchvision kernel a Resize reproduces: Pillow's (a PIL image) or torch's (a C×H×W tensor).
+BACKENDS = ("pil", "tensor")
+TENSOR_INTERPOLATIONS = ("nearest", "nearest-exact", "bilinear", "bicubic")
+TENSOR_DTYPES = ("uint8", "float32", "float64")
 
 # The budget: no transform may produce an image of more pixels than this (8192×4096; 100 MB as RGB
 # uint8, 400 MB as a float32 RGB tensor). Sizes that must exceed it (CenterCrop(100000), Pad(10**7),
@@ -136,6 +140,34 @@ def resize_size(
     if size is None:
         return None
     return (list if isinstance(size, list) else tuple)(int(s) for s in size)
+
+
+def backend(value: Any, interpolation: str, antialias: Any) -> str:
+    """Resize's ``backend``, checked against what the tensor kernels reproduce."""
+    if value not in BACKENDS:
+        raise ValueError(f"Resize backend must be one of {BACKENDS}, got {value!r}")
+    if value == "tensor":
+        if interpolation not in TENSOR_INTERPOLATIONS:
+            raise ValueError(
+                f"Resize backend 'tensor' supports interpolation {TENSOR_INTERPOLATIONS}, "
+                f"got {interpolation!r}"
+            )
+        if interpolation in ("bilinear", "bicubic") and antialias is not True:
+            raise ValueError(
+                "Resize backend 'tensor' reproduces torch's antialiased kernels only, "
+                f"got antialias={antialias!r}"
+            )
+    return value
+
+
+def image_tensor(x: Any, who: str) -> np.ndarray:
+    """A ...×H×W tensor of a dtype the tensor kernels take (uint8, float32, float64)."""
+    x = tensor(x, who)
+    if x.ndim < 2:
+        raise ValueError(f"{who} expects a tensor of shape (..., H, W), got shape {x.shape}")
+    if x.dtype.name not in TENSOR_DTYPES:
+        raise TypeError(f"{who} expects a tensor of dtype {TENSOR_DTYPES}, got {x.dtype}")
+    return x
 
 
 def resized_size(h: int, w: int, size: int | Sequence[int] | None, max_size: int | None) -> tuple[int, int]:

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from edgeinfer import _convert, _resample
+from edgeinfer._resample import aten
 from edgeinfer.transforms import _checks
 
 __all__ = [
@@ -35,6 +36,7 @@ __all__ = [
     "resize",
     "resize_keep_ratio",
     "rgb_to_grayscale",
+    "to_dtype",
     "to_pil_image",
     "to_tensor",
 ]
@@ -63,8 +65,10 @@ def resize(
     *,
     pass_order: str = "pillow13",
     region: tuple[int, int, int, int] | None = None,
+    backend: str = "pil",
 ) -> np.ndarray:
-    """Resize like ``torchvision.transforms.functional.resize`` on a PIL image (Pillow's resampling).
+    """Resize like ``torchvision.transforms.functional.resize`` on a PIL image (Pillow's resampling), or
+    with ``backend="tensor"`` on a tensor (torch's kernels, ``edgeinfer._resample.aten``).
 
     Args:
         size: an int (the shorter side; the longer keeps the aspect ratio, truncated as torchvision
@@ -72,7 +76,8 @@ def resize(
         interpolation: "nearest", "nearest-exact", "bilinear", "bicubic", "box", "hamming", "lanczos",
             torchvision's InterpolationMode, or Pillow's filter code.
         max_size: the longest the longer side may become (int size only).
-        antialias: accepted for compatibility; Pillow always antialiases.
+        antialias: accepted for compatibility; Pillow always antialiases. The tensor backend reproduces
+            only torch's antialiased bilinear / bicubic (True).
         pass_order: which Pillow's resampling pass order to reproduce: "pillow13" (Pillow >= 13 runs the
             vertical pass first for tall downscales) or "pillow12" (horizontal first, always).
         region: ``(top, left, height, width)``: compute only this window of the resized image, equal to
@@ -87,7 +92,10 @@ def resize(
         ValueError: the output (or the window) would be over the pixel budget, or is empty.
     """
     size = _checks.resize_size(size, max_size, antialias, pass_order)
-    filter = _checks.INTERPOLATIONS[_checks.interpolation_name(interpolation)]
+    name = _checks.interpolation_name(interpolation)
+    if _checks.backend(backend, name, antialias) == "tensor":
+        return _resize_tensor(img, size, name, max_size, region)
+    filter = _checks.INTERPOLATIONS[name]
     _, h, w = get_dimensions(img)
     out = _checks.resized_size(h, w, size, max_size)
     if region is not None:
@@ -144,6 +152,24 @@ def resize_keep_ratio(
     return resize(img, keep_ratio_size((h, w), size, longest), interpolation, pass_order=pass_order)
 
 
+def _resize_tensor(
+    img: Any, size: Any, interpolation: str, max_size: int | None, region: tuple[int, int, int, int] | None
+) -> np.ndarray:
+    """The tensor backend of :func:`resize`; a ``region`` is sliced from the whole resized tensor."""
+    x = _checks.image_tensor(img, "Resize")
+    h, w = x.shape[-2:]
+    out = _checks.resized_size(h, w, size, max_size)
+    if region is not None:
+        region = _checks.region(region, *out)
+    if out != (h, w):  # torchvision returns a same-size tensor as it is
+        _checks.check_budget(f"Resize(size={size}) of a {h}×{w} tensor", *out)
+        x = aten.resize(x, *out, interpolation)
+    if region is None:
+        return x
+    top, left, height, width = region
+    return x[..., top : top + height, left : left + width]
+
+
 def center_crop_box(image_size: Sequence[int], output_size: int | Sequence[int]) -> tuple[int, int, int, int]:
     """The ``(top, left, height, width)`` window of an image of ``image_size`` = (h, w) that
     :func:`center_crop` keeps. Where the crop is larger than the image the window reaches past it (``top``
@@ -161,10 +187,27 @@ def center_crop_box(image_size: Sequence[int], output_size: int | Sequence[int])
     return top, left, ch, cw
 
 
-def center_crop(img: Any, output_size: int | Sequence[int]) -> np.ndarray:
+def center_crop(img: Any, output_size: int | Sequence[int], *, backend: str = "pil") -> np.ndarray:
     """Crop the centre ``output_size`` (int or (h, w)); a crop larger than the image pads it with zeros
-    (every channel, alpha too), as torchvision's ``center_crop``."""
-    arr = _convert.to_array(img)
+    (every channel, alpha too), as torchvision's ``center_crop``.
+
+    ``backend="tensor"``: ``img`` is a ...×H×W tensor (same window, same zero padding, as torchvision
+    computes it on a tensor); otherwise an image (PIL image or H×W[×C] array).
+    """
+    if backend == "tensor":
+        x = _checks.tensor(img, "CenterCrop")
+        if x.ndim < 2:
+            raise ValueError(f"CenterCrop expects a tensor of shape (..., H, W), got shape {x.shape}")
+        # Crop the tensor as an H×W×(...) array and turn it back.
+        cropped = _center_crop_array(np.moveaxis(x, (-2, -1), (0, 1)), output_size)
+        return np.moveaxis(cropped, (0, 1), (-2, -1))
+    if backend != "pil":
+        raise ValueError(f"CenterCrop backend must be one of {_checks.BACKENDS}, got {backend!r}")
+    return _center_crop_array(_convert.to_array(img), output_size)
+
+
+def _center_crop_array(arr: np.ndarray, output_size: int | Sequence[int]) -> np.ndarray:
+    """:func:`center_crop` of the first two axes of ``arr``."""
     h, w = arr.shape[:2]
     top, left, ch, cw = center_crop_box((h, w), output_size)
     if top >= 0 and left >= 0 and top + ch <= h and left + cw <= w:
@@ -298,6 +341,26 @@ def convert_image_dtype(image: np.ndarray, dtype: Any = "float32") -> np.ndarray
     if input_max > output_max:
         return np.floor_divide(x, int((input_max + 1) // (output_max + 1))).astype(dst)
     return x.astype(dst) * dst.type(int((output_max + 1) // (input_max + 1)))
+
+
+def to_dtype(image: np.ndarray, dtype: Any = "float32", scale: bool = False) -> np.ndarray:
+    """Convert a tensor's dtype as torchvision v2's ``to_dtype``: without ``scale`` a plain cast; with it,
+    integer → float multiplies by ``1 / max`` in the float type (v2's ``x.to(dtype).mul_(1 / max)``, which
+    differs from v1's ``x / max`` on 126 of the 256 uint8 values); the other conversions are
+    :func:`convert_image_dtype`'s.
+    """
+    dst = np.dtype(_checks.dtype_name(dtype))
+    x = _checks.tensor(image, "ToDtype")
+    if not isinstance(scale, bool):
+        raise TypeError(f"ToDtype scale must be a bool, got {scale!r}")
+    if x.dtype == dst:
+        return x
+    if not scale:
+        return x.astype(dst)
+    if x.dtype.kind in "iu" and dst.kind == "f":
+        out = x.astype(dst)
+        return np.multiply(out, dst.type(1.0 / float(np.iinfo(x.dtype).max)), out=out)
+    return convert_image_dtype(x, dst)
 
 
 def normalize(

@@ -9,6 +9,8 @@ and the tests compare edgeinfer with. It is given the ``torchvision.transforms``
 
 from __future__ import annotations
 
+import importlib
+import sys
 from collections.abc import Callable, Mapping
 from types import ModuleType
 from typing import Any
@@ -40,34 +42,70 @@ _TIMM_REFUSED = {
 }
 
 
-def from_torchvision(obj: Any) -> classes.Transform:
+def from_torchvision(obj: Any, backend: str | None = None) -> classes.Transform:
     """The edgeinfer equivalent of a torchvision v1 or v2 transform or Compose, read from its attributes.
-
     timm's evaluation transforms (``timm.data.create_transform(**resolve_data_config(...))``, every crop
-    mode) are read too: see :func:`_from_timm`. Resize records the installed Pillow's pass order
-    ("pillow13" for Pillow >= 13, else "pillow12"), since that is what the torchvision pipeline computes on
-    this machine.
+    mode) are read too: see :func:`_from_timm`.
+
+    Args:
+        backend: what the pipeline is given. "pil": a PIL image (ImageFolder's loader). "tensor": a uint8
+            C×H×W tensor (``torchvision.io.decode_image``): the result starts with PILToTensor, which the
+            runtime's decoded image goes through. None: read it from the Compose, "pil" unless it says
+            otherwise. Either way, each Resize runs on what it receives there: a Resize after
+            ToImage / PILToTensor / ToTensor gets ``backend="tensor"`` (torch's kernels).
+
+    Resize records the installed Pillow's pass order ("pillow13" for Pillow >= 13, else "pillow12"),
+    since that is what the torchvision pipeline computes on this machine.
 
     Raises:
         ValueError: for a transform edgeinfer does not support (named in the message).
         TypeError: for an object that is not a torchvision or timm transform.
     """
+    if backend not in (None, *_checks.BACKENDS):
+        raise ValueError(
+            f"from_torchvision backend must be one of {_checks.BACKENDS} or None, got {backend!r}"
+        )
+    state = _Flow("uint8" if backend == "tensor" else None)
+    result = _read(obj, state)
+    if backend == "tensor" and not _starts_with_tensor(result):
+        return classes.Compose([classes.PILToTensor(), result])
+    return result
+
+
+class _Flow:
+    """What the torchvision pipeline holds at the transform being read: an image (``dtype`` None) or a
+    tensor of ``dtype``."""
+
+    def __init__(self, dtype: str | None) -> None:
+        self.dtype = dtype
+
+
+def _starts_with_tensor(t: classes.Transform) -> bool:
+    while isinstance(t, classes.Compose) and t.transforms:
+        t = t.transforms[0]
+    return isinstance(t, (classes.PILToTensor, classes.ToTensor))
+
+
+def _read(obj: Any, flow: _Flow) -> classes.Transform:
     cls = type(obj)
     name = cls.__name__
     if cls.__module__.startswith("timm."):
-        return _from_timm(obj)
+        return _from_timm(obj, flow)
     if not cls.__module__.startswith("torchvision.transforms"):
         raise TypeError(
             f"expected a torchvision or timm transform, got {name} from module {cls.__module__!r}"
         )
+    v2 = cls.__module__.startswith("torchvision.transforms.v2")
     if name == "Compose":
-        return classes.Compose([from_torchvision(t) for t in obj.transforms])
+        return classes.Compose([_read(t, flow) for t in obj.transforms])
     if name == "Resize":
-        return classes.Resize(
-            obj.size, obj.interpolation, obj.max_size, obj.antialias, pass_order=installed_pass_order()
-        )
+        return _resize(obj, flow, v2)
     if name == "CenterCrop":
         return classes.CenterCrop(obj.size)
+    if flow.dtype is not None and name in ("Pad", "Grayscale"):
+        raise ValueError(
+            f"{name} on a tensor (torchvision's tensor path) is not supported; put it before ToImage"
+        )
     if name == "Pad":
         if isinstance(obj.fill, Mapping):
             raise ValueError(
@@ -77,29 +115,68 @@ def from_torchvision(obj: Any) -> classes.Transform:
     if name == "Grayscale":
         return classes.Grayscale(obj.num_output_channels)
     if name == "ToTensor":
+        flow.dtype = "float32"
         return classes.ToTensor()
     if name in ("PILToTensor", "ToImage"):
+        if name == "ToImage" and flow.dtype is not None:
+            return classes.Compose([])  # ToImage of a tensor is the tensor
         # v2's ToImage on a PIL image is pil_to_tensor: the same values.
+        flow.dtype = "uint8"
         return classes.PILToTensor()
-    if name == "ConvertImageDtype":
-        if cls.__module__.startswith("torchvision.transforms.v2") and obj.dtype.is_floating_point:
-            # v2's to_dtype scales integers by x * (1 / max), v1 by x / max: 1 ulp apart for about half
-            # of the uint8 values.
-            raise ValueError(
-                f"torchvision.transforms.v2.ConvertImageDtype({obj.dtype}) is not supported: v2 multiplies "
-                "by 1/max where v1 divides by max, the floats differ; use v1's ConvertImageDtype or ToTensor"
-            )
-        return classes.ConvertImageDtype(str(obj.dtype))
+    if name in ("ConvertImageDtype", "ToDtype"):
+        return _to_dtype(obj, flow, v2)
     if name == "Normalize":
         return classes.Normalize(_numbers(obj.mean), _numbers(obj.std), obj.inplace)
     if name == "ToPILImage":
+        flow.dtype = None
         return classes.ToPILImage(obj.mode)
     raise ValueError(
         f"{name} is not supported (edgeinfer supports only deterministic transforms: {_SUPPORTED})"
     )
 
 
-def _from_timm(obj: Any) -> classes.Transform:
+def _resize(obj: Any, flow: _Flow, v2: bool) -> classes.Resize:
+    interpolation = _checks.interpolation_name(obj.interpolation)
+    if flow.dtype is None:
+        return classes.Resize(
+            obj.size, interpolation, obj.max_size, obj.antialias, pass_order=installed_pass_order()
+        )
+    if flow.dtype == "uint8" and not v2 and interpolation in ("bilinear", "bicubic"):
+        # v1's F.resize converts any non-float tensor to float32, resizes and rounds half to even.
+        raise ValueError(
+            f"torchvision.transforms.Resize({interpolation}) of a uint8 tensor (v1: float32 kernel, then "
+            "rounded) is not supported; use torchvision.transforms.v2.Resize, or convert to float first"
+        )
+    return classes.Resize(
+        obj.size,
+        interpolation,
+        obj.max_size,
+        obj.antialias,
+        pass_order=installed_pass_order(),
+        backend="tensor",
+    )
+
+
+def _to_dtype(obj: Any, flow: _Flow, v2: bool) -> classes.Transform:
+    dtype = obj.dtype
+    if isinstance(dtype, Mapping):
+        raise ValueError(f"ToDtype with a per-type dtype dict ({dtype!r}) is not supported; use one dtype")
+    if type(obj).__name__ == "ToDtype":
+        flow.dtype = _checks.dtype_name(dtype)
+        return classes.ToDtype(flow.dtype, obj.scale)
+    if v2 and dtype.is_floating_point:
+        # v2's to_dtype scales integers by x * (1 / max), v1 by x / max: 1 ulp apart for about half
+        # of the uint8 values.
+        raise ValueError(
+            f"torchvision.transforms.v2.ConvertImageDtype({dtype}) is not supported: v2 multiplies "
+            "by 1/max where v1 divides by max, the floats differ; use v1's ConvertImageDtype or ToTensor, "
+            "or v2.ToDtype(dtype, scale=True)"
+        )
+    flow.dtype = _checks.dtype_name(dtype)
+    return classes.ConvertImageDtype(flow.dtype)
+
+
+def _from_timm(obj: Any, flow: _Flow) -> classes.Transform:
     """The edgeinfer equivalent of one of timm's transforms (``timm.data.transforms``), by its attributes.
 
     What ``transforms_imagenet_eval`` builds: MaybeToTensor is ToTensor on an image (a tensor it passes
@@ -111,8 +188,10 @@ def _from_timm(obj: Any) -> classes.Transform:
     name = cls.__name__
     if cls.__module__ == _TIMM_TRANSFORMS:
         if name == "MaybeToTensor":
+            flow.dtype = "float32"
             return classes.ToTensor()
         if name == "MaybePILToTensor":
+            flow.dtype = "uint8"
             return classes.PILToTensor()
         if name == "ResizeKeepRatio":
             random = obj.random_scale_prob > 0 or obj.random_aspect_prob > 0
@@ -171,13 +250,20 @@ def to_torchvision(
             [to_torchvision(step, transforms, timm_transforms) for step in spec["transforms"]]
         )
     # pass_order records which Pillow the spec reproduces; torchvision always uses the installed one.
-    kwargs = {k: v for k, v in spec.items() if k not in ("type", "pass_order")}
+    kwargs = {k: v for k, v in spec.items() if k not in ("type", "pass_order", "backend")}
     if kind in TIMM_CLASSES:
         if timm_transforms is None:
             raise ValueError(f"{kind} is timm's transform: pass timm.data.transforms to rebuild {dict(spec)}")
         return getattr(timm_transforms, kind)(**kwargs)  # timm takes interpolation by name
     if "interpolation" in kwargs:
         kwargs["interpolation"] = transforms.InterpolationMode(kwargs["interpolation"])
+    if kind == "ToDtype" or spec.get("backend") == "tensor":
+        # v2's: its Resize runs torch's uint8 kernel on a uint8 tensor where v1 converts to float; ToDtype
+        # exists only there. torch is loaded: the caller imported torchvision.
+        v2 = importlib.import_module(transforms.__name__ + ".v2")
+        if kind == "ToDtype":
+            kwargs["dtype"] = getattr(sys.modules["torch"], kwargs["dtype"])
+        return getattr(v2, kind)(**kwargs)
     if not hasattr(transforms, kind):
         raise ValueError(f"no torchvision transform named {kind!r} for the spec {dict(spec)}")
     return getattr(transforms, kind)(**kwargs)

@@ -9,6 +9,9 @@ would run them, and fuses:
   one fill value) compute the same numbers on every channel of an image whose channels are equal;
 * ToTensor followed by Normalize normalizes ToTensor's new float32 array in place.
 
+On torchvision's tensor path (after PILToTensor / ToTensor) Resize must have ``backend="tensor"`` and runs
+unfused; a CenterCrop there crops the tensor's last two axes.
+
 The steps call only the public functions of :mod:`edgeinfer.transforms.functional` with the public
 attributes of the transforms; the results equal running the transforms one by one, bit for bit.
 ``Compose`` calls :func:`plan` when it is built (the package's ``__init__`` hands it over: this module
@@ -28,8 +31,14 @@ from edgeinfer.transforms import functional as F
 from edgeinfer.transforms import transforms as classes
 
 # What each transform consumes; every other transform takes an image (PIL image or H×W[×C] array).
-_TAKES_TENSOR = (classes.ConvertImageDtype, classes.Normalize, classes.ToPILImage)
-_GIVES_TENSOR = (classes.ToTensor, classes.PILToTensor, classes.ConvertImageDtype, classes.Normalize)
+_TAKES_TENSOR = (classes.ConvertImageDtype, classes.ToDtype, classes.Normalize, classes.ToPILImage)
+_GIVES_TENSOR = (
+    classes.ToTensor,
+    classes.PILToTensor,
+    classes.ConvertImageDtype,
+    classes.ToDtype,
+    classes.Normalize,
+)
 # What a gray image held as one plane may go through before it must become three channels.
 _GRAY_PLANE_SAFE = (classes.Resize, classes.CenterCrop, classes.Pad, classes.Grayscale, classes.ToTensor)
 # The RGB image whose three channels equal an L image: Grayscale(3) of it.
@@ -41,10 +50,11 @@ def plan(transforms: Sequence[classes.Transform]) -> list[classes.Step]:
 
     Raises:
         ValueError: an image transform after the image became a tensor (torchvision would run its tensor
-            path, which edgeinfer does not reproduce), or a tensor transform before ToTensor.
+            path: only Resize(backend="tensor") and CenterCrop reproduce it), or a tensor transform before
+            ToTensor.
     """
     flat = _flatten(transforms)
-    _check_kinds(flat)
+    kinds = _check_kinds(flat)
     steps: list[classes.Step] = []
     gray3 = False  # the image is RGB with equal channels, held as its one L plane
     i = 0
@@ -58,6 +68,10 @@ def plan(transforms: Sequence[classes.Transform]) -> list[classes.Step]:
             if not gray3:
                 steps.append(F.rgb_to_grayscale)
             gray3 = t.num_output_channels == 3
+        elif isinstance(t, classes.CenterCrop) and kinds[i] == "tensor":
+            steps.append(functools.partial(F.center_crop, output_size=t.size, backend="tensor"))
+        elif isinstance(t, classes.Resize) and t.backend == "tensor":
+            steps.append(t)
         elif isinstance(t, classes.Resize):
             crop = nxt if isinstance(nxt, classes.CenterCrop) else None
             steps.append(_resize_crop(t, crop))
@@ -91,19 +105,33 @@ def _flatten(transforms: Sequence[classes.Transform]) -> list[classes.Transform]
     return flat
 
 
-def _check_kinds(flat: Sequence[classes.Transform]) -> None:
+def _takes(t: classes.Transform, kind: str | None) -> str:
+    """What ``t`` consumes: CenterCrop takes what it is given; Resize a tensor on the tensor backend."""
+    if isinstance(t, classes.CenterCrop):
+        return kind or "image"
+    if isinstance(t, _TAKES_TENSOR) or (isinstance(t, classes.Resize) and t.backend == "tensor"):
+        return "tensor"
+    return "image"
+
+
+def _check_kinds(flat: Sequence[classes.Transform]) -> list[str]:
+    """What each transform receives ("image" or "tensor"), checked as torchvision would run them."""
     kind = None
+    kinds = []
     for i, t in enumerate(flat):
-        takes = "tensor" if isinstance(t, _TAKES_TENSOR) else "image"
+        takes = _takes(t, kind)
+        kinds.append(takes)
         if kind == "tensor" and takes == "image":
             raise ValueError(
                 f"Compose: {type(t).__name__} (step {i}) comes after the image became a tensor; torchvision "
-                "would run it on the tensor (its tensor path, not Pillow's), which edgeinfer does not "
-                "reproduce — move it before ToTensor/PILToTensor"
+                "would run it on the tensor (its tensor path, not Pillow's): move it before "
+                "ToTensor/PILToTensor, or for a Resize give it backend='tensor'"
             )
         if kind == "image" and takes == "tensor":
             raise ValueError(f"Compose: {type(t).__name__} (step {i}) needs a tensor; add ToTensor before it")
-        kind = "tensor" if isinstance(t, _GIVES_TENSOR) else "image"
+        keeps = isinstance(t, (classes.CenterCrop, classes.Resize))  # a tensor stays a tensor
+        kind = "tensor" if isinstance(t, _GIVES_TENSOR) or (keeps and takes == "tensor") else "image"
+    return kinds
 
 
 def _one_fill(pad: classes.Pad) -> Any:

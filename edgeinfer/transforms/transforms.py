@@ -62,10 +62,12 @@ class Transform:
 
 
 class Resize(Transform):
-    """Resize to ``size`` like ``torchvision.transforms.Resize`` on a PIL image (Pillow's resampling).
+    """Resize to ``size`` like ``torchvision.transforms.Resize`` on a PIL image (Pillow's resampling), or
+    on a tensor with ``backend="tensor"`` (torch's kernels: then it takes and gives a ...×H×W tensor).
 
     The arguments are :func:`~edgeinfer.transforms.functional.resize`'s; ``interpolation`` is kept as its
-    name ("bilinear", ...).
+    name ("bilinear", ...). The spec records ``backend`` only when it is "tensor", so PIL-path specs are
+    unchanged.
     """
 
     def __init__(
@@ -75,6 +77,7 @@ class Resize(Transform):
         max_size: int | None = None,
         antialias: bool | None = True,
         pass_order: str = "pillow13",
+        backend: str = "pil",
     ) -> None:
         self.size = _checks.resize_size(size, max_size, antialias, pass_order)
         if max_size is not None:
@@ -86,6 +89,7 @@ class Resize(Transform):
         self.max_size = max_size
         self.antialias = antialias
         self.pass_order = pass_order
+        self.backend = _checks.backend(backend, self.interpolation, antialias)
 
     def output_size(self, height: int, width: int) -> tuple[int, int]:
         """The (height, width) an image of this size is resized to."""
@@ -93,11 +97,24 @@ class Resize(Transform):
 
     def __call__(self, img: Any) -> np.ndarray:
         return F.resize(
-            img, self.size, self.interpolation, self.max_size, self.antialias, pass_order=self.pass_order
+            img,
+            self.size,
+            self.interpolation,
+            self.max_size,
+            self.antialias,
+            pass_order=self.pass_order,
+            backend=self.backend,
         )
+
+    def to_spec(self) -> dict[str, Any]:
+        spec = super().to_spec()
+        if self.backend == "pil":
+            del spec["backend"]
+        return spec
 
     def __repr__(self) -> str:
         extra = f", pass_order={self.pass_order}" if self.pass_order != "pillow13" else ""
+        extra += f", backend={self.backend}" if self.backend != "pil" else ""
         return (
             f"{type(self).__name__}(size={self.size}, interpolation={self.interpolation}, "
             f"max_size={self.max_size}, antialias={self.antialias}{extra})"
@@ -232,6 +249,22 @@ class ConvertImageDtype(Transform):
 
     def __call__(self, img: Any) -> np.ndarray:
         return F.convert_image_dtype(img, self.dtype)
+
+
+class ToDtype(Transform):
+    """Convert a tensor's dtype like ``torchvision.transforms.v2.ToDtype``: ``scale=True`` rescales
+    (uint8 → float multiplies by ``float(1 / 255)``, not v1's division by 255). ``dtype`` is kept as its
+    name ("float32").
+    """
+
+    def __init__(self, dtype: Any, scale: bool = False) -> None:
+        self.dtype = _checks.dtype_name(dtype)
+        if not isinstance(scale, bool):
+            raise TypeError(f"ToDtype scale must be a bool, got {scale!r}")
+        self.scale = scale
+
+    def __call__(self, img: Any) -> np.ndarray:
+        return F.to_dtype(img, self.dtype, self.scale)
 
 
 class Normalize(Transform):
