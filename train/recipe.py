@@ -84,8 +84,9 @@ def overrides(args: argparse.Namespace) -> dict[str, Any]:
 def hold_images(
     run: Run, data: Data, image_mode: str, steps: Mapping[str, Sequence[Any]], cache_mb: float
 ) -> Data:
-    """Step 3a: a folder's splits decoded once more, through ``steps[split]``, and held in memory within
-    ``cache_mb`` (``folders.hold_decoded``; rank 0 prints what is held); Fashion-MNIST arrays as they are."""
+    """Once the eval pipeline is built: a folder's splits decoded once more, through ``steps[split]``, and
+    held in memory within ``cache_mb`` (``folders.hold_decoded``; rank 0 prints what is held); Fashion-MNIST
+    arrays as they are."""
     if not isinstance(data, FolderData):
         return data
     data, summary = hold_decoded(data, image_mode, steps, cache_mb, run.progress)
