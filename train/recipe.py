@@ -212,9 +212,9 @@ def add_arguments(parser: argparse.ArgumentParser, out: Path) -> None:
         type=float,
         default=DEFAULT_CACHE_MB,
         metavar="MB",
-        help=f"folder images: memory for holding them decoded (default {DEFAULT_CACHE_MB}); each split "
-        "whose decoded images fit (train first) is read from memory and augmented in batches, the others "
-        "are decoded from their files every epoch (with --workers)",
+        help=f"folder images: memory for holding them decoded (default {DEFAULT_CACHE_MB}): each split whose "
+        "decoded images fit, train first, is read from memory (train_cnn augments it in whole batches); the "
+        "others are decoded from their files every time they are read (with --workers)",
     )
     parser.add_argument("--out", type=Path, default=out)
     parser.add_argument("--seed", type=int, default=0)
