@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -148,15 +149,137 @@ def test_a_split_without_images_is_an_error(rgb_folder):
         folders.load_folder(rgb_folder, (0.9, 0.0, 0.1))
 
 
+# --- images held in memory (--cache-mb) ---
+
+SHIFT = 2  # the improved preset's
+
+
+class _Draws:
+    """``torch.rand`` and ``torch.randint`` as torchvision's RandomHorizontalFlip and RandomCrop call them,
+    answering with the given draws in turn."""
+
+    def __init__(self, uniforms: list[float], offsets: list[int], high: int) -> None:
+        self.uniforms, self.offsets, self.high = uniforms, offsets, high
+
+    def rand(self, *size, **kwargs):
+        assert size == (1,) and not kwargs, (size, kwargs)
+        return torch.tensor([self.uniforms.pop(0)])
+
+    def randint(self, low, high, size):
+        assert (low, high, tuple(size)) == (0, self.high, (1,)), (low, high, size)
+        return torch.tensor([self.offsets.pop(0)])
+
+
+@pytest.mark.parametrize("mode", ["L", "RGB"])
+def test_held_images_are_augmented_in_batches_as_torchvision_augments_files(rgb_folder, mode, monkeypatch):
+    """train_cnn's batches from held images (resized and cropped once, then flipped, shifted and normalised a
+    batch at a time) equal to the bit what its per-image torchvision pipeline makes of the files (Resize →
+    CenterCrop → RandomHorizontalFlip → RandomCrop(padding) → ToTensor → Normalize), given the same draws:
+    a shift before the resize, another flip rule or another normalisation would differ."""
+    from train import engine, pipelines, train_cnn
+
+    data = folders.load_folder(rgb_folder)
+    pipeline = pipelines.eval_pipeline(16, (0.5,) * len(mode), (0.3,) * len(mode), arrays=False)
+    held, _ = folders.hold_decoded(data, mode, {"train": pipelines.split_at_to_tensor(pipeline)[0]})
+    config = {**train_cnn.PRESETS["improved"], "image_mode": mode, "batch_size": 8, "seed": 0}
+    assert (config["flip"], config["shift"]) == (True, SHIFT)
+    cpu = engine.Dist(rank=0, world_size=1, device=torch.device("cpu"))
+    from_memory, steps = train_cnn.training_batches(config, held, pipeline, cpu)
+    from_files, files_steps = train_cnn.training_batches(config, data, pipeline, cpu)
+    assert steps == files_steps == len(data.samples["train"]) // 8 == 3
+    # What prepare_batch draws from the rank's generator per batch: a uniform per image (random_flip), then
+    # a top and a left offset per image (random_shift).
+    generator = engine.rank_generator(0, cpu)
+    flips, shifts = 0, set()
+    for epoch in range(2):
+        files = iter(from_files(epoch))
+        for x, y in from_memory(epoch):
+            uniforms = torch.rand(len(y), generator=generator)
+            top, left = torch.randint(0, 2 * SHIFT + 1, (2, len(y), 1, 1, 1), generator=generator).flatten(1)
+            offsets = [v for pair in zip(top.tolist(), left.tolist(), strict=True) for v in pair]
+            draws = _Draws(uniforms.tolist(), offsets, 2 * SHIFT + 1)
+            with monkeypatch.context() as patch:
+                patch.setattr(torch, "rand", draws.rand)
+                patch.setattr(torch, "randint", draws.randint)
+                expected, labels = next(files)
+            assert draws.uniforms == draws.offsets == []  # one flip and one crop per image, as drawn
+            assert x.shape == (8, len(mode), 16, 16) and torch.equal(y, labels)
+            assert torch.equal(x, expected)
+            flips += int((uniforms < 0.5).sum())
+            shifts |= set(zip(top.tolist(), left.tolist(), strict=True))
+        assert next(files, None) is None
+    assert 0 < flips < 48 and len(shifts) > 10  # both branches and many shifts were compared
+
+
+def test_held_splits_give_the_items_their_files_give(rgb_folder):
+    """Evaluation images held after the eval pipeline's resize and crop, and transfer.py's training images
+    held whole (its RandomResizedCrop reads the full image), give what ImageFolder gives from the files
+    through the same pipeline: the same tensors, the same random crops for the same seed."""
+    from torchvision import transforms as T
+
+    from train import pipelines, recipe
+
+    data = folders.load_folder(rgb_folder, (0.5, 0.2, 0.3))
+    evaluation = T.Compose([T.Resize(37, T.InterpolationMode.BICUBIC), T.CenterCrop(32), T.ToTensor(),
+                            T.Normalize(pipelines.IMAGENET_MEAN, pipelines.IMAGENET_STD)])  # fmt: skip
+    training = pipelines.backbone_train_pipeline(evaluation)
+    resize_and_crop = pipelines.split_at_to_tensor(evaluation)[0]
+    steps = {"train": [], "val": resize_and_crop, "test": resize_and_crop}
+    held, _ = folders.hold_decoded(data, "RGB", steps)
+    assert len({image.shape for image in held.held["train"].images}) > 1  # whole images, sizes differ
+    assert held.held["val"].images.shape == (len(data.samples["val"]), 32, 32, 3)
+    for split, pipeline in (("train", training), ("val", evaluation), ("test", evaluation)):
+        from_memory = folders.held_dataset(held, split, pipeline)
+        from_files = folders.image_folder(data.dataset, split, data.samples[split], "RGB", pipeline)
+        assert len(from_memory) == len(from_files) == len(data.samples[split])
+        items = []
+        for dataset in (from_memory, from_files):
+            torch.manual_seed(5)
+            items.append([dataset[i] for i in range(len(dataset))])
+        for (x, label), (expected, expected_label) in zip(*items, strict=True):
+            assert label == expected_label and torch.equal(x, expected)
+    assert isinstance(recipe.evaluation_set(held, "val", "RGB", evaluation), type(from_memory))
+    # Held through other steps than a pipeline starts with: that pipeline reads the files.
+    assert folders.held_dataset(held, "val", training) is None
+
+
+def test_splits_beyond_the_memory_budget_are_decoded_from_their_files(gray_folder):
+    from train import pipelines, recipe
+
+    data = folders.load_folder(gray_folder)
+    pipeline = pipelines.eval_pipeline(16, (0.5,), (0.5,), arrays=False)
+    steps = dict.fromkeys(folders.SPLITS, pipelines.split_at_to_tensor(pipeline)[0])
+    counts = {split: len(data.samples[split]) for split in folders.SPLITS}
+    train_mb = counts["train"] * 16 * 16 / 2**20  # L images, 16×16 bytes each
+    held, summary = folders.hold_decoded(data, "L", steps, cache_mb=train_mb)
+    assert list(held.held) == ["train"] and held.held["train"].images.shape == (counts["train"], 16, 16)
+    assert summary == (
+        f"images held decoded in memory: train {counts['train']} ({counts['train'] / 4:.1f} kB of --cache-mb "
+        f"{train_mb:g}); decoded every time they are read: val ({counts['val'] / 4:.1f} kB), "
+        f"test ({counts['test'] / 4:.1f} kB)"
+    )
+    assert isinstance(recipe.evaluation_set(held, "val", "L", pipeline), torchvision.datasets.ImageFolder)
+    nothing, summary = folders.hold_decoded(data, "L", steps, cache_mb=0)
+    assert nothing.held == {} and summary.startswith("images held decoded in memory: none (0.0 kB of ")
+    with pytest.raises(ValueError, match="^images can be held after steps that end with a CenterCrop"):
+        folders.hold_decoded(data, "L", {"train": pipeline.transforms[:1]})
+
+
 # --- training on folders, end to end ---
 
 
 def test_transfer_on_a_folder_stores_the_data_config_and_reproduces_its_accuracy(rgb_folder, tmp_path):
+    """With a memory budget that holds only the validation images (6 of 32×32×3 bytes; the 15 training
+    images whole take 44 kB, the test images 27 kB): the other splits are read from their files."""
     out = tmp_path / "run"
     result = _run("transfer.py", "--data", str(rgb_folder), "--split", "0.5,0.2,0.3", "--arch",
                   "mobilenet_v3_small", "--weights", "none", "--unfreeze", "2", "--image-size", "32",
-                  "--epochs", "1", "--batch-size", "8", "--out", str(out))  # fmt: skip
+                  "--epochs", "1", "--batch-size", "8", "--cache-mb", "0.03", "--out", str(out))  # fmt: skip
     assert result.returncode == 0, result.stderr
+    assert (
+        "images held decoded in memory: val 6 (18.0 kB of --cache-mb 0.03); decoded every time they are "
+        "read: train (44.0 kB), test (27.0 kB)"
+    ) in result.stdout.splitlines()
     warnings = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
     assert warnings == [_warning(rgb_folder.resolve() / "cloud" / "corrupt.jpg")]
     assert "skipped 1 unreadable file)" in result.stdout
@@ -185,6 +308,10 @@ def test_train_cnn_on_a_grayscale_folder(gray_folder, tmp_path):
     assert result.returncode == 0, result.stderr
     warnings = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
     assert warnings == [_warning(gray_folder.resolve() / "bridge" / "truncated.png")]
+    # Every split fits the default budget: held after the resize and crop, 16×16 bytes an image.
+    assert re.search(r"^images held decoded in memory: train 2\d, val 3, test 3 \(\d\.\d kB of --cache-mb "
+                     r"2048\)$", result.stdout, re.M), result.stdout  # fmt: skip
+    assert len(re.findall(r"^epoch .*s  \([\d,]+ images/s\)$", result.stdout, re.M)) == 2, result.stdout
 
     accuracy, checkpoint, data_config = _measured_accuracy(out)
     assert data_config.labels == CLASSES

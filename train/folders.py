@@ -11,11 +11,18 @@ A data set is described by a plain dict (stored in the checkpoint's data config)
 :func:`folder_samples` turns it into the same ``(path, class index)`` list every time, for training here and
 for verification, calibration and evaluation in export/. Any format Pillow opens is an image; decoding is
 edgeinfer's (``Image.open(f).convert(mode)``, torchvision's loader), so training sees what the runtime sees.
+
+Training decodes each image once more after the check, through the deterministic start of the pipeline
+that reads it (:func:`hold_decoded`, e.g. the eval Resize and CenterCrop), and holds the results in memory as
+uint8 arrays within a budget (``--cache-mb``): epochs then re-open no file. A split beyond the budget is
+decoded each time it is read, through torchvision's ``ImageFolder`` (:func:`image_folder`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import math
 import os
 import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -26,9 +33,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from PIL import Image
 
-from train.data import SPLITS
+from train.data import SPLITS, ArrayDataset
 
 DEFAULT_SPLIT = (0.8, 0.1, 0.1)
+# Memory for decoded images (--cache-mb): 2 GiB holds ~2M images of 32x32 grey, ~14k RGB 224x224 crops.
+DEFAULT_CACHE_MB = 2048
 # Modes whose images carry no colour: a folder of only these trains an "L" model when the mode is "auto".
 GRAY_MODES = frozenset({"1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"})
 
@@ -110,14 +119,32 @@ def describe_folder(
 
 
 @dataclass(frozen=True)
+class HeldSplit:
+    """One split's images held decoded: each is ``np.asarray`` of the PIL image after ``steps`` (uint8 H×W or
+    H×W×C), stacked N×... when ``steps`` fix the size, else a list; with the class indices."""
+
+    images: np.ndarray | list[np.ndarray]
+    labels: np.ndarray
+    steps: tuple[Any, ...]
+
+    @property
+    def nbytes(self) -> int:
+        if isinstance(self.images, list):
+            return sum(image.nbytes for image in self.images)
+        return self.images.nbytes
+
+
+@dataclass(frozen=True)
 class FolderData:
-    """A checked folder data set: its description, classes, readable samples per split, what was skipped."""
+    """A checked folder data set: its description, classes, readable samples per split, what was skipped,
+    and the splits held decoded in memory (:func:`hold_decoded`)."""
 
     dataset: dict[str, Any]
     classes: list[str]
     samples: dict[str, list[Sample]]
     skipped: list[str]
     modes: frozenset[str]
+    held: Mapping[str, HeldSplit] = dataclasses.field(default_factory=dict)
 
     @property
     def grayscale(self) -> bool:
@@ -156,7 +183,8 @@ def training_batches(
     seed: int,
     workers: int,
 ) -> tuple[Callable[[int], Iterator[Batch]], int]:
-    """``(batches(epoch), steps per epoch)``: this rank's shuffled, augmented training batches.
+    """``(batches(epoch), steps per epoch)``: this rank's shuffled training batches, ``transform`` (a
+    ``Compose``) applied image by image, from the images held in memory or else from the files.
 
     ``batch_size`` is the global batch (each rank takes its share); the last incomplete batch is dropped.
     """
@@ -164,7 +192,9 @@ def training_batches(
 
     from train import engine
 
-    images = image_folder(data.dataset, "train", data.samples["train"], mode, transform)
+    images = held_dataset(data, "train", transform)
+    if images is None:
+        images = image_folder(data.dataset, "train", data.samples["train"], mode, transform)
     sampler = torch.utils.data.DistributedSampler(
         images, num_replicas=dist.world_size, rank=dist.rank, shuffle=True, seed=seed
     )
@@ -178,6 +208,99 @@ def training_batches(
         return iter(loader)
 
     return batches, len(loader)
+
+
+def hold_decoded(
+    data: FolderData,
+    mode: str,
+    steps: Mapping[str, Sequence[Any]],
+    cache_mb: float = DEFAULT_CACHE_MB,
+    progress: bool = False,
+) -> tuple[FolderData, str]:
+    """Decode the images of each split named in ``steps`` once more, in ``mode``, run them through
+    ``steps[split]`` (the deterministic start of the pipeline that will read them: a Resize and CenterCrop,
+    or nothing) and hold them in memory, so that no epoch re-opens a file.
+
+    Splits are taken in the order of ``steps`` while their images fit in ``cache_mb`` megabytes in all
+    (their size is known before decoding); the others stay on disk and are decoded each time they are read.
+    Returns the data with ``held`` set, and one line saying what is held and what is not.
+
+    Raises:
+        ValueError: ``steps`` for a split neither empty nor ending with a CenterCrop (its size is unknown).
+    """
+    from tqdm import tqdm
+
+    budget = cache_mb * 2**20
+    held: dict[str, HeldSplit] = {}
+    on_disk: list[str] = []
+    for split, split_steps in steps.items():
+        samples = data.samples[split]
+        shapes = _held_shapes(samples, mode, split_steps)
+        size = sum(math.prod(shape) for shape in shapes)
+        if size > budget:
+            on_disk.append(f"{split} ({_size(size)})")
+            continue
+        budget -= size
+        listing = tqdm(samples, desc=f"decoding {split} images", leave=False, disable=not progress)
+        decoded = (_decode(path, mode, split_steps) for path, _ in listing)
+        images: np.ndarray | list[np.ndarray]
+        if split_steps:  # they end with a CenterCrop: one size, one array filled in place
+            images = np.empty((len(samples), *shapes[0]), np.uint8)
+            for i, image in enumerate(decoded):
+                images[i] = image
+        else:
+            images = list(decoded)
+        labels = np.array([target for _, target in samples], dtype=np.int64)
+        held[split] = HeldSplit(images, labels, tuple(split_steps))
+    counts = ", ".join(f"{split} {len(h.labels):,}" for split, h in held.items())
+    used = _size(sum(h.nbytes for h in held.values()))
+    summary = f"images held decoded in memory: {counts or 'none'} ({used} of --cache-mb {cache_mb:g})"
+    if on_disk:
+        summary += f"; decoded every time they are read: {', '.join(on_disk)}"
+    return dataclasses.replace(data, held=held), summary
+
+
+def held_dataset(data: FolderData, split: str, pipeline: Any) -> ArrayDataset | None:
+    """``split`` as ``(pipeline(image), label)`` items (as :func:`image_folder` gives them) from the images
+    held in memory, whose decoding already ran the pipeline's first steps; None when the split is not held
+    or was held through other steps than ``pipeline`` (a ``Compose``) starts with."""
+    from torchvision import transforms as T
+
+    held = data.held.get(split)
+    if held is None or tuple(pipeline.transforms[: len(held.steps)]) != held.steps:
+        return None
+    rest = T.Compose([Image.fromarray, *pipeline.transforms[len(held.steps) :]])
+    return ArrayDataset(held.images, held.labels, rest)
+
+
+def _size(nbytes: int) -> str:
+    """``nbytes`` for a person: MB, or kB below a tenth of one."""
+    return f"{nbytes / 2**20:,.1f} MB" if nbytes >= 2**20 / 10 else f"{nbytes / 2**10:,.1f} kB"
+
+
+def _decode(path: str, mode: str, steps: Sequence[Any]) -> np.ndarray:
+    """The image at ``path`` in ``mode`` (as :func:`image_folder` loads it) after ``steps``, as an array."""
+    image = _load(path, mode)
+    for step in steps:
+        image = step(image)
+    return np.asarray(image)
+
+
+def _held_shapes(samples: Sequence[Sample], mode: str, steps: Sequence[Any]) -> list[tuple[int, ...]]:
+    """The shape each image will have once decoded in ``mode`` and run through ``steps``."""
+    from torchvision import transforms as T
+
+    bands = Image.getmodebands(mode)
+    channels = (bands,) if bands > 1 else ()
+    if steps:
+        if not isinstance(steps[-1], T.CenterCrop):
+            raise ValueError(f"images can be held after steps that end with a CenterCrop, not after {steps}")
+        return [(*steps[-1].size, *channels)] * len(samples)
+    shapes = []
+    for path, _ in samples:
+        with Image.open(path) as image:
+            shapes.append((image.height, image.width, *channels))
+    return shapes
 
 
 def folder_classes(dataset: Mapping[str, Any]) -> list[str]:

@@ -49,7 +49,7 @@ def train_pipeline(eval_compose: Compose, flip: bool, shift: int) -> Compose:
     augmentation: list[Any] = [T.RandomHorizontalFlip()] if flip else []
     if shift:
         augmentation.append(T.RandomCrop(crop.size, padding=shift))
-    head, tail = _split_at_to_tensor(eval_compose)
+    head, tail = split_at_to_tensor(eval_compose)
     return T.Compose([*head, *augmentation, *tail])
 
 
@@ -99,7 +99,7 @@ def backbone_train_pipeline(eval_compose: Compose) -> Compose:
     interpolation) + horizontal flip, then the eval pipeline from ToTensor on."""
     resize = find(eval_compose, _kinds(T.Resize, "ResizeKeepRatio"))
     crop = find(eval_compose, _kinds(T.CenterCrop, "CenterCropOrPad"))
-    _, tail = _split_at_to_tensor(eval_compose)
+    _, tail = split_at_to_tensor(eval_compose)
     return T.Compose([
         T.RandomResizedCrop(crop.size, interpolation=resize.interpolation), T.RandomHorizontalFlip(), *tail,
     ])  # fmt: skip
@@ -145,8 +145,9 @@ def _kinds(torchvision_kind: type[Step], timm_name: str) -> tuple[type[Step], ..
     return torchvision_kind, getattr(timm_transforms, timm_name)
 
 
-def _split_at_to_tensor(pipeline: Compose) -> tuple[list[Any], list[Any]]:
-    """(the PIL steps, ToTensor and what follows it)."""
+def split_at_to_tensor(pipeline: Compose) -> tuple[list[Any], list[Any]]:
+    """(the PIL steps before ToTensor, ToTensor and what follows it): folder images can be held in memory
+    after the first part (train/folders.py ``hold_decoded``)."""
     index = pipeline.transforms.index(find(pipeline, T.ToTensor))
     return pipeline.transforms[:index], pipeline.transforms[index:]
 

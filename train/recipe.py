@@ -1,10 +1,11 @@
 """The steps every training script shares, around the model and the training that are its own.
 
 A script reads as: :func:`start` (processes, threads, output folder) → load the data (``train.data``) →
-build the model and its eval pipeline (``train.pipelines``) → :func:`array_batches` or
-``folders.training_batches`` → ``engine.fit`` → :func:`evaluate_and_save` (final evaluation through the eval
-pipeline, metrics, checkpoint, plots). :func:`add_arguments` and :func:`overrides` are the options they all
-take; :func:`exit_on_error` turns a user's mistake into one ``script.py: error: ...`` line.
+build the model and its eval pipeline (``train.pipelines``) → :func:`hold_images` (a folder's images decoded
+once and kept in memory) → :func:`array_batches` or ``folders.training_batches`` → ``engine.fit`` →
+:func:`evaluate_and_save` (final evaluation through the eval pipeline, metrics, checkpoint, plots).
+:func:`add_arguments` and :func:`overrides` are the options they all take; :func:`exit_on_error` turns a
+user's mistake into one ``script.py: error: ...`` line.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import argparse
 import contextlib
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -24,7 +25,7 @@ from torch import nn
 
 from train import engine, precision, report
 from train.data import SPLITS, ArrayDataset, add_data_arguments
-from train.folders import FolderData, image_folder
+from train.folders import DEFAULT_CACHE_MB, FolderData, held_dataset, hold_decoded, image_folder
 
 if TYPE_CHECKING:
     from torchvision.transforms import Compose
@@ -79,6 +80,20 @@ def overrides(args: argparse.Namespace) -> dict[str, Any]:
     return {key: getattr(args, key) for key in OVERRIDABLE if getattr(args, key) is not None}
 
 
+def hold_images(
+    run: Run, data: Data, image_mode: str, steps: Mapping[str, Sequence[Any]], cache_mb: float
+) -> Data:
+    """Once the eval pipeline is built: a folder's splits decoded once more, through ``steps[split]``, and
+    held in memory within ``cache_mb`` (``folders.hold_decoded``; rank 0 prints what is held); Fashion-MNIST
+    arrays as they are."""
+    if not isinstance(data, FolderData):
+        return data
+    data, summary = hold_decoded(data, image_mode, steps, cache_mb, run.progress)
+    if run.dist.is_main:
+        print(summary, flush=True)
+    return data
+
+
 def array_batches(
     train: tuple[np.ndarray, np.ndarray],
     batch_size: int,
@@ -86,10 +101,11 @@ def array_batches(
     dist: engine.Dist,
     prepare: Callable[[torch.Tensor, torch.Generator], torch.Tensor],
 ) -> tuple[Callable[[int], Iterator[engine.Batch]], int]:
-    """``(batches(epoch), steps per epoch)`` for images held in memory (uint8 N×H×W) with their labels.
+    """``(batches(epoch), steps per epoch)`` for images held in memory (uint8 N×H×W, or N×H×W×C as a
+    folder's colour images are held) with their labels.
 
     Each batch is this rank's shuffled share of the global ``batch_size``; ``prepare(images, generator)``
-    turns its uint8 N×1×H×W images into the network's input (augmentation, normalisation) with this rank's
+    turns its uint8 N×C×H×W images into the network's input (augmentation, normalisation) with this rank's
     generator.
     """
     images, labels = (torch.from_numpy(a) for a in train)
@@ -97,7 +113,9 @@ def array_batches(
 
     def batches(epoch: int) -> Iterator[engine.Batch]:
         for idx in engine.index_batches(len(images), batch_size, dist, seed, epoch):
-            yield prepare(images[idx].unsqueeze(1), generator), labels[idx]
+            batch = images[idx]
+            batch = batch.unsqueeze(1) if batch.ndim == 3 else batch.permute(0, 3, 1, 2)
+            yield prepare(batch, generator), labels[idx]
 
     return batches, engine.steps_per_epoch(len(images), batch_size, dist)
 
@@ -130,8 +148,12 @@ def choose_precision(
 
 
 def evaluation_set(data: Data, split: str, image_mode: str, pipeline: Compose) -> torch.utils.data.Dataset:
-    """One split as a map-style data set of (eval-pipeline tensor, label) items."""
+    """One split as a map-style data set of (eval-pipeline tensor, label) items; a folder's split from its
+    images held in memory when they are (``folders.hold_decoded``), else from its files."""
     if isinstance(data, FolderData):
+        held = held_dataset(data, split, pipeline)
+        if held is not None:
+            return held
         return image_folder(data.dataset, split, data.samples[split], image_mode, pipeline)
     return ArrayDataset(*data[split], pipeline)
 
@@ -175,9 +197,18 @@ def evaluate_and_save(
 
 
 def add_arguments(parser: argparse.ArgumentParser, out: Path) -> None:
-    """The options every script takes after its own: the data options, --out (default ``out``), --seed,
-    --device, --threads, --precision."""
+    """The options every script takes after its own: the data options, --cache-mb, --out (default ``out``),
+    --seed, --device, --threads, --precision."""
     add_data_arguments(parser)
+    parser.add_argument(
+        "--cache-mb",
+        type=float,
+        default=DEFAULT_CACHE_MB,
+        metavar="MB",
+        help=f"folder images: memory for holding them decoded (default {DEFAULT_CACHE_MB}): each split whose "
+        "decoded images fit, train first, is read from memory (train_cnn augments it in whole batches); the "
+        "others are decoded from their files every time they are read (with --workers)",
+    )
     parser.add_argument("--out", type=Path, default=out)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")

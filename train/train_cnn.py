@@ -22,14 +22,19 @@ Fashion-MNIST validation is the last 5k of the 60k training images; test images 
 end. The eval preprocessing is declared once (step 3) as a torchvision pipeline; the model's data config
 (labels, image mode, input size, that pipeline's edgeinfer spec) goes into the checkpoint, and every accuracy
 reported goes through exactly that pipeline. On Fashion-MNIST, training feeds whole uint8 batches through the
-same Normalize (bit-identical to ToTensor + Normalize per image) plus augmentation; on a folder, torchvision's
-DataLoader applies the same augmentation (flip, padded random crop) image by image.
+same Normalize (bit-identical to ToTensor + Normalize per image) plus augmentation. A folder's images are
+decoded once more after the check, resized and centre-cropped by the eval pipeline's own steps, and held in
+memory (up to --cache-mb): training then flips, shifts and normalises whole uint8 batches as on Fashion-MNIST,
+which is torchvision's per-image Resize → CenterCrop → RandomHorizontalFlip → RandomCrop(padding) → ToTensor →
+Normalize (the random steps follow the deterministic ones; tests/test_folders.py shows it to the bit).
+Beyond --cache-mb, a DataLoader (--workers) decodes the files every epoch through that per-image pipeline.
 """
 
 from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -39,13 +44,14 @@ from torchvision import transforms as T
 
 from train import augment, engine, folders, pipelines, recipe
 from train.config import DataConfig
-from train.data import CLASSES, MEAN, STD, load_data_set
+from train.data import CLASSES, MEAN, SPLITS, STD, load_data_set
 from train.folders import FolderData
 from train.models import build_model
 from train.precision import PrecisionChoice
 from train.recipe import Data
 
 if TYPE_CHECKING:
+    import numpy as np
     from torchvision.transforms import Compose
 
 PROG = "train_cnn.py"
@@ -90,8 +96,9 @@ def resolve_config(args: argparse.Namespace) -> dict[str, Any]:
 def prepare_batch(
     images: torch.Tensor, config: dict[str, Any], normalize: nn.Module, generator: torch.Generator
 ) -> torch.Tensor:
-    """Fashion-MNIST training input: the preset's flip and shift on the uint8 batch (N×1×H×W), then the eval
-    pipeline's Normalize on the whole batch (bit-identical to ToTensor + Normalize image by image)."""
+    """Training input from images held in memory (Fashion-MNIST, a folder's resized and cropped images): the
+    preset's flip and shift on the uint8 batch (N×C×H×W), then the eval pipeline's Normalize on the whole
+    batch (bit-identical to ToTensor + Normalize image by image)."""
     if config["flip"]:
         images = augment.random_flip(images, generator)
     if config["shift"]:
@@ -110,26 +117,14 @@ def train(
     """Train from scratch as ``config`` says; validate each epoch. Returns the (wrapped) model, its history
     and the precision it trained in.
 
-    ``data``: Fashion-MNIST ``{split: (images, labels)}`` arrays, or a checked folder data set. With an
+    ``data``: Fashion-MNIST ``{split: (images, labels)}`` arrays, or a checked folder data set (its training
+    images held in memory after the pipeline's resize and crop, or else read from their files). With an
     Optuna ``trial``, reports validation accuracy each epoch and raises ``optuna.TrialPruned`` when the
     pruner says so.
     """
     torch.manual_seed(config["seed"])
     model = engine.wrap(build_model(config), dist)
-    if isinstance(data, FolderData):
-        augmented = pipelines.train_pipeline(pipeline, config["flip"], config["shift"])
-        batches, steps_per_epoch = folders.training_batches(
-            data, config["image_mode"], augmented, config["batch_size"], dist, config["seed"], workers
-        )
-    else:
-        normalize = pipelines.find(pipeline, T.Normalize)
-
-        def prepare(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-            return prepare_batch(images, config, normalize, generator)
-
-        batches, steps_per_epoch = recipe.array_batches(
-            data["train"], config["batch_size"], config["seed"], dist, prepare
-        )
+    batches, steps_per_epoch = training_batches(config, data, pipeline, dist, workers)
     val = recipe.evaluation_set(data, "val", config["image_mode"], pipeline)
     optimizer, scheduler = _optimizer(model, config, steps_per_epoch)
     loss_fn = nn.CrossEntropyLoss(label_smoothing=config["label_smoothing"])
@@ -157,6 +152,37 @@ def train(
         workers=workers,
     )
     return model, history, choice
+
+
+def training_batches(
+    config: dict[str, Any], data: Data, pipeline: Compose, dist: engine.Dist, workers: int = 0
+) -> tuple[Callable[[int], Iterator[engine.Batch]], int]:
+    """``(batches(epoch), steps per epoch)``: this rank's augmented training batches, from images in memory
+    augmented a whole batch at a time (:func:`prepare_batch`), or else (a folder beyond --cache-mb) from
+    the files, through the per-image torchvision pipeline :func:`pipelines.train_pipeline`."""
+    arrays = _training_arrays(data, pipeline)
+    if arrays is None:
+        augmented = pipelines.train_pipeline(pipeline, config["flip"], config["shift"])
+        return folders.training_batches(
+            data, config["image_mode"], augmented, config["batch_size"], dist, config["seed"], workers
+        )
+    normalize = pipelines.find(pipeline, T.Normalize)
+
+    def prepare(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        return prepare_batch(images, config, normalize, generator)
+
+    return recipe.array_batches(arrays, config["batch_size"], config["seed"], dist, prepare)
+
+
+def _training_arrays(data: Data, pipeline: Compose) -> tuple[np.ndarray, np.ndarray] | None:
+    """The training images in memory, as :func:`prepare_batch` takes them: Fashion-MNIST's, or a folder's
+    held through the eval pipeline's steps before ToTensor (its resize and crop); None when not held."""
+    if not isinstance(data, FolderData):
+        return data["train"]
+    held = data.held.get("train")
+    if held is None or held.steps != tuple(pipelines.split_at_to_tensor(pipeline)[0]):
+        return None
+    return held.images, held.labels
 
 
 def _optimizer(
@@ -270,6 +296,10 @@ def main(args: argparse.Namespace) -> None:
     # 3. the eval pipeline and the data config built from it
     with recipe.exit_on_error(PROG):
         data, pipeline, data_config = load_data(args, config, run.progress)
+    # 3a. a folder's images decoded once more through the pipeline's resize and crop, held in memory
+    resize_and_crop = pipelines.split_at_to_tensor(pipeline)[0]
+    steps = dict.fromkeys(SPLITS, resize_and_crop)
+    data = recipe.hold_images(run, data, config["image_mode"], steps, args.cache_mb)
 
     # 4. optionally tune with Optuna, then 5. train (the best trial's config, retrained from scratch)
     if args.optuna_trials:

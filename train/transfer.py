@@ -27,7 +27,10 @@ The eval pipeline is declared once (train/pipelines.py): on a folder it is the b
 crop, interpolation, mean and std of its torchvision weights' transforms(), timm's own create_transform for
 a timm model's pretrained_cfg, else Resize → CenterCrop(224) → ImageNet Normalize), on Fashion-MNIST
 28×28 grayscale → 3×224×224, ImageNet-normalised. Its edgeinfer spec goes into the checkpoint's data config.
-Training on a folder uses torchvision's RandomResizedCrop + horizontal flip.
+Training on a folder uses torchvision's RandomResizedCrop + horizontal flip, image by image on the full image.
+A folder's images are decoded once more after the check and held in memory up to --cache-mb (training images
+whole, evaluation images after the pipeline's resize and crop), so epochs re-open no file; beyond it, a split
+is decoded from its files every time it is read (--workers).
 VGG16 at 224×224 costs ~15 GFLOPs per image: on a CPU prefer a small backbone, or use --limit.
 """
 
@@ -131,6 +134,11 @@ def main(args: argparse.Namespace) -> None:
         model = replace_head(model, config["num_classes"])
         freeze(model, config["unfreeze"])
     data_config = pipelines.data_config(config["arch"], labels, image_mode, pipeline, dataset)
+    # 4a. a folder's images decoded once more and held in memory: training images whole (RandomResizedCrop
+    # reads the full image), evaluation images after the eval pipeline's resize and crop
+    resize_and_crop = pipelines.split_at_to_tensor(pipeline)[0]
+    steps = {"train": [], "val": resize_and_crop, "test": resize_and_crop}
+    data = recipe.hold_images(run, data, image_mode, steps, args.cache_mb)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     if run.dist.is_main:
         print(f"{config['arch']}: {count_parameters(model):,} parameters, {trainable:,} trainable")
