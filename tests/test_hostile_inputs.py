@@ -396,7 +396,7 @@ STRICT = {
     "schema_version 1.0": ("1.0", None),
     "schema_version '1'": ('"1"', "unsupported edgeinfer metadata schema_version '1'"),
     "input shape bool": (None, "'input.shape' must be 4 positive ints or nulls"),
-    "input shape huge": (None, "'input.shape' must be 4 positive ints or nulls with C×H×W within"),
+    "input shape huge": (None, r"'input.shape' must be 4 positive ints or nulls \(NCHW\) with C×H×W within"),
     "900 nested Compose": (None, "nested"),
     "deep provenance": (None, "nested too deeply"),
     "long string": (None, "a string of 20000 characters"),

@@ -122,6 +122,8 @@ def test_transfer_run_from_a_weights_file_keeps_frozen_weights(tmp_path):
                 "1",
                 "--batch-size",
                 "8",
+                "--precision",
+                "fp32",
                 "--out",
                 str(out),
             ]
