@@ -105,7 +105,6 @@ def run(threads: int, repeats: int, budget: float, quick: bool) -> None:
     from PIL import Image
 
     import edgeinfer.transforms as E
-    from edgeinfer import _resample
 
     print(
         f"threads: torch {torch.get_num_threads()}, edgeinfer {threads}; at least {repeats} calls and "
@@ -118,7 +117,7 @@ def run(threads: int, repeats: int, budget: float, quick: bool) -> None:
         ours = E.from_torchvision(tv)
 
         def edgeinfer(img, ours=ours):
-            with _resample.parallel(threads):
+            with E.parallel(threads):
                 return ours(img)
 
         if not np.array_equal(edgeinfer(pil), tv(pil).numpy()):

@@ -20,6 +20,7 @@ Images are PIL images or NumPy arrays whose dtype and shape imply the PIL mode (
 ``H×W`` = I;16). Tensors are ``C×H×W`` arrays.
 """
 
+from edgeinfer._resample import parallel
 from edgeinfer.transforms import functional, planner
 from edgeinfer.transforms._checks import MAX_OUTPUT_PIXELS
 from edgeinfer.transforms.interop import from_torchvision, to_torchvision
@@ -65,6 +66,7 @@ __all__ = [
     "from_spec",
     "from_torchvision",
     "functional",
+    "parallel",
     "to_spec",
     "to_torchvision",
 ]
