@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -84,3 +85,58 @@ def sqnr_db(reference: np.ndarray, other: np.ndarray) -> float:
     """Signal-to-quantization-noise ratio of ``other`` against ``reference``, in dB."""
     noise = np.linalg.norm((reference - other).ravel())
     return float(20 * np.log10(max(np.linalg.norm(reference.ravel()), 1e-12) / max(noise, 1e-12)))
+
+
+def quantized_activations(model: Any) -> dict[str, tuple[float, int, np.dtype]]:
+    """Activation tensors of a QDQ model that go through QuantizeLinear → DequantizeLinear:
+    {tensor: (scale, zero point, integer type)}. Weights (stored quantized, no QuantizeLinear) are not."""
+    from onnx import numpy_helper
+
+    graph = model.graph
+    consts = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+    found = {}
+    for node in graph.node:
+        if node.op_type == "QuantizeLinear" and node.input[1] in consts and consts[node.input[1]].size == 1:
+            zero = consts[node.input[2]]
+            found[node.input[0]] = (float(consts[node.input[1]]), int(zero), zero.dtype)
+    return found
+
+
+def local_sqnr(
+    activations: Mapping[str, np.ndarray], quantized: Mapping[str, tuple[float, int, np.dtype]]
+) -> dict[str, float]:
+    """SQNR (dB) of each float activation against itself through its own Q/DQ (scale, zero point, range):
+    how much signal quantizing that one tensor loses, alone."""
+    out = {}
+    for name, (scale, zero, dtype) in quantized.items():
+        if name not in activations:
+            continue
+        info = np.iinfo(dtype)
+        x = activations[name]
+        dq = (np.clip(np.round(x / scale) + zero, info.min, info.max) - zero) * scale
+        out[name] = sqnr_db(x, dq)
+    return out
+
+
+def keep_tensors_float(model: Any, tensors: Sequence[str]) -> Any:
+    """``model`` (QDQ, an onnx ModelProto; edited in place and returned) with the activation tensors
+    ``tensors`` left in float: their QuantizeLinear → DequantizeLinear pairs bypassed and removed, so the
+    nodes reading them compute in float (onnxruntime fuses a node into int8 only between Q/DQ pairs)."""
+    graph = model.graph
+    wanted = set(tensors)
+    quantize = {n.output[0]: n for n in graph.node if n.op_type == "QuantizeLinear" and n.input[0] in wanted}
+    dequantize = {n.output[0]: n.input[0] for n in graph.node
+                  if n.op_type == "DequantizeLinear" and n.input[0] in quantize}  # fmt: skip
+    rename = {dq_out: quantize[q_out].input[0] for dq_out, q_out in dequantize.items()}
+    dropped = set(quantize) | set(rename)  # nodes named by their (single) output
+    kept = [n for n in graph.node if n.output[0] not in dropped]
+    for node in kept:
+        for i, name in enumerate(node.input):
+            if name in rename:
+                node.input[i] = rename[name]
+    for output in graph.output:
+        if output.name in rename:
+            raise ValueError(f"keep_tensors_float: {output.name} is a graph output, rename not supported")
+    del graph.node[:]
+    graph.node.extend(kept)
+    return model

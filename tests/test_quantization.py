@@ -70,3 +70,34 @@ def test_shape_arithmetic_is_never_quantized(tmp_path) -> None:
     path = tmp_path / "m.onnx"
     onnx.save(helper.make_model(graph), path)
     assert shape_arithmetic(path) == ["shape", "cast", "pad_amount"]
+
+
+def test_a_tensor_kept_float_loses_its_quantize_dequantize_pair() -> None:
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
+    from export.sensitivity import keep_tensors_float, local_sqnr, quantized_activations
+
+    nodes = [
+        helper.make_node("QuantizeLinear", ["x", "scale", "zero"], ["xq"]),
+        helper.make_node("DequantizeLinear", ["xq", "scale", "zero"], ["xd"]),
+        helper.make_node("Relu", ["xd"], ["y"]),
+    ]
+    graph = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3])],
+        [helper.make_tensor("scale", TensorProto.FLOAT, [], [0.5]),
+         helper.make_tensor("zero", TensorProto.UINT8, [], [10])],
+    )  # fmt: skip
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    found = quantized_activations(model)
+    assert list(found) == ["x"] and found["x"][:2] == (0.5, 10)
+    x = np.array([[0.2, 1.3, -7.0]], np.float32)
+    assert local_sqnr({"x": x}, found)["x"] < 40  # rounded to steps of 0.5, clipped at -5
+    kept = keep_tensors_float(model, ["x"])
+    assert [n.op_type for n in kept.graph.node] == ["Relu"] and list(kept.graph.node[0].input) == ["x"]
+    onnx.checker.check_model(kept)
+    session = ort.InferenceSession(kept.SerializeToString(), providers=["CPUExecutionProvider"])
+    y = session.run(None, {"x": x})[0]
+    np.testing.assert_array_equal(y, np.maximum(x, 0))
