@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from pathlib import Path
 from typing import Any
 
@@ -106,28 +105,128 @@ def noisy(images: list[Path], rng: np.random.Generator) -> list[np.ndarray]:
     return out
 
 
-def main(args: argparse.Namespace) -> None:
-    from edgeinfer.pipeline import preprocess_batch
+def agreement(logits: np.ndarray, reference: np.ndarray, confident: np.ndarray) -> dict[str, float]:
+    """Top-1 agreement of ``logits`` with ``reference``, overall and on the ``confident`` rows."""
+    same = logits.argmax(1) == reference.argmax(1)
+    return {"overall": float(same.mean()), "confident": float(same[confident].mean())}
+
+
+def quantize_variant(
+    prepared: Path, out: Path, calibration: list[Path], cache: Path, **settings: Any
+) -> Path:
+    """``quantize_static`` of the pre-processed model as export's recipe does it, with ``settings`` changed:
+    calibrated once per method (the ranges are cached in ``cache`` and reused)."""
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
     from export import conversion
+    from export.float_output import keep_output_float
+    from export.quantization import CalibrationReader, _resolve_exclusions, shape_arithmetic
+
+    metadata = conversion.load_metadata(prepared)
+    exclude = _resolve_exclusions(prepared, ("first_conv",))
+    if settings.pop("shape_arithmetic_in_float", True):
+        exclude += shape_arithmetic(prepared)
+    method = settings.pop("method", "percentile")
+    quantize_static(
+        str(prepared), str(out), CalibrationReader(calibration, metadata), quant_format=QuantFormat.QDQ,
+        per_channel=settings.pop("per_channel", True),
+        activation_type=settings.pop("activation_type", QuantType.QUInt8),
+        weight_type=settings.pop("weight_type", QuantType.QInt8), nodes_to_exclude=exclude,
+        calibrate_method=getattr(CalibrationMethod, {"percentile": "Percentile", "minmax": "MinMax"}[method]),
+        calibration_cache_path=str(cache.with_name(f"{cache.stem}-{method}.json")), **settings,
+    )  # fmt: skip
+    keep_output_float(out)
+    return out
+
+
+def main(args: argparse.Namespace) -> None:
+    import onnx
+    from onnxruntime.quantization import QuantType, quant_pre_process
+
+    from edgeinfer.pipeline import preprocess_batch
+    from export import conversion, report, sensitivity
 
     args.out.mkdir(parents=True, exist_ok=True)
     calibration, held_out = write_views(args.out / "views", args.views)
-    print(f"{len(calibration)} calibration views, {len(held_out)} held-out views")
+    print(f"{len(calibration)} calibration views, {len(held_out)} held-out views (other photos)")
     fp32 = export_fp32(args.out, held_out)
     metadata = conversion.load_metadata(fp32)
     inputs = preprocess_batch(held_out, metadata)
-    noise_inputs = preprocess_batch(noisy(held_out, np.random.default_rng(1)), metadata)
-    study: dict[str, Any] = {"calibration_views": len(calibration), "held_out_views": len(held_out)}
-    started = time.perf_counter()
-    study["elapsed_s"] = time.perf_counter() - started
+    reference = sensitivity._logits(str(fp32), inputs)
+    probabilities = np.exp(reference - reference.max(1, keepdims=True))
+    probabilities /= probabilities.sum(1, keepdims=True)
+    confident = probabilities.max(1) >= CONFIDENT
+    study: dict[str, Any] = {
+        "calibration_views": len(calibration[:: args.calibration_step]),
+        "held_out_views": len(held_out), "confident_views": int(confident.sum()),
+        "median_top1_probability": float(np.median(probabilities.max(1))),
+    }  # fmt: skip
+    noise = preprocess_batch(noisy(held_out, np.random.default_rng(1)), metadata)
+    study["floor_fp32_under_noise"] = agreement(sensitivity._logits(str(fp32), noise), reference, confident)
+    print(f"FP32 under ±1 pixel level of noise: {study['floor_fp32_under_noise']}")
+    prepared = args.out / "prepared.onnx"
+    quant_pre_process(str(fp32), str(prepared))
+    conversion.rewrite_metadata(prepared, metadata)
+    cache = args.out / "ranges.json"
+    calib = calibration[:: args.calibration_step]
+    variants = {
+        "int8, shape arithmetic quantized (before)": {"shape_arithmetic_in_float": False},
+        "int8 (export's recipe, shape arithmetic in float)": {},
+        "int8, minmax calibration": {"method": "minmax"},
+        "int8, per-tensor weights": {"per_channel": False},
+        "int8 weights, 16-bit activations": {"activation_type": QuantType.QUInt16},
+        "16-bit weights, uint8 activations": {"weight_type": QuantType.QInt16},
+    }
+    paths: dict[str, Path] = {}
+    rows: dict[str, Any] = {}
+    for number, (name, settings) in enumerate(variants.items()):
+        path = quantize_variant(prepared, args.out / f"variant{number}.onnx", calib, cache, **settings)
+        paths[name] = path
+        rows[name] = agreement(sensitivity._logits(str(path), inputs), reference, confident)
+        print(f"{name}: {rows[name]}", flush=True)
+    selection = preprocess_batch(calibration[1 :: args.calibration_step], metadata)  # not calibrated on
+    target = agreement(sensitivity._logits(str(fp32), preprocess_batch(
+        noisy(calibration[1 :: args.calibration_step], np.random.default_rng(2)), metadata)),
+        sensitivity._logits(str(fp32), selection), np.ones(len(selection), bool))["overall"]  # fmt: skip
+    print(
+        f"sensitivity loop: target = FP32's own agreement under noise on {len(selection)} views: {target:.2%}"
+    )
+    mixed, loop, gain = sensitivity.choose_float_tensors(
+        fp32, paths["int8 (export's recipe, shape arithmetic in float)"], selection, target
+    )
+    mixed_path = args.out / "int8-mixed.onnx"
+    onnx.save(mixed, mixed_path)
+    name = f"int8, {len(loop.nodes)} activation(s) in float by measured sensitivity"
+    paths[name] = mixed_path
+    rows[name] = agreement(sensitivity._logits(str(mixed_path), inputs), reference, confident)
+    print(f"{name}: {rows[name]}")
+    study["sensitivity"] = {
+        "target": target,
+        "met": loop.met,
+        "kept_in_float": list(loop.nodes),
+        "history": [[list(k), a] for k, a in loop.history],
+        "top_logit_sqnr_db": dict(sorted(gain.items(), key=lambda kv: -kv[1])[:10]),
+    }
+    timed = {
+        "fp32": fp32,
+        "int8": paths["int8 (export's recipe, shape arithmetic in float)"],
+        "mixed": mixed_path,
+    }
+    latency = report.measure_latency(timed, held_out, repeats=args.repeats, threads=1)
+    sizes = report.file_sizes(timed)
+    study["latency_ms_1_thread"] = latency
+    study["size_bytes"] = sizes
+    study["variants"] = rows
     (args.out / "study.json").write_text(json.dumps(study, indent=2))
-    del inputs, noise_inputs
+    print(json.dumps({"latency": latency, "sizes": sizes}, indent=2))
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, default=Path("study-lite0"))
     parser.add_argument("--views", type=int, default=24, help="views (crops) per photo")
+    parser.add_argument("--calibration-step", type=int, default=2, help="calibrate on every n-th view")
+    parser.add_argument("--repeats", type=int, default=5, help="latency: median of this many runs")
     return parser.parse_args(argv)
 
 
