@@ -39,7 +39,8 @@ def keep_in_float(
     ``agreement_of(kept)`` ≥ ``target``, then each kept node dropped again when the target still holds.
 
     ``agreement_of`` builds and measures the model with those nodes in float (top-1 agreement with FP32).
-    Stops at ``max_kept`` nodes (default: all); ``met`` says whether the target was reached.
+    Stops at ``max_kept`` nodes (default: all); ``met`` says whether the target was reached, and when it
+    was not, the set returned is the best one measured (the smallest of equals).
     """
     history: list[tuple[tuple[str, ...], float]] = []
 
@@ -58,8 +59,9 @@ def keep_in_float(
             break
         kept += (node,)
         agreement = measure(kept)
-    if agreement < target:
-        return KeptInFloat(kept, agreement, False, history)
+    if agreement < target:  # not met: the best set measured, the smallest among equals
+        best, best_agreement = max(history, key=lambda h: (h[1], -len(h[0])))
+        return KeptInFloat(best, best_agreement, False, history)
     for node in reversed(kept[:-1]):  # the last one added was needed: without it the target was missed
         trial = tuple(n for n in kept if n != node)
         trial_agreement = measure(trial)
