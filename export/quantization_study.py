@@ -116,6 +116,7 @@ def quantize_variant(
 ) -> Path:
     """``quantize_static`` of the pre-processed model as export's recipe does it, with ``settings`` changed:
     calibrated once per method (the ranges are cached in ``cache`` and reused)."""
+    import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
     from export import conversion
@@ -126,6 +127,7 @@ def quantize_variant(
     exclude = _resolve_exclusions(prepared, ("first_conv",))
     if settings.pop("shape_arithmetic_in_float", True):
         exclude += shape_arithmetic(prepared)
+    exclude += settings.pop("exclude", lambda nodes: [])(onnx.load(str(prepared)).graph.node)
     method = settings.pop("method", "percentile")
     quantize_static(
         str(prepared), str(out), CalibrationReader(calibration, metadata), quant_format=QuantFormat.QDQ,
@@ -137,6 +139,34 @@ def quantize_variant(
     )  # fmt: skip
     keep_output_float(out)
     return out
+
+
+def loss_debug(prepared: Path, qdq: Path, inputs: np.ndarray, workdir: Path) -> dict[str, dict[str, float]]:
+    """onnxruntime's ``qdq_loss_debug``: SQNR (dB) of every activation of ``qdq`` against the float model
+    (one image per run), and of every dequantized weight against the float weight."""
+    from onnxruntime.quantization import qdq_loss_debug as debug
+
+    from export.sensitivity import sqnr_db
+
+    augmented = {}
+    for name, model in (("float", prepared), ("qdq", qdq)):
+        augmented[name] = workdir / f"{name}-all-outputs.onnx"
+        debug.modify_model_output_intermediate_tensors(str(model), str(augmented[name]))
+    runs = {name: debug.collect_activations(str(path), iter([{"input": x[None]} for x in inputs]))
+            for name, path in augmented.items()}  # fmt: skip
+    matched = debug.create_activation_matching(runs["qdq"], runs["float"])
+    activations = {
+        name: sqnr_db(np.concatenate([a.ravel() for a in pair["float"]]),
+                      np.concatenate([a.ravel() for a in pair["post_qdq"]]))
+        for name, pair in matched.items() if "float" in pair and "post_qdq" in pair
+    }  # fmt: skip
+    weights = {name: sqnr_db(pair["float"], pair["dequantized"])
+               for name, pair in debug.create_weight_matching(str(prepared), str(qdq)).items()}  # fmt: skip
+    return {"activations": activations, "weights": weights}
+
+
+def _convs(nodes: Any, part: str) -> list[str]:
+    return [n.name for n in nodes if n.op_type == "Conv" and part in n.name]
 
 
 def main(args: argparse.Namespace) -> None:
@@ -176,6 +206,15 @@ def main(args: argparse.Namespace) -> None:
         "int8, per-tensor weights": {"per_channel": False},
         "int8 weights, 16-bit activations": {"activation_type": QuantType.QUInt16},
         "16-bit weights, uint8 activations": {"weight_type": QuantType.QInt16},
+        "int8, biases in float": {"extra_options": {"QuantizeBias": False}},
+        "int8, head in float (nodes)": {
+            "exclude": lambda nodes: (
+                _convs(nodes, "conv_head") + [n.name for n in nodes if n.op_type in ("Gemm", "MatMul")]
+            )
+        },
+        "int8, depthwise convs in float (nodes)": {"exclude": lambda nodes: _convs(nodes, "conv_dw")},
+        "int8, projections in float (nodes)": {"exclude": lambda nodes: _convs(nodes, "conv_pwl")},
+        "int8, stem and block 0 in float (nodes)": {"exclude": lambda nodes: _convs(nodes, "blocks.0.0")},
     }
     paths: dict[str, Path] = {}
     rows: dict[str, Any] = {}
@@ -184,6 +223,11 @@ def main(args: argparse.Namespace) -> None:
         paths[name] = path
         rows[name] = agreement(sensitivity._logits(str(path), inputs), reference, confident)
         print(f"{name}: {rows[name]}", flush=True)
+    debug = loss_debug(prepared, paths["int8 (export's recipe, shape arithmetic in float)"], inputs[::12],
+                       args.out)  # fmt: skip
+    study["loss_debug_worst"] = {kind: dict(sorted(values.items(), key=lambda kv: kv[1])[:12])
+                                 for kind, values in debug.items()}  # fmt: skip
+    print(json.dumps(study["loss_debug_worst"], indent=1))
     selection = preprocess_batch(calibration[1 :: args.calibration_step], metadata)  # not calibrated on
     target = agreement(sensitivity._logits(str(fp32), preprocess_batch(
         noisy(calibration[1 :: args.calibration_step], np.random.default_rng(2)), metadata)),
@@ -217,6 +261,7 @@ def main(args: argparse.Namespace) -> None:
     study["latency_ms_1_thread"] = latency
     study["size_bytes"] = sizes
     study["variants"] = rows
+    study["loss_debug"] = debug
     (args.out / "study.json").write_text(json.dumps(study, indent=2))
     print(json.dumps({"latency": latency, "sizes": sizes}, indent=2))
 
