@@ -143,10 +143,11 @@ def quantize_variant(
 
 def loss_debug(prepared: Path, qdq: Path, inputs: np.ndarray, workdir: Path) -> dict[str, dict[str, float]]:
     """onnxruntime's ``qdq_loss_debug``: SQNR (dB) of every activation of ``qdq`` against the float model
-    (one image per run), and of every dequantized weight against the float weight."""
+    (one image per run), of each activation through its own Q/DQ alone, and of every dequantized weight."""
+    import onnx
     from onnxruntime.quantization import qdq_loss_debug as debug
 
-    from export.sensitivity import sqnr_db
+    from export.sensitivity import local_sqnr, quantized_activations, sqnr_db
 
     augmented = {}
     for name, model in (("float", prepared), ("qdq", qdq)):
@@ -160,9 +161,12 @@ def loss_debug(prepared: Path, qdq: Path, inputs: np.ndarray, workdir: Path) -> 
                       np.concatenate([a.ravel() for a in pair["post_qdq"]]))
         for name, pair in matched.items() if "float" in pair and "post_qdq" in pair
     }  # fmt: skip
+    # What each tensor's own Q/DQ loses, applied to the float model's activation (no error carried in).
+    own = local_sqnr({name: np.concatenate(values) for name, values in runs["float"].items()},
+                     quantized_activations(onnx.load(str(qdq))))  # fmt: skip
     weights = {name: sqnr_db(pair["float"], pair["dequantized"])
                for name, pair in debug.create_weight_matching(str(prepared), str(qdq)).items()}  # fmt: skip
-    return {"activations": activations, "weights": weights}
+    return {"activations": activations, "own_qdq": own, "weights": weights}
 
 
 def _convs(nodes: Any, part: str) -> list[str]:

@@ -1,7 +1,7 @@
 """Mixed precision chosen by measured sensitivity: keep in float the fewest nodes that bring INT8 to the bar.
 
-The nodes are ranked by what their quantization costs the signal (:func:`rank_by_sqnr_drop`: onnxruntime's
-``qdq_loss_debug`` activation SQNR against the float model, and how much of it each node loses), then
+The quantized activations are ranked by what their quantization costs the output
+(:func:`choose_float_tensors`: each kept in float alone, the SQNR of the logits against FP32 measured), then
 :func:`keep_in_float` keeps the most harmful in float one more at a time until the agreement measured by the
 caller meets the target, and finally drops any kept node the agreement does not need, so the set kept is
 minimal: removing any one of its nodes misses the target. Progress is printed at every measurement.
@@ -68,20 +68,6 @@ def keep_in_float(
         if trial_agreement >= target:
             kept, agreement = trial, trial_agreement
     return KeptInFloat(kept, agreement, True, history)
-
-
-def rank_by_sqnr_drop(
-    nodes: Sequence[tuple[str, Sequence[str], Sequence[str]]], sqnr: Mapping[str, float]
-) -> list[str]:
-    """Node names, most harmful first: the SQNR (dB, quantized vs float model, per tensor) a node loses
-    between its worst input and its output. ``nodes`` are (name, inputs, outputs) in graph order."""
-    drops = []
-    for name, inputs, outputs in nodes:
-        ins = [sqnr[t] for t in inputs if t in sqnr]
-        outs = [sqnr[t] for t in outputs if t in sqnr]
-        if ins and outs:
-            drops.append((min(ins) - min(outs), name))
-    return [name for _, name in sorted(drops, key=lambda d: -d[0])]
 
 
 def sqnr_db(reference: np.ndarray, other: np.ndarray) -> float:
