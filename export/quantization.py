@@ -150,7 +150,7 @@ def quantize_static_int8(
             reduce_range=options.reduce_range,
             activation_type=QuantType.QUInt8 if options.activation_type == "uint8" else QuantType.QInt8,
             weight_type=QuantType.QInt8,
-            nodes_to_exclude=_resolve_exclusions(prepared, options.exclude),
+            nodes_to_exclude=_resolve_exclusions(prepared, options.exclude) + shape_arithmetic(prepared),
             calibrate_method=methods[options.calibration_method],
         )
     if options.float_output:
@@ -197,6 +197,28 @@ def _fc_weights_4bit(model_path: Path, out_path: Path) -> Path:
     quantizer.process()
     quantizer.model.save_model_to_file(str(out_path))
     return out_path
+
+
+def shape_arithmetic(model_path: Path) -> list[str]:
+    """Nodes that compute from tensor shapes, not from pixels: never to be quantized.
+
+    TensorFlow's "same" padding (timm's ``tf_*`` networks) computes each Pad's amounts in float from the input
+    shape (Shape → Cast → Div → Ceil → Sub → …); onnxruntime's quantizer puts Q/DQ on those Add/Sub/Mul
+    nodes like on any float tensor, the pad amounts get rounded, and the padded tensors change size
+    (EfficientNet-Lite0: 55×55 instead of 56×56, export/README.md). A tensor carries pixels when it derives
+    from a graph input other than through Shape/Size; a node with no such input computes shapes.
+    """
+    import onnx
+
+    graph = onnx.load(str(model_path), load_external_data=False).graph
+    data = {i.name for i in graph.input} - {t.name for t in graph.initializer}
+    excluded = []
+    for node in graph.node:  # topological order
+        if node.op_type not in ("Shape", "Size") and any(name in data for name in node.input):
+            data.update(node.output)
+        elif node.op_type not in ("Constant",):
+            excluded.append(node.name)
+    return excluded
 
 
 def _resolve_exclusions(model_path: Path, exclude: tuple[str, ...]) -> list[str]:

@@ -1,0 +1,105 @@
+"""The keep-in-float loop of export/sensitivity.py: the fewest float nodes that meet the agreement target."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from export.quantization import shape_arithmetic
+from export.sensitivity import keep_in_float, sqnr_db
+
+
+def harm(costs: dict[str, float]):
+    """An ``agreement_of`` where quantizing node n costs ``costs[n]`` of agreement, and records its calls."""
+    calls: list[tuple[str, ...]] = []
+
+    def agreement_of(kept: tuple[str, ...]) -> float:
+        calls.append(kept)
+        return 1.0 - sum(cost for name, cost in costs.items() if name not in kept)
+
+    return agreement_of, calls
+
+
+def test_keeps_exactly_the_harmful_node_and_stops_when_met() -> None:
+    agreement_of, calls = harm({"conv1": 0.001, "dw3": 0.2, "conv5": 0.002})
+    kept = keep_in_float(["dw3", "conv5", "conv1"], agreement_of, target=0.99, progress=lambda line: None)
+    assert kept.nodes == ("dw3",) and kept.met
+    assert kept.agreement == 1.0 - 0.003
+    assert calls == [(), ("dw3",)]  # measured all-INT8, then with dw3 in float: met, nothing more tried
+
+
+def test_drops_kept_nodes_the_target_does_not_need() -> None:
+    # Ranked badly: conv5 looks harmful but is not; after dw3 and conv1 are needed, conv5 is dropped again.
+    agreement_of, _ = harm({"conv1": 0.02, "dw3": 0.2, "conv5": 0.0})
+    kept = keep_in_float(["conv5", "dw3", "conv1"], agreement_of, target=0.99, progress=lambda line: None)
+    assert kept.nodes == ("dw3", "conv1") and kept.met
+    assert [len(k) for k, _ in kept.history] == [0, 1, 2, 3, 2, 2]
+
+
+def test_reports_a_missed_target_and_keeps_the_best_set_measured() -> None:
+    agreement_of, _ = harm({"a": 0.1, "b": 0.1})
+    kept = keep_in_float(["a", "b"], agreement_of, target=0.99, max_kept=1, progress=lambda line: None)
+    assert not kept.met and kept.nodes == ("a",) and kept.agreement == 0.9
+    # Keeping c in float makes things worse (a float island between quantized tensors): not kept.
+    agreement_of, _ = harm({"a": 0.1, "b": 0.1, "c": -0.05})
+    kept = keep_in_float(["a", "c"], agreement_of, target=0.99, progress=lambda line: None)
+    assert not kept.met and kept.nodes == ("a",) and np.isclose(kept.agreement, 0.95)
+
+
+def test_sqnr_in_decibels() -> None:
+    signal = np.array([3.0, 4.0])
+    assert np.isclose(sqnr_db(signal, signal * 1.1), 20.0)
+
+
+def test_shape_arithmetic_is_never_quantized(tmp_path) -> None:
+    import onnx
+    from onnx import TensorProto, helper
+
+    # TensorFlow "same" padding: the pad amount is computed in float from the input's shape.
+    nodes = [
+        helper.make_node("Shape", ["x"], ["s"], name="shape"),
+        helper.make_node("Cast", ["s"], ["sf"], to=TensorProto.FLOAT, name="cast"),
+        helper.make_node("Sub", ["sf", "one"], ["p"], name="pad_amount"),
+        helper.make_node("Relu", ["x"], ["y"], name="relu"),
+        helper.make_node("Add", ["y", "x"], ["z"], name="add"),
+    ]
+    graph = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+        [helper.make_tensor_value_info("z", TensorProto.FLOAT, [1, 4]),
+         helper.make_tensor_value_info("p", TensorProto.FLOAT, [2])],
+        [helper.make_tensor("one", TensorProto.FLOAT, [], [1.0])],
+    )  # fmt: skip
+    path = tmp_path / "m.onnx"
+    onnx.save(helper.make_model(graph), path)
+    assert shape_arithmetic(path) == ["shape", "cast", "pad_amount"]
+
+
+def test_a_tensor_kept_float_loses_its_quantize_dequantize_pair() -> None:
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
+    from export.sensitivity import keep_tensors_float, local_sqnr, quantized_activations
+
+    nodes = [
+        helper.make_node("QuantizeLinear", ["x", "scale", "zero"], ["xq"]),
+        helper.make_node("DequantizeLinear", ["xq", "scale", "zero"], ["xd"]),
+        helper.make_node("Relu", ["xd"], ["y"]),
+    ]
+    graph = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3])],
+        [helper.make_tensor("scale", TensorProto.FLOAT, [], [0.5]),
+         helper.make_tensor("zero", TensorProto.UINT8, [], [10])],
+    )  # fmt: skip
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    found = quantized_activations(model)
+    assert list(found) == ["x"] and found["x"][:2] == (0.5, 10)
+    x = np.array([[0.2, 1.3, -7.0]], np.float32)
+    assert local_sqnr({"x": x}, found)["x"] < 40  # rounded to steps of 0.5, clipped at -5
+    kept = keep_tensors_float(model, ["x"])
+    assert [n.op_type for n in kept.graph.node] == ["Clip", "Relu"] and kept.graph.node[0].input[0] == "x"
+    onnx.checker.check_model(kept)
+    session = ort.InferenceSession(kept.SerializeToString(), providers=["CPUExecutionProvider"])
+    y = session.run(None, {"x": x})[0]
+    # Not rounded any more, still clamped to the pair's range: (0 - 10) * 0.5 = -5 to (255 - 10) * 0.5.
+    np.testing.assert_array_equal(y, np.maximum(np.clip(x, -5.0, 122.5), 0))
