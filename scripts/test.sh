@@ -33,4 +33,5 @@ fi
 "$VENV/bin/ruff" check .
 # The runtime at its oldest declared versions, without torch (verify, predict, transforms byte-identical).
 VENV_CURRENT="$VENV" bash scripts/test-oldest.sh
-"$VENV/bin/python" -m pytest "$@"
+# One worker per core, each taking whole files (module fixtures such as a training run are built once).
+"$VENV/bin/python" -m pytest -n auto --dist loadfile "$@"

@@ -38,6 +38,21 @@ def parity() -> ParityCounter:
     return _PARITY
 
 
+def pytest_sessionfinish(session) -> None:
+    """Under pytest-xdist each worker counts its own cases: it hands them to the controller."""
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:
+        workeroutput["parity"] = (_PARITY.run, _PARITY.exact)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error) -> None:
+    """The controller adds up the cases its workers counted (pytest-xdist's hook)."""
+    run, exact = getattr(node, "workeroutput", {}).get("parity", (0, 0))
+    _PARITY.run += run
+    _PARITY.exact += exact
+
+
 def pytest_terminal_summary(terminalreporter) -> None:
     if _PARITY.run:
         terminalreporter.write_line(
