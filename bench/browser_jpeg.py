@@ -18,19 +18,15 @@ opens examples/web/index.html in headless Chromium on a folder of JPEGs and comp
 from __future__ import annotations
 
 import base64
-import functools
-import http.server
-import json
-import queue
 import shutil
-import subprocess
 import sys
 import tempfile
-import threading
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+from bench.browser import page_results, served
 
 ROOT = Path(__file__).resolve().parents[1]
 FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz")
@@ -69,41 +65,9 @@ def make_folder(folder: Path, digits: int) -> tuple[list[Path], list[Path]]:
 
 def browser_rows(folder: Path, names: list[str], pixels: bool) -> list[dict]:
     """The page's result rows for ``names`` (files of ``folder``), from headless Chromium."""
-    posted: queue.Queue[str] = queue.Queue()
-
-    class Handler(http.server.SimpleHTTPRequestHandler):
-        def translate_path(self, path: str) -> str:
-            if path.startswith("/folder/"):
-                return str(folder / path.split("?")[0].removeprefix("/folder/"))
-            return super().translate_path(path)
-
-        def do_POST(self) -> None:
-            posted.put(self.rfile.read(int(self.headers["Content-Length"])).decode())
-            self.send_response(204)
-            self.end_headers()
-
-        def log_message(self, *args) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(
-        ("127.0.0.1", 0), functools.partial(Handler, directory=str(ROOT))
-    )
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    images = ",".join(f"/folder/{name}" for name in names)
-    url = f"http://127.0.0.1:{server.server_port}/examples/web/index.html?images={images}&report=/results"
-    browser = subprocess.Popen(
-        [shutil.which("chromium") or "chromium", "--headless", "--no-sandbox", "--disable-gpu",
-         url + ("&pixels=1" if pixels else "")],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    try:
-        text = posted.get(timeout=600)
-    finally:
-        browser.terminate()
-        browser.wait(timeout=30)
-        server.shutdown()
-        server.server_close()
-    return [json.loads(line) for line in text.splitlines()]
+    with served(folder) as (base, posted):
+        images = ",".join(f"/fixture/{name}" for name in names)
+        return page_results(base, posted, f"images={images}" + ("&pixels=1" if pixels else ""))
 
 
 def pixel_difference(row: dict, path: Path) -> tuple[int, float, bool]:

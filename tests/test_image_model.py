@@ -5,15 +5,10 @@ model predicts as Model.predict on the plain model does; it carries the metadata
 from __future__ import annotations
 
 import base64
-import contextlib
-import functools
-import http.server
 import io
 import json
-import queue
 import shutil
 import subprocess
-import threading
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +18,7 @@ import pytest
 from onnx.reference import ReferenceEvaluator
 from PIL import Image
 
+from bench.browser import CHROMIUM, page_results, served
 from edgeinfer import Model
 from edgeinfer.errors import MetadataError
 from edgeinfer.metadata import InputSpec, ModelMetadata
@@ -361,58 +357,10 @@ def test_command_names_the_step_it_cannot_embed(tmp_path, capsys):
 
 ROOT = Path(__file__).parents[1]
 WEB = ROOT / "examples" / "web"
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 needs_browser = pytest.mark.skipif(
     CHROMIUM is None or not (WEB / "node_modules" / "onnxruntime-web").is_dir(),
     reason="needs Chromium (Debian's chromium) and `npm install --ignore-scripts` in examples/web",
 )
-
-
-@contextlib.contextmanager
-def served(extra: Path):
-    """An HTTP server of the repository (the page loads onnxruntime-web's WASM, which file:// cannot), with
-    ``extra`` under /fixture/; what the page POSTs to /results goes into the queue it yields."""
-    posted: queue.Queue[str] = queue.Queue()
-
-    class Handler(http.server.SimpleHTTPRequestHandler):
-        def translate_path(self, path: str) -> str:
-            if path.startswith("/fixture/"):
-                return str(extra / path.split("?")[0].removeprefix("/fixture/"))
-            return super().translate_path(path)
-
-        def do_POST(self) -> None:
-            posted.put(self.rfile.read(int(self.headers["Content-Length"])).decode())
-            self.send_response(204)
-            self.end_headers()
-
-        def log_message(self, *args) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(
-        ("127.0.0.1", 0), functools.partial(Handler, directory=str(ROOT))
-    )
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}", posted
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
-def page_results(base: str, posted: queue.Queue, query: str) -> list[dict]:
-    """examples/web/index.html in headless Chromium: the JSON lines it POSTs back when done."""
-    url = f"{base}/examples/web/index.html?{query}&report=/results"
-    browser = subprocess.Popen(
-        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", url],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    try:
-        text = posted.get(timeout=240)
-    finally:
-        browser.terminate()
-        browser.wait(timeout=30)
-    return [json.loads(line) for line in text.splitlines()]
 
 
 def browser_check(rows: list[dict], reference: Model, examples: list[Path], atol: float) -> None:
@@ -436,7 +384,7 @@ def test_browser_page_fp32_model(rgb_models):
     examples = sorted((ROOT / "examples").glob("*.png"))
     with served(image_model.parent) as (base, posted):
         images = ",".join(f"/examples/{p.name}" for p in examples)
-        rows = page_results(base, posted, f"model=/fixture/{image_model.name}&images={images}")
+        rows = page_results(base, posted, f"model=/fixture/{image_model.name}&images={images}", timeout=240)
     browser_check(rows, Model(plain), examples, atol=1e-5)
 
 
