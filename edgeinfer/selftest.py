@@ -137,9 +137,10 @@ def build_self_test(
     optimised onnxruntime session, on any CPU, runs int8 kernels and quantizes such a convolution's weights
     at load. On EfficientNet-Lite0 INT8 that reference differed by 1.13 (1.11 from the load-time weight
     quantization alone) against outputs whose standard deviation is 1.53: twice that let a network with a
-    whole weight tensor off by one step pass. The int8 kernels themselves agree exactly across CPUs once
-    CPUs without VNNI are told to compute exact products (edgeinfer's sessions do), so a quantized model's
-    tolerance stays small against the spread of its outputs (recorded as ``output_std``).
+    whole weight tensor off by one step pass. The int8 kernels themselves agreed exactly on the CPUs measured
+    (AVX-512 VNNI; AVX2 and SSE4 under QEMU) once CPUs without VNNI are told to compute exact products
+    (edgeinfer's sessions do), so a quantized model's tolerance stays small against the spread of its
+    outputs (recorded as ``output_std``).
     """
     _, _, height, width = model.metadata.input.shape
     cases: list[dict[str, Any]] = [
