@@ -21,6 +21,7 @@ from edgeinfer.errors import ModelError, first_line
 ENGINES = ("onnxruntime", "openvino")
 OPTIMIZATIONS = ("disabled", "basic", "extended", "all")  # onnxruntime's graph optimisation levels
 MAX_THREADS = 256  # intra-op threads of a session: more is a typo, not a machine
+PRECISE_INT8 = ("session.x64quantprecision", "1")  # onnxruntime's session option for exact u8·s8 products
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,10 @@ def _open_onnxruntime(path: Path, options: EngineOptions) -> Any:
     spin = "1" if options.spinning else "0"
     session_options.add_session_config_entry("session.intra_op.allow_spinning", spin)
     session_options.add_session_config_entry("session.inter_op.allow_spinning", spin)
+    # x86 CPUs without VNNI (AVX2, AVX-512 before Cascade Lake) multiply uint8 by int8 weights in pairs that
+    # saturate at 16 bits; this option makes them compute the exact int32 sums that VNNI, SSE4 and ARM
+    # compute, so a quantized model's self-test can be exact (edgeinfer/selftest.py). A no-op elsewhere.
+    session_options.add_session_config_entry(PRECISE_INT8[0], PRECISE_INT8[1])
     level = ort.GraphOptimizationLevel
     session_options.graph_optimization_level = {
         "disabled": level.ORT_DISABLE_ALL,

@@ -17,7 +17,7 @@ from edgeinfer.metadata import METADATA_KEY
 from edgeinfer.model import DEFAULT_MODEL
 from edgeinfer.selftest import SELF_TEST_KEY, generate_image
 from export.self_test import embed_self_test
-from tests.fixtures import gray_model, replace_props, rgb_model
+from tests.fixtures import gray_model, make_image, make_model, replace_props, rgb_model
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -148,6 +148,7 @@ def test_a_model_without_self_test_says_so(tmp_path):
         lambda d: d["made_with"].update(machine="x\ny"),
         lambda d: d["cases"][0].update(png="!!not base64"),
         lambda d: d["cases"][0].update(png="aGVsbG8="),  # base64 of "hello": not an image
+        lambda d: d.update(output_std=-1.0),
     ],
 )
 def test_a_malformed_self_test_is_a_metadata_error(tmp_path, edit):
@@ -170,6 +171,84 @@ def test_an_fp32_export_records_a_tight_tolerance_and_passes(tmp_path, fixture):
     assert document["tolerance_basis"] != "output quantization step"
     result = Model(path).verify()
     assert result.passed, result.reason
+
+
+@pytest.fixture(scope="module")
+def int8_cnn(tmp_path_factory) -> Path:
+    """The grayscale fixture CNN, statically quantized by export/ (QDQ, per-channel int8 weights, first
+    convolution in float, logits in float) on seeded photo-like images, with its self-test."""
+    from export import conversion, quantization
+
+    folder = tmp_path_factory.mktemp("int8")
+    fp32 = make_model(folder / "fp32.onnx")
+    images = [make_image(28, 28, "L", seed=i) for i in range(64)]
+    out = folder / "int8.onnx"
+    options = quantization.StaticOptions(calibration_size=len(images))
+    quantization.quantize(fp32, out, conversion.load_metadata(fp32), "int8", options, images)
+    embed_self_test(out)
+    return out
+
+
+def _int8_weights(path: Path) -> list[str]:
+    """The int8 weight tensors (initializers dequantized by a DequantizeLinear) of a QDQ model."""
+    import onnx
+
+    model = onnx.load(str(path))
+    initializers = {t.name: t for t in model.graph.initializer}
+    return [
+        n.input[0]
+        for n in model.graph.node
+        if n.op_type == "DequantizeLinear"
+        and n.input[0] in initializers
+        and initializers[n.input[0]].data_type == onnx.TensorProto.INT8
+        and len(initializers[n.input[0]].dims) >= 2
+    ]
+
+
+def _one_step_off(path: Path, weight: str, out: Path) -> Path:
+    """``path`` with every int8 value of ``weight`` one quantization step higher (clipped at 127): the
+    network a device computes when one kernel reads its weights wrong by one step."""
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(path))
+    tensor = next(t for t in model.graph.initializer if t.name == weight)
+    values = numpy_helper.to_array(tensor).astype(np.int16) + 1
+    tensor.CopyFrom(numpy_helper.from_array(np.clip(values, -128, 127).astype(np.int8), weight))
+    onnx.save(model, str(out))
+    return out
+
+
+def test_a_quantized_model_passes_and_one_weight_tensor_one_step_off_fails(int8_cnn, tmp_path):
+    proc = _verify_cli(int8_cnn)
+    assert proc.returncode == 0, proc.stderr
+    weights = _int8_weights(int8_cnn)
+    assert len(weights) == 3  # the second convolution and both fully connected layers
+    for i, weight in enumerate(weights):
+        off = _one_step_off(int8_cnn, weight, tmp_path / f"off{i}.onnx")
+        proc = _verify_cli(off)
+        assert proc.returncode == 1, f"{weight} one step off passed:\n{proc.stdout}"
+        error = proc.stderr.strip().splitlines()
+        assert len(error) == 1 and "self-test failed: case" in error[0]
+        assert "outputs differ by up to" in error[0]
+
+
+def test_the_bundled_model_with_one_weight_tensor_one_step_off_fails(tmp_path):
+    weights = _int8_weights(DEFAULT_MODEL)
+    assert weights
+    for i, weight in enumerate(weights):
+        result = Model(_one_step_off(DEFAULT_MODEL, weight, tmp_path / f"off{i}.onnx")).verify()
+        assert not result.passed and "outputs differ by up to" in result.reason, weight
+
+
+def test_a_quantized_model_has_a_tolerance_small_against_the_spread_of_its_outputs(int8_cnn):
+    document = json.loads(_props(int8_cnn)[SELF_TEST_KEY])
+    outputs = [np.array(case["output"]) for case in document["cases"]]
+    spread = float(np.mean([np.std(o) for o in outputs]))
+    assert document["output_std"] == pytest.approx(spread, rel=1e-12)
+    assert 0 < document["tolerance"] < 0.05 * spread
+    # An unoptimised session runs QDQ as float: not a kernel any device runs for a quantized model.
+    assert "unoptimised" not in document["tolerance_basis"]
 
 
 def test_cases_cover_the_sizes_the_preprocessing_accepts():
