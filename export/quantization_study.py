@@ -76,10 +76,10 @@ def lite0() -> Any:
     """timm's ``tf_efficientnet_lite0`` with Google's ImageNet weights, in eval mode."""
     import timm
 
-    from train.convert_weights import efficientnet_lite0_state_dict
+    from train.convert_weights import efficientnet_lite_state_dict
 
     net = timm.create_model("tf_efficientnet_lite0", pretrained=False)
-    net.load_state_dict(efficientnet_lite0_state_dict(), strict=True)
+    net.load_state_dict(efficientnet_lite_state_dict(0), strict=True)
     return net.eval()
 
 

