@@ -96,15 +96,50 @@ def local_sqnr(
 ) -> dict[str, float]:
     """SQNR (dB) of each float activation against itself through its own Q/DQ (scale, zero point, range):
     how much signal quantizing that one tensor loses, alone."""
-    out = {}
-    for name, (scale, zero, dtype) in quantized.items():
-        if name not in activations:
-            continue
-        info = np.iinfo(dtype)
-        x = activations[name]
-        dq = (np.clip(np.round(x / scale) + zero, info.min, info.max) - zero) * scale
-        out[name] = sqnr_db(x, dq)
-    return out
+    return {
+        name: sqnr_db(activations[name], _through_qdq(activations[name], *pair))
+        for name, pair in quantized.items()
+        if name in activations
+    }
+
+
+def local_sqnr_of(
+    float_model: str | Path,
+    quantized: Mapping[str, tuple[float, int, np.dtype]],
+    inputs: np.ndarray,
+    batch: int = 8,
+) -> dict[str, float]:
+    """:func:`local_sqnr` of the activations of ``float_model`` (the graph the QDQ model was quantized from,
+    so that tensor names match) on ``inputs``, accumulated ``batch`` images at a time instead of holding
+    every activation of every image. Tensors that ``float_model`` does not compute are left out."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    model = onnx.load(str(float_model))
+    graph = model.graph
+    feed = graph.input[0].name
+    computed = {name for node in graph.node for name in node.output}
+    names = [name for name in quantized if name in computed]
+    listed = {output.name for output in graph.output}
+    graph.output.extend(helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in names
+                        if n not in listed)  # fmt: skip
+    session = _session(model.SerializeToString())
+    wanted = names + ([feed] if feed in quantized else [])
+    signal, noise = dict.fromkeys(wanted, 0.0), dict.fromkeys(wanted, 0.0)
+    for start in range(0, len(inputs), batch):
+        x = inputs[start : start + batch]
+        outputs = dict(zip(names, session.run(names, {feed: x}), strict=True)) if names else {}
+        outputs.update({feed: x} if feed in quantized else {})
+        for name, value in outputs.items():
+            signal[name] += float(np.sum(np.square(value, dtype=np.float64)))
+            error = value - _through_qdq(value, *quantized[name])
+            noise[name] += float(np.sum(np.square(error, dtype=np.float64)))
+    return {name: float(10 * np.log10(max(signal[name], 1e-24) / max(noise[name], 1e-24))) for name in wanted}
+
+
+def _through_qdq(x: np.ndarray, scale: float, zero: int, dtype: np.dtype) -> np.ndarray:
+    info = np.iinfo(dtype)
+    return ((np.clip(np.round(x / scale) + zero, info.min, info.max) - zero) * scale).astype(x.dtype)
 
 
 def keep_tensors_float(model: Any, tensors: Sequence[str]) -> Any:
@@ -112,7 +147,8 @@ def keep_tensors_float(model: Any, tensors: Sequence[str]) -> Any:
     ``tensors`` left in float: each QuantizeLinear → DequantizeLinear pair becomes a Clip to the pair's
     range, so the nodes reading the tensor compute in float (onnxruntime fuses int8 kernels only between
     Q/DQ pairs). The Clip matters: onnxruntime's quantizer removes a ReLU6 whose range the Q/DQ already
-    clamps, so bypassing the pair alone would drop the activation (measured: agreement 67 % → 3 %).
+    clamps, so bypassing the pair alone would drop the activation (measured: agreement 67 % → 3 %). The
+    scales and zero points only the bypassed pairs read are removed.
     """
     from onnx import helper, numpy_helper
 
@@ -135,8 +171,14 @@ def keep_tensors_float(model: Any, tensors: Sequence[str]) -> Any:
                 graph.initializer.append(numpy_helper.from_array(np.float32((level - zero) * scale), name))
             node = helper.make_node("Clip", [tensor, *bounds], [node.output[0]], name=f"{tensor}_float_clip")
         nodes.append(node)
+    bypassed = {name for n in graph.node if n.output[0] in quantize or n.output[0] in dequantized
+                for name in n.input[1:]}  # fmt: skip
+    read = {name for node in nodes for name in node.input}
+    constants = [t for t in graph.initializer if t.name not in bypassed or t.name in read]
     del graph.node[:]
     graph.node.extend(nodes)
+    del graph.initializer[:]
+    graph.initializer.extend(constants)
     return model
 
 
@@ -147,18 +189,19 @@ def choose_float_tensors(
     target: float,
     *,
     max_kept: int = 16,
+    tensors: Sequence[str] | None = None,
     progress: Callable[[str], None] = print,
 ) -> tuple[Any, KeptInFloat, dict[str, float]]:
-    """Mixed precision for a QDQ model: each quantized activation kept in float alone and measured (SQNR
-    of the logits against FP32 on ``inputs``), ranked by that gain, then :func:`keep_in_float` to top-1
-    agreement ``target``. Returns the model with the chosen tensors in float, the loop's result, and the
-    measured logit SQNR (dB) per tensor.
+    """Mixed precision for a QDQ model: each quantized activation (or each of ``tensors``, to bound the
+    cost: one model run per tensor) kept in float alone and measured (SQNR of the logits against FP32 on
+    ``inputs``), ranked by that gain, then :func:`keep_in_float` to top-1 agreement ``target``. Returns the
+    model with the chosen tensors in float, the loop's result, and the measured logit SQNR (dB) per tensor.
     """
     import onnx
 
     reference = _logits(str(fp32_path), inputs)
     quantized = onnx.load(str(qdq_path))
-    tensors = list(quantized_activations(quantized))
+    tensors = list(quantized_activations(quantized) if tensors is None else tensors)
     progress(f"      sensitivity: {len(tensors)} quantized activations, each kept in float alone, "
              f"on {len(inputs)} images")  # fmt: skip
     gain = {}
@@ -177,12 +220,21 @@ def choose_float_tensors(
     return keep_tensors_float(quantized, result.nodes), result, gain
 
 
-def _logits(model: str | bytes, inputs: np.ndarray, batch: int = 32) -> np.ndarray:
+def logit_sqnr(fp32_path: str | Path, qdq_path: str | Path, inputs: np.ndarray) -> float:
+    """SQNR (dB) of the logits of the QDQ model against FP32's on ``inputs``."""
+    return sqnr_db(_logits(str(fp32_path), inputs), _logits(str(qdq_path), inputs))
+
+
+def _session(model: str | bytes) -> Any:
     import onnxruntime as ort
 
     options = ort.SessionOptions()
-    options.log_severity_level = 3  # the bypassed pairs leave unused scales that onnxruntime warns about
-    session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+    options.log_severity_level = 3  # a float model with extra outputs: onnxruntime warns about their shapes
+    return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+
+
+def _logits(model: str | bytes, inputs: np.ndarray, batch: int = 32) -> np.ndarray:
+    session = _session(model)
     name = session.get_inputs()[0].name
     return np.concatenate(
         [session.run(None, {name: inputs[i : i + batch]})[0] for i in range(0, len(inputs), batch)]
