@@ -4,8 +4,9 @@ Built only when the plain int8 candidate misses the agreement bar. The sensitivi
 (export/sensitivity.py) runs on calibration images — never on the selection images the candidates are
 judged on — with the bar as its target. Its ranking pass runs one model per tensor measured (66 for
 EfficientNet-Lite0), so it is bounded: only the :data:`RANKED` quantized activations whose own Q/DQ loses
-the most signal (lowest local SQNR, measured on the float graph's activations) are measured, and at most
-:data:`MAX_KEPT` tensors are kept in float.
+the most signal are measured — lowest local SQNR of the float graph's activations through their Q/DQ,
+median over channels (a per-tensor range rounds a channel that a large one dwarfs to nothing while the
+tensor's overall SQNR stays high) — and at most :data:`MAX_KEPT` tensors are kept in float.
 """
 
 from __future__ import annotations
@@ -53,13 +54,13 @@ def build_mixed(
     started = time.perf_counter()
     inputs = preprocess_batch(images, int8_metadata)
     quantized = sensitivity.quantized_activations(onnx.load(str(int8_path), load_external_data=False))
-    local = sensitivity.local_sqnr_of(calibration.prepared, quantized, inputs)
+    local = sensitivity.local_sqnr_of(calibration.prepared, quantized, inputs, per_channel=True)
     # A tensor the float graph does not compute under that name has no local SQNR: measured first.
     ranked = sorted(quantized, key=lambda t: local.get(t, -np.inf))[:RANKED]
     int8_db = sensitivity.logit_sqnr(fp32_path, int8_path, inputs)
     progress(f"      sensitivity on {len(inputs)} calibration images: all-INT8 logit SQNR {int8_db:.1f} dB; "
              f"measuring the {len(ranked)} of {len(quantized)} quantized activations with the lowest local "
-             f"SQNR, target agreement {target:.0%}")  # fmt: skip
+             f"SQNR (median channel), target agreement {target:.0%}")  # fmt: skip
     model, loop, alone = sensitivity.choose_float_tensors(
         fp32_path, int8_path, inputs, target, max_kept=MAX_KEPT, tensors=ranked, progress=progress
     )
@@ -72,14 +73,15 @@ def build_mixed(
         "agreement": loop.agreement,
         "int8_agreement": agreement_after[()],
         "int8_logit_sqnr_db": round(int8_db, 2),
-        "ranked": f"{len(ranked)} of {len(quantized)} quantized activations, lowest local SQNR first",
+        "ranked": f"{len(ranked)} of {len(quantized)} quantized activations, lowest local SQNR first "
+        "(median channel)",
         "max_kept": MAX_KEPT,
         "kept_in_float": [
             {
                 "tensor": tensor,
                 "logit_sqnr_alone_db": round(alone[tensor], 2),
                 "gain_db": round(alone[tensor] - int8_db, 2),
-                "local_sqnr_db": None if tensor not in local else round(local[tensor], 2),
+                "local_channel_sqnr_db": None if tensor not in local else round(local[tensor], 2),
             }
             for tensor in loop.nodes
         ],

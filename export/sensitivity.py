@@ -107,11 +107,18 @@ def local_sqnr_of(
     float_model: str | Path,
     quantized: Mapping[str, tuple[float, int, np.dtype]],
     inputs: np.ndarray,
+    *,
+    per_channel: bool = False,
     batch: int = 8,
 ) -> dict[str, float]:
     """:func:`local_sqnr` of the activations of ``float_model`` (the graph the QDQ model was quantized from,
     so that tensor names match) on ``inputs``, accumulated ``batch`` images at a time instead of holding
-    every activation of every image. Tensors that ``float_model`` does not compute are left out."""
+    every activation of every image. Tensors that ``float_model`` does not compute are left out.
+
+    ``per_channel``: the median over the channels (axis 1) that carry any signal of each channel's SQNR, so
+    that channels a large one dwarfs count: per-tensor Q/DQ rounds a small-range channel to nothing while
+    the tensor's overall SQNR stays high.
+    """
     import onnx
     from onnx import TensorProto, helper
 
@@ -125,16 +132,23 @@ def local_sqnr_of(
                         if n not in listed)  # fmt: skip
     session = _session(model.SerializeToString())
     wanted = names + ([feed] if feed in quantized else [])
-    signal, noise = dict.fromkeys(wanted, 0.0), dict.fromkeys(wanted, 0.0)
+    signal: dict[str, Any] = dict.fromkeys(wanted, 0.0)
+    noise: dict[str, Any] = dict.fromkeys(wanted, 0.0)
     for start in range(0, len(inputs), batch):
         x = inputs[start : start + batch]
         outputs = dict(zip(names, session.run(names, {feed: x}), strict=True)) if names else {}
         outputs.update({feed: x} if feed in quantized else {})
         for name, value in outputs.items():
-            signal[name] += float(np.sum(np.square(value, dtype=np.float64)))
+            axes = tuple(a for a in range(value.ndim) if a != 1) if per_channel and value.ndim > 1 else None
             error = value - _through_qdq(value, *quantized[name])
-            noise[name] += float(np.sum(np.square(error, dtype=np.float64)))
-    return {name: float(10 * np.log10(max(signal[name], 1e-24) / max(noise[name], 1e-24))) for name in wanted}
+            signal[name] = signal[name] + np.sum(np.square(value, dtype=np.float64), axis=axes)
+            noise[name] = noise[name] + np.sum(np.square(error, dtype=np.float64), axis=axes)
+    out = {}
+    for name in wanted:
+        carried = np.atleast_1d(signal[name]) > 0
+        ratios = np.atleast_1d(signal[name])[carried] / np.maximum(np.atleast_1d(noise[name])[carried], 1e-24)
+        out[name] = float(np.median(10 * np.log10(ratios))) if carried.any() else float("inf")
+    return out
 
 
 def _through_qdq(x: np.ndarray, scale: float, zero: int, dtype: np.dtype) -> np.ndarray:

@@ -351,10 +351,11 @@ def print_mixed_precision(record: dict[str, Any], progress: Callable[[str], None
              f"target {record['target_agreement']:.0%} {met}: agreement there {record['int8_agreement']:.2%} "
              f"→ {record['agreement']:.2%}")  # fmt: skip
     for entry in record["kept_in_float"]:
-        local = "n/a" if entry["local_sqnr_db"] is None else f"{entry['local_sqnr_db']:.1f} dB"
+        local = entry["local_channel_sqnr_db"]
+        local = "n/a" if local is None else f"{local:.1f} dB"
         progress(f"{INDENT}  in float: {entry['tensor']}  logit SQNR alone "
                  f"{entry['logit_sqnr_alone_db']:.1f} dB ({entry['gain_db']:+.1f} dB over all-INT8), "
-                 f"local SQNR {local}")  # fmt: skip
+                 f"local SQNR (median channel) {local}")  # fmt: skip
 
 
 def _convert_title(job: ExportJob) -> str:
