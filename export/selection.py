@@ -124,8 +124,8 @@ def select(
         paths[candidate.name] = path
         descriptions[candidate.name] = candidate.description
     mixed_record = {"ran": False, "why": "no int8 candidate"}
-    if "int8" in paths and ranges is not None:
-        mixed_record = _add_mixed(paths, metas, descriptions, ranges, calibration, images, labels, progress)
+    if "int8" in paths:
+        mixed_record = _add_mixed(paths, metas, descriptions, calibration, images, labels, progress)
     progress(f"      measuring {len(paths)} models on {len(images)} images (latency: median of at least "
              f"{min(report.MIN_RUNS, repeats)} runs, up to {repeats} or {budget:g} s per model)")  # fmt: skip
     measured = report.build_report(
@@ -173,7 +173,6 @@ def _add_mixed(
     paths: dict[str, Path],
     metas: dict[str, ModelMetadata],
     descriptions: dict[str, str],
-    ranges: Calibration,
     calibration: Sequence[Any],
     images: Sequence[Any],
     labels: np.ndarray | None,
@@ -191,7 +190,7 @@ def _add_mixed(
     on = mixed.sensitivity_images(calibration)
     path = paths["int8"].with_name("int8-mixed.onnx")
     meta, record = mixed.build_mixed(
-        paths["fp32"], paths["int8"], metas["int8"], ranges, on, MIN_AGREEMENT, path, progress
+        paths["fp32"], paths["int8"], metas["int8"], on, MIN_AGREEMENT, path, progress
     )
     shared = _shared(on, images)
     record = {"ran": True, "why": f"int8 agrees with FP32 on {agreement:.2%} < {MIN_AGREEMENT:.0%}", **record,

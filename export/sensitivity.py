@@ -96,64 +96,15 @@ def local_sqnr(
 ) -> dict[str, float]:
     """SQNR (dB) of each float activation against itself through its own Q/DQ (scale, zero point, range):
     how much signal quantizing that one tensor loses, alone."""
-    return {
-        name: sqnr_db(activations[name], _through_qdq(activations[name], *pair))
-        for name, pair in quantized.items()
-        if name in activations
-    }
-
-
-def local_sqnr_of(
-    float_model: str | Path,
-    quantized: Mapping[str, tuple[float, int, np.dtype]],
-    inputs: np.ndarray,
-    *,
-    per_channel: bool = False,
-    batch: int = 8,
-) -> dict[str, float]:
-    """:func:`local_sqnr` of the activations of ``float_model`` (the graph the QDQ model was quantized from,
-    so that tensor names match) on ``inputs``, accumulated ``batch`` images at a time instead of holding
-    every activation of every image. Tensors that ``float_model`` does not compute are left out.
-
-    ``per_channel``: the median over the channels (axis 1) that carry any signal of each channel's SQNR, so
-    that channels a large one dwarfs count: per-tensor Q/DQ rounds a small-range channel to nothing while
-    the tensor's overall SQNR stays high.
-    """
-    import onnx
-    from onnx import TensorProto, helper
-
-    model = onnx.load(str(float_model))
-    graph = model.graph
-    feed = graph.input[0].name
-    computed = {name for node in graph.node for name in node.output}
-    names = [name for name in quantized if name in computed]
-    listed = {output.name for output in graph.output}
-    graph.output.extend(helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in names
-                        if n not in listed)  # fmt: skip
-    session = _session(model.SerializeToString())
-    wanted = names + ([feed] if feed in quantized else [])
-    signal: dict[str, Any] = dict.fromkeys(wanted, 0.0)
-    noise: dict[str, Any] = dict.fromkeys(wanted, 0.0)
-    for start in range(0, len(inputs), batch):
-        x = inputs[start : start + batch]
-        outputs = dict(zip(names, session.run(names, {feed: x}), strict=True)) if names else {}
-        outputs.update({feed: x} if feed in quantized else {})
-        for name, value in outputs.items():
-            axes = tuple(a for a in range(value.ndim) if a != 1) if per_channel and value.ndim > 1 else None
-            error = value - _through_qdq(value, *quantized[name])
-            signal[name] = signal[name] + np.sum(np.square(value, dtype=np.float64), axis=axes)
-            noise[name] = noise[name] + np.sum(np.square(error, dtype=np.float64), axis=axes)
     out = {}
-    for name in wanted:
-        carried = np.atleast_1d(signal[name]) > 0
-        ratios = np.atleast_1d(signal[name])[carried] / np.maximum(np.atleast_1d(noise[name])[carried], 1e-24)
-        out[name] = float(np.median(10 * np.log10(ratios))) if carried.any() else float("inf")
+    for name, (scale, zero, dtype) in quantized.items():
+        if name not in activations:
+            continue
+        info = np.iinfo(dtype)
+        x = activations[name]
+        dq = (np.clip(np.round(x / scale) + zero, info.min, info.max) - zero) * scale
+        out[name] = sqnr_db(x, dq)
     return out
-
-
-def _through_qdq(x: np.ndarray, scale: float, zero: int, dtype: np.dtype) -> np.ndarray:
-    info = np.iinfo(dtype)
-    return ((np.clip(np.round(x / scale) + zero, info.min, info.max) - zero) * scale).astype(x.dtype)
 
 
 def keep_tensors_float(model: Any, tensors: Sequence[str]) -> Any:
@@ -239,16 +190,12 @@ def logit_sqnr(fp32_path: str | Path, qdq_path: str | Path, inputs: np.ndarray) 
     return sqnr_db(_logits(str(fp32_path), inputs), _logits(str(qdq_path), inputs))
 
 
-def _session(model: str | bytes) -> Any:
+def _logits(model: str | bytes, inputs: np.ndarray, batch: int = 32) -> np.ndarray:
     import onnxruntime as ort
 
     options = ort.SessionOptions()
-    options.log_severity_level = 3  # a float model with extra outputs: onnxruntime warns about their shapes
-    return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
-
-
-def _logits(model: str | bytes, inputs: np.ndarray, batch: int = 32) -> np.ndarray:
-    session = _session(model)
+    options.log_severity_level = 3  # keep quiet about anything left unused by the bypassed pairs
+    session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
     name = session.get_inputs()[0].name
     return np.concatenate(
         [session.run(None, {name: inputs[i : i + batch]})[0] for i in range(0, len(inputs), batch)]

@@ -351,11 +351,9 @@ def print_mixed_precision(record: dict[str, Any], progress: Callable[[str], None
              f"target {record['target_agreement']:.0%} {met}: agreement there {record['int8_agreement']:.2%} "
              f"→ {record['agreement']:.2%}")  # fmt: skip
     for entry in record["kept_in_float"]:
-        local = entry["local_channel_sqnr_db"]
-        local = "n/a" if local is None else f"{local:.1f} dB"
-        progress(f"{INDENT}  in float: {entry['tensor']}  logit SQNR alone "
-                 f"{entry['logit_sqnr_alone_db']:.1f} dB ({entry['gain_db']:+.1f} dB over all-INT8), "
-                 f"local SQNR (median channel) {local}")  # fmt: skip
+        alone, gain = entry["logit_sqnr_alone_db"], entry["gain_db"]
+        progress(f"{INDENT}  in float: {entry['tensor']}  logit SQNR alone {alone:.1f} dB "
+                 f"({gain:+.1f} dB over all-INT8)")  # fmt: skip
 
 
 def _convert_title(job: ExportJob) -> str:
