@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from edgeinfer.metadata import ModelMetadata
 from export.conversion import DEFAULT_OPSET
 from export.quantization import StaticOptions
-from export.steps import LATENCY_REPEATS, LATENCY_THREADS, SEED, VERIFY_IMAGES
+from export.steps import LATENCY_BUDGET, LATENCY_REPEATS, LATENCY_THREADS, SEED, VERIFY_IMAGES
 
 if TYPE_CHECKING:
     import torch
@@ -36,6 +36,7 @@ def export_model(
     opset: int = DEFAULT_OPSET,
     report: str | Path | None = None,
     repeats: int = LATENCY_REPEATS,
+    latency_budget: float = LATENCY_BUDGET,
     threads: int = LATENCY_THREADS,
     seed: int = SEED,
     image_model: bool | str | Path = False,
@@ -56,6 +57,8 @@ def export_model(
             sub-folder per label (as torchvision's ``ImageFolder``) also gives the accuracy.
         quantize: "auto" (measure, keep what qualifies, see export/selection.py), "int8", "dynamic", "none".
         report: where to write the report as JSON (default: ``path`` with ``.json``).
+        repeats, latency_budget: latency is the median of at most ``repeats`` runs per model and batch size,
+            fewer once at least 3 have run for ``latency_budget`` seconds.
         image_model: also write the image model (export/image_model.py: decoded image in, preprocessing
             in the graph): True for ``<path>.image.onnx``, or its path.
 
@@ -104,7 +107,8 @@ def export_model(
               f"{len(calibration_set or ())} calibration images",
         verify=verify_set.sample(VERIFY_IMAGES, seed), select_on=verify_set, report_on=verify_set,
         calibration=calibration_set, reference=inputs.pil_callable(transform), quantize=quantize,
-        opset=opset, repeats=repeats, threads=threads, report_path=Path(report) if report else None,
+        opset=opset, repeats=repeats, latency_budget=latency_budget, threads=threads,
+        report_path=Path(report) if report else None,
     )  # fmt: skip
     summary = export_network(job, progress)
     if image_model is not False:

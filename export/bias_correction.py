@@ -15,7 +15,7 @@ do not change.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,15 +44,18 @@ class _Layer:
     groups: int
 
 
-def correct_biases(qdq: Any, float_model: Any, batches: Iterable[np.ndarray]) -> Corrected:
+def layer_inputs(float_model: Any) -> list[str]:
+    """The input tensors of the Conv/Gemm nodes of ``float_model``: whose means bias correction needs."""
+    return sorted({node.input[0] for node in float_model.graph.node if node.op_type in LAYERS})
+
+
+def correct_biases(qdq: Any, float_model: Any, means: Mapping[str, np.ndarray]) -> Corrected:
     """Add ``(W - Wq) · E[x]`` to the int32 bias of every quantized Conv/Gemm of ``qdq`` (an onnx
-    ModelProto, edited in place), E[x] measured on ``float_model`` over ``batches`` (calibration inputs)."""
+    ModelProto, edited in place), paired by node name with ``float_model``, whose layer inputs have the
+    per-channel ``means`` (:func:`input_means` over the calibration images)."""
     from onnx import numpy_helper
 
-    layers = _quantized_layers(qdq, float_model)
-    if not layers:
-        return Corrected((), 0.0)
-    means = input_means(float_model, batches, sorted({layer.float_input for layer in layers}))
+    layers = [layer for layer in _quantized_layers(qdq, float_model) if layer.float_input in means]
     largest = 0.0
     for layer in layers:
         shift = _output_shift(layer, means[layer.float_input])
@@ -66,9 +69,7 @@ def correct_biases(qdq: Any, float_model: Any, batches: Iterable[np.ndarray]) ->
     return Corrected(tuple(layer.node.name for layer in layers), largest)
 
 
-def input_means(
-    float_model: Any, batches: Iterable[np.ndarray], tensors: list[str], *, optimize: bool = True
-) -> dict[str, np.ndarray]:
+def input_means(float_model: Any, batches: Iterable[np.ndarray], tensors: list[str]) -> dict[str, np.ndarray]:
     """The per-channel mean (axis 1) of each of ``tensors`` in ``float_model`` (an onnx ModelProto) over
     ``batches``."""
     import onnx
@@ -82,8 +83,6 @@ def input_means(
         model.graph.output.append(helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None))
     options = ort.SessionOptions()
     options.log_severity_level = 3
-    if not optimize:
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
     feed = session.get_inputs()[0].name
     sums: dict[str, np.ndarray] = {}

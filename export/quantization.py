@@ -1,9 +1,10 @@
 """INT8 models with onnxruntime.quantization, calibrated on training images through edgeinfer's image path.
 
-Static INT8 (:func:`quantize_static_int8`): ``quant_pre_process`` (shape inference, graph optimisation), then
-``quantize_static`` with ranges collected by onnxruntime's calibrator from :class:`CalibrationReader`, whose
-batches come from ``edgeinfer.pipeline`` (decode → image mode → the model's spec) — the very code the runtime
-runs.
+Static INT8 (:func:`quantize_static_int8`) is two steps that compose: :func:`calibrate` (``quant_pre_process``
+— shape inference, graph optimisation — then onnxruntime's calibrator over :class:`CalibrationReader`, whose
+batches come from ``edgeinfer.pipeline``: decode → image mode → the model's spec, the very code the runtime
+runs) and :func:`write_static_int8` (``quantize_static`` on those ranges). One :class:`Calibration` serves
+every static variant of a model (``--quantize auto`` builds several), so the histograms are collected once.
 Dynamic INT8 (:func:`quantize_dynamic_int8`) quantizes MatMul/Gemm weights only, for fully connected heads.
 """
 
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -109,17 +110,24 @@ def quantize(
     mode: str,
     options: StaticOptions | None = None,
     calibration_images: Sequence[Any] | None = None,
+    *,
+    calibration: Calibration | None = None,
 ) -> ModelMetadata:
     """Write the ``mode`` ("int8" static or "dynamic") model of ``fp32_path`` to ``out_path``, with metadata.
 
-    Returns the metadata written: ``metadata`` with the quantization recorded in its provenance.
+    Static INT8 calibrates on ``calibration_images``, or reuses ``calibration`` (:func:`calibrate` of the
+    same ``fp32_path``). Returns the metadata written: ``metadata`` with the quantization recorded in its
+    provenance.
     """
     if mode == "int8":
-        if calibration_images is None:
-            raise ValueError("static int8 quantization needs calibration images")
         options = options or StaticOptions()
-        reader = CalibrationReader(calibration_images, metadata)
-        quantize_static_int8(fp32_path, out_path, reader, options)
+        if calibration is not None:
+            write_static_int8(calibration, out_path, options)
+        elif calibration_images is None:
+            raise ValueError("static int8 quantization needs calibration images")
+        else:
+            reader = CalibrationReader(calibration_images, metadata)
+            quantize_static_int8(fp32_path, out_path, reader, options)
         provenance = options.provenance()
     elif mode == "dynamic":
         provenance = quantize_dynamic_int8(fp32_path, out_path)
@@ -134,43 +142,124 @@ def quantize_static_int8(
     fp32_path: str | Path, out_path: str | Path, reader: CalibrationReader, options: StaticOptions
 ) -> None:
     """``quant_pre_process`` then static INT8 quantization (signed int8 weights) of ``fp32_path``."""
-    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
-
-    methods = {
-        "minmax": CalibrationMethod.MinMax,
-        "entropy": CalibrationMethod.Entropy,
-        "percentile": CalibrationMethod.Percentile,
-    }
     with tempfile.TemporaryDirectory() as tmp:
-        prepared = _pre_process(fp32_path, Path(tmp) / "prepared.onnx")
+        write_static_int8(calibrate(fp32_path, Path(tmp), reader, options), out_path, options)
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Activation ranges collected once on the pre-processed FP32 graph, for every static variant of it.
+
+    Attributes:
+        prepared: ``quant_pre_process``'s model (shape inference, graph optimisation), in the caller's folder.
+        ranges: onnxruntime's calibration cache beside it (its ``TensorsData`` as JSON), which
+            ``quantize_static`` reads instead of calibrating.
+        key: the options the ranges depend on (:func:`calibration_key`).
+        tensors: how many tensors have a range.
+        layer_input_means: the per-channel mean of every Conv/Gemm input over the same images, which
+            bias correction needs (export/bias_correction.py).
+    """
+
+    prepared: Path
+    ranges: Path
+    key: tuple[Any, ...]
+    tensors: int
+    layer_input_means: Mapping[str, np.ndarray]  # per channel, for bias correction
+
+
+def calibration_key(options: StaticOptions) -> tuple[Any, ...]:
+    """The fields of ``options`` that change the collected ranges: a :class:`Calibration` serves the options
+    with the same key. (An option that rewrites the float graph before calibration belongs here.)"""
+    return (options.calibration_method,)
+
+
+def calibrate(
+    fp32_path: str | Path, workdir: str | Path, reader: CalibrationReader, options: StaticOptions
+) -> Calibration:
+    """``quant_pre_process`` of ``fp32_path`` into ``workdir``, then onnxruntime's calibrator over ``reader``:
+    the ranges of every tensor that a quantizable op reads or writes, as ``quantize_static`` collects them
+    (``create_calibrator`` → ``collect_data`` → ``compute_data``), saved as its calibration cache."""
+    import onnx
+    from onnxruntime.quantization.calibrate import create_calibrator, save_tensors_data
+    from onnxruntime.quantization.registry import QDQRegistry, QLinearOpsRegistry
+
+    from export.bias_correction import input_means, layer_inputs
+
+    workdir = Path(workdir)
+    prepared = _pre_process(fp32_path, workdir / "prepared.onnx")
+    with tempfile.TemporaryDirectory() as tmp:
+        calibrator = create_calibrator(
+            prepared, list(set(QLinearOpsRegistry) | set(QDQRegistry)),
+            augmented_model_path=str(Path(tmp) / "augmented.onnx"),
+            calibrate_method=_calibration_method(options.calibration_method),
+        )  # fmt: skip
+        calibrator.collect_data(reader)
+        ranges = calibrator.compute_data()
+        del calibrator  # its intermediate outputs hold every calibration activation
+    save_tensors_data(ranges, workdir / "ranges.json")
+    float_model = onnx.load(str(prepared))
+    means = input_means(float_model, reader.batches(), layer_inputs(float_model))
+    return Calibration(prepared, workdir / "ranges.json", calibration_key(options), len(ranges.keys()), means)
+
+
+def write_static_int8(calibration: Calibration, out_path: str | Path, options: StaticOptions) -> None:
+    """Static INT8 (signed int8 weights) of ``calibration``'s prepared model on its ranges, per ``options``.
+
+    ``fc_bits=4`` rewrites the fully connected layers after calibration: their activations keep the ranges of
+    the float graph, as every other layer's do (calibration always runs float weights).
+
+    Raises:
+        ValueError: ``calibration`` was collected for options that change the ranges.
+    """
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
+
+    if calibration_key(options) != calibration.key:
+        raise ValueError(
+            f"ranges calibrated for {calibration.key} cannot serve options {calibration_key(options)}"
+        )
+    with tempfile.TemporaryDirectory() as tmp:
+        prepared = calibration.prepared
         if options.fc_bits == 4:
             prepared = _fc_weights_4bit(prepared, Path(tmp) / "fc4.onnx")
         quantize_static(
             str(prepared),
             str(out_path),
-            reader,
+            None,
             quant_format=QuantFormat.QDQ if options.quant_format == "qdq" else QuantFormat.QOperator,
             per_channel=options.per_channel,
             reduce_range=options.reduce_range,
             activation_type=QuantType.QUInt8 if options.activation_type == "uint8" else QuantType.QInt8,
             weight_type=QuantType.QInt8,
             nodes_to_exclude=_resolve_exclusions(prepared, options.exclude) + shape_arithmetic(prepared),
-            calibrate_method=methods[options.calibration_method],
+            calibrate_method=_calibration_method(options.calibration_method),
+            calibration_cache_path=str(calibration.ranges),
         )
         if options.bias_correction:
-            _correct_biases(prepared, out_path, reader)
+            _correct_biases(calibration, prepared, out_path)
     if options.float_output:
         keep_output_float(out_path)
 
 
-def _correct_biases(prepared: Path, out_path: str | Path, reader: CalibrationReader) -> None:
+def _correct_biases(calibration: Calibration, prepared: Path, out_path: str | Path) -> None:
+    """Bias correction of the QDQ model at ``out_path`` (export/bias_correction.py), from the float graph
+    ``prepared`` it was quantized from and the calibration's layer input means."""
     import onnx
 
     from export.bias_correction import correct_biases
 
     quantized = onnx.load(str(out_path))
-    correct_biases(quantized, onnx.load(str(prepared)), reader.batches())
+    correct_biases(quantized, onnx.load(str(prepared)), calibration.layer_input_means)
     onnx.save(quantized, str(out_path))
+
+
+def _calibration_method(name: str) -> Any:
+    from onnxruntime.quantization import CalibrationMethod
+
+    return {
+        "minmax": CalibrationMethod.MinMax,
+        "entropy": CalibrationMethod.Entropy,
+        "percentile": CalibrationMethod.Percentile,
+    }[name]
 
 
 def quantize_dynamic_int8(fp32_path: str | Path, out_path: str | Path) -> dict[str, Any]:

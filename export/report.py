@@ -10,7 +10,7 @@ import os
 import platform
 import statistics
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,33 +19,56 @@ import numpy as np
 from edgeinfer.pipeline import preprocess_batch
 
 LATENCY_BATCHES = (1, 64)
+# Latency: each model runs until it has run ``repeats`` times, or at least MIN_RUNS times and LATENCY_BUDGET
+# seconds at that batch size: a large model's time is bounded, a small one still gets ``repeats`` runs.
+MIN_RUNS = 3
+LATENCY_BUDGET = 2.0
 EVAL_CHUNK = 256  # images preprocessed at a time: bounds memory for large inputs
+CONFIDENT = 0.3  # FP32's top softmax probability at or above this: a "confident" image
 
 
 def evaluate(
     model_paths: dict[str, Path], images: Sequence[Any], labels: np.ndarray | None
 ) -> dict[str, dict[str, Any]]:
     """Top-1 accuracy of each model on ``images`` (None without labels), and each one's top-1 agreement
-    with the first model."""
+    with the first model: overall, and on the images where the first model is confident (its top softmax
+    probability ≥ :data:`CONFIDENT`; None when there are none). A near-tie flips under any noise; a
+    confident top-1 that flips is a real error."""
     from edgeinfer import Model
 
     models = {name: Model(path) for name, path in model_paths.items()}
     metadata = next(iter(models.values())).metadata
     predictions: dict[str, list[np.ndarray]] = {name: [] for name in models}
+    top: list[np.ndarray] = []
     for start in range(0, len(images), EVAL_CHUNK):
         batch = preprocess_batch(images[start : start + EVAL_CHUNK], metadata)
-        for name, model in models.items():
-            predictions[name].append(model.run(batch).argmax(1))
+        for number, (name, model) in enumerate(models.items()):
+            output = model.run(batch)
+            predictions[name].append(output.argmax(1))
+            if number == 0:
+                top.append(_probabilities(output, metadata.output).max(1))
     predicted = {name: np.concatenate(chunks) for name, chunks in predictions.items()}
     reference = next(iter(predicted.values()))
+    confident = np.concatenate(top) >= CONFIDENT
     return {
         name: {
             "accuracy": None if labels is None else float(np.mean(pred == labels)),
             "agreement_with_fp32": float(np.mean(pred == reference)),
+            "agreement_confident": float(np.mean(pred[confident] == reference[confident]))
+            if confident.any()
+            else None,
             "images": len(images),
+            "confident_images": int(confident.sum()),
         }
         for name, pred in predicted.items()
     }
+
+
+def _probabilities(output: np.ndarray, kind: str) -> np.ndarray:
+    if kind == "probabilities":
+        return output
+    shifted = np.exp(output - output.max(axis=1, keepdims=True))
+    return shifted / shifted.sum(axis=1, keepdims=True)
 
 
 def measure_latency(
@@ -54,31 +77,46 @@ def measure_latency(
     *,
     batch_sizes: tuple[int, ...] = LATENCY_BATCHES,
     repeats: int = 50,
+    budget: float = LATENCY_BUDGET,
     threads: int = 1,
+    progress: Callable[[str], None] | None = None,
 ) -> dict[str, dict[str, float]]:
     """Median milliseconds per ``Model.run`` call of each model at each batch size (``images`` repeated to
-    fill the batch).
+    fill the batch), and the runs it is the median of (``batch_<n>_runs``).
 
-    The models take turns run by run, so background load on a shared machine hits them alike.
+    Each model runs ``repeats`` times, or fewer when it has run at least :data:`MIN_RUNS` times (or
+    ``repeats`` if fewer) and ``budget`` seconds at that batch size. The models take turns run by run, after
+    one warm-up run each (it allocates and packs the weights), so background load on a shared machine hits
+    them alike.
     """
     from edgeinfer import Model
 
     models = {name: Model(path, threads=threads) for name, path in model_paths.items()}
     tensors = preprocess_batch(images[: max(batch_sizes)], next(iter(models.values())).metadata)
     result: dict[str, dict[str, float]] = {name: {} for name in models}
+    least = min(MIN_RUNS, repeats)
     for size in batch_sizes:
         batch = np.resize(tensors, (size, *tensors.shape[1:]))
+        for model in models.values():
+            model.run(batch)
         times: dict[str, list[float]] = {name: [] for name in models}
-        for model in models.values():  # warm-up: first runs allocate and pack weights
-            for _ in range(3):
-                model.run(batch)
-        for _ in range(repeats):
-            for name, model in models.items():
+        running = list(models)
+        while running:
+            for name in running:
                 start = time.perf_counter()
-                model.run(batch)
+                models[name].run(batch)
                 times[name].append(time.perf_counter() - start)
+            running = [
+                name for name in running
+                if len(times[name]) < repeats and (len(times[name]) < least or sum(times[name]) < budget)
+            ]  # fmt: skip
         for name in models:
             result[name][f"batch_{size}_ms"] = round(1000 * statistics.median(times[name]), 4)
+            result[name][f"batch_{size}_runs"] = len(times[name])
+        if progress is not None:
+            medians = (f"{name} {result[name][f'batch_{size}_ms']:.4g} ms ({len(times[name])} runs)"
+                       for name in models)  # fmt: skip
+            progress(f"latency at batch {size}: {', '.join(medians)}")
     return result
 
 
@@ -98,25 +136,30 @@ def build_report(
     *,
     repeats: int,
     threads: int,
+    budget: float = LATENCY_BUDGET,
+    progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
-    """The comparison as one JSON-able dict: per model accuracy, agreement, size (and ratio), latency."""
+    """The comparison as one JSON-able dict: per model accuracy, agreement (overall and confident), size (and
+    ratio), latency (and the runs behind each median)."""
     accuracy = evaluate(model_paths, images, labels)
     sizes = file_sizes(model_paths)
-    latency = measure_latency(model_paths, images, repeats=repeats, threads=threads)
+    latency = measure_latency(
+        model_paths, images, repeats=repeats, budget=budget, threads=threads, progress=progress
+    )
     first = next(iter(model_paths))
     models = {
         name: {
             **accuracy[name],
             "size_bytes": sizes[name],
             "size_ratio_to_fp32": round(sizes[name] / sizes[first], 4),
-            "latency": latency[name],
+            "latency": {k: v for k, v in latency[name].items() if k.endswith("_ms")},
+            "latency_runs": {k[:-5]: v for k, v in latency[name].items() if k.endswith("_runs")},
         }
         for name in model_paths
     }
-    return {
-        "models": models,
-        "measured_on": {"threads": threads, "repeats": repeats, "cpu": _cpu_name(), "cores": os.cpu_count()},
-    }
+    measured_on = {"threads": threads, "repeats": repeats, "min_runs": MIN_RUNS, "budget_s": budget,
+                   "confident": CONFIDENT, "cpu": _cpu_name(), "cores": os.cpu_count()}  # fmt: skip
+    return {"models": models, "measured_on": measured_on}
 
 
 def _cpu_name() -> str:

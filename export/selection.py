@@ -8,10 +8,15 @@ fixed: the candidates below are built, and each is measured against FP32 on the 
 least :data:`MIN_AGREEMENT`, it loses at most :data:`MAX_ACCURACY_DROP` of accuracy, it is not slower
 than FP32 at batch 1 nor at batch 64, and its file is smaller. The smallest qualifying file wins (ties:
 the faster at batch 64); when none qualifies, FP32 is kept and the reasons are recorded.
+
+The static candidates share one calibration (quantization.calibrate). When plain int8 misses the agreement
+bar on the selection images, "int8-mixed" (export/mixed.py) keeps in float the activations that the
+sensitivity loop, run on calibration images, finds break it; it is measured like the others.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,8 +26,8 @@ import numpy as np
 
 from edgeinfer.errors import first_line
 from edgeinfer.metadata import ModelMetadata
-from export import quantization, report
-from export.quantization import StaticOptions
+from export import mixed, quantization, report
+from export.quantization import Calibration, CalibrationReader, StaticOptions
 
 MIN_AGREEMENT = 0.99
 MAX_ACCURACY_DROP = 0.005  # 0.5 points
@@ -43,17 +48,20 @@ class Candidate:
 
 @dataclass(frozen=True)
 class Selection:
-    """What ``auto`` kept, why, and the measured table it decided on."""
+    """What ``auto`` kept, why, and the measured table it decided on; ``mixed_precision``: whether the
+    sensitivity loop ran, and what it measured (export/mixed.py)."""
 
     chosen: str
     reason: str
     table: dict[str, dict[str, Any]]
     measured_on: dict[str, Any]
+    mixed_precision: dict[str, Any]
 
     def provenance(self) -> dict[str, Any]:
         """What the model's metadata records about the decision."""
         return {"chosen": self.chosen, "reason": self.reason, "criteria": CRITERIA,
-                "measured_on": self.measured_on, "candidates": self.table}  # fmt: skip
+                "measured_on": self.measured_on, "candidates": self.table,
+                "mixed_precision": self.mixed_precision}  # fmt: skip
 
 
 CRITERIA = {
@@ -90,6 +98,7 @@ def select(
     *,
     repeats: int,
     threads: int,
+    budget: float = report.LATENCY_BUDGET,
     progress: Callable[[str], None] = print,
 ) -> tuple[Selection, dict[str, Path], dict[str, ModelMetadata]]:
     """Build and measure every candidate; returns the selection, every model's path and its metadata."""
@@ -97,30 +106,127 @@ def select(
     metas = {"fp32": metadata}
     descriptions = {"fp32": "FP32 (no quantization)"}
     broken: dict[str, dict[str, Any]] = {}
-    for candidate in candidates(fp32_path, len(calibration)):
+    found = candidates(fp32_path, len(calibration))
+    ranges = _calibrate(fp32_path, workdir, metadata, calibration, found, broken, progress)
+    for candidate in found:
+        if candidate.name in broken:
+            continue
         progress(f"      quantizing: {candidate.name} ({candidate.description})")
         path = workdir / f"{candidate.name}.onnx"
         try:
             metas[candidate.name] = quantization.quantize(
-                fp32_path, path, metadata, candidate.mode, candidate.options, calibration
+                fp32_path, path, metadata, candidate.mode, candidate.options, calibration, calibration=ranges
             )
         except Exception as e:  # onnxruntime.quantization raises anything (e.g. numpy's on flat histograms)
-            reason = f"quantization failed: {first_line(e)}"
-            progress(f"      {candidate.name}: {reason}")
-            broken[candidate.name] = {
-                "description": candidate.description,
-                "failed": [reason],
-                "qualifies": False,
-            }
+            _broken(broken, candidate.name, candidate.description, f"quantization failed: {first_line(e)}",
+                    progress)  # fmt: skip
             continue
         paths[candidate.name] = path
         descriptions[candidate.name] = candidate.description
-    progress(f"      measuring {len(paths)} models on {len(images)} images (latency: median of {repeats})")
-    measured = report.build_report(paths, images, labels, repeats=repeats, threads=threads)
+    mixed_record = {"ran": False, "why": "no int8 candidate"}
+    if "int8" in paths:
+        mixed_record = _add_mixed(paths, metas, descriptions, calibration, images, labels, progress)
+    progress(f"      measuring {len(paths)} models on {len(images)} images (latency: median of at least "
+             f"{min(report.MIN_RUNS, repeats)} runs, up to {repeats} or {budget:g} s per model)")  # fmt: skip
+    measured = report.build_report(
+        paths, images, labels, repeats=repeats, threads=threads, budget=budget, progress=_indented(progress)
+    )
     table = {name: {"description": descriptions[name], **row} for name, row in measured["models"].items()}
+    if "int8-mixed" in table:
+        table["int8-mixed"]["kept_in_float"] = mixed_record["kept_in_float"]
     table.update(broken)
     chosen, reason = decide(table)
-    return Selection(chosen, reason, table, measured["measured_on"]), paths, metas
+    return Selection(chosen, reason, table, measured["measured_on"], mixed_record), paths, metas
+
+
+def _calibrate(
+    fp32_path: Path,
+    workdir: Path,
+    metadata: ModelMetadata,
+    calibration: Sequence[Any],
+    found: list[Candidate],
+    broken: dict[str, dict[str, Any]],
+    progress: Callable[[str], None],
+) -> Calibration | None:
+    """The static candidates' one calibration; when it fails, each of them is recorded as broken."""
+    import time
+
+    static = [c for c in found if c.mode == "int8"]
+    if not static:
+        return None
+    options = static[0].options
+    progress(f"      calibrating once for {', '.join(c.name for c in static)}: {len(calibration)} images, "
+             f"{options.calibration_method}")  # fmt: skip
+    started = time.perf_counter()
+    try:
+        ranges = quantization.calibrate(fp32_path, workdir, CalibrationReader(calibration, metadata), options)
+    except Exception as e:  # onnxruntime.quantization raises anything (e.g. numpy's on flat histograms)
+        for candidate in static:
+            _broken(broken, candidate.name, candidate.description, f"calibration failed: {first_line(e)}",
+                    progress)  # fmt: skip
+        return None
+    progress(f"      calibrated: ranges of {ranges.tensors} tensors in {time.perf_counter() - started:.1f} s")
+    return ranges
+
+
+def _add_mixed(
+    paths: dict[str, Path],
+    metas: dict[str, ModelMetadata],
+    descriptions: dict[str, str],
+    calibration: Sequence[Any],
+    images: Sequence[Any],
+    labels: np.ndarray | None,
+    progress: Callable[[str], None],
+) -> dict[str, Any]:
+    """The "int8-mixed" candidate added to ``paths`` when int8 misses the agreement bar on ``images`` and the
+    sensitivity loop keeps some tensor in float; returns the record of what was decided and measured."""
+    subset = {name: paths[name] for name in ("fp32", "int8")}
+    agreement = report.evaluate(subset, images, labels)["int8"]["agreement_with_fp32"]
+    if agreement >= MIN_AGREEMENT:
+        progress(f"      int8 agrees with FP32 on {agreement:.2%} of the selection images: not mixed")
+        return {"ran": False, "why": f"int8 agrees with FP32 on {agreement:.2%} ≥ {MIN_AGREEMENT:.0%}"}
+    progress(f"      int8 agrees with FP32 on {agreement:.2%} < {MIN_AGREEMENT:.0%} of the selection images: "
+             "looking for activations to keep in float")  # fmt: skip
+    on = mixed.sensitivity_images(calibration)
+    path = paths["int8"].with_name("int8-mixed.onnx")
+    meta, record = mixed.build_mixed(
+        paths["fp32"], paths["int8"], metas["int8"], on, MIN_AGREEMENT, path, progress
+    )
+    shared = _shared(on, images)
+    record = {"ran": True, "why": f"int8 agrees with FP32 on {agreement:.2%} < {MIN_AGREEMENT:.0%}", **record,
+              "images_shared_with_selection": shared}  # fmt: skip
+    if meta is None:
+        progress("      int8-mixed: no tensor kept in float, not a candidate")
+        return record
+    kept = len(record["kept_in_float"])
+    paths["int8-mixed"], metas["int8-mixed"] = path, meta
+    descriptions["int8-mixed"] = f"int8 with {kept} activation(s) kept in float (measured sensitivity)"
+    return record
+
+
+def _shared(some: Sequence[Any], others: Sequence[Any]) -> int | None:
+    """How many of ``some`` are in ``others`` too (paths by name, arrays by content; None: not comparable)."""
+
+    def key(image: Any) -> Any:
+        if isinstance(image, (str, Path)):
+            return str(image)
+        if isinstance(image, np.ndarray):
+            return hashlib.sha256(np.ascontiguousarray(image).tobytes()).hexdigest()
+        raise TypeError
+
+    try:
+        return len({key(x) for x in some} & {key(x) for x in others})
+    except TypeError:
+        return None
+
+
+def _broken(table: dict[str, dict[str, Any]], name: str, about: str, reason: str, progress: Any) -> None:
+    progress(f"      {name}: {reason}")
+    table[name] = {"description": about, "failed": [reason], "qualifies": False}
+
+
+def _indented(progress: Callable[[str], None]) -> Callable[[str], None]:
+    return lambda line: progress(f"      {line}")
 
 
 def decide(table: dict[str, dict[str, Any]]) -> tuple[str, str]:

@@ -28,6 +28,7 @@ from export import ExportError
 from export.conversion import DEFAULT_OPSET
 from export.inputs import ImageSet
 from export.quantization import StaticOptions
+from export.report import CONFIDENT, LATENCY_BUDGET, MIN_RUNS
 from export.selection import Selection
 from export.verification import BATCH_SIZES, Verification
 
@@ -77,6 +78,7 @@ class ExportJob:
     atol: float = ATOL
     min_agreement: float = MIN_AGREEMENT
     repeats: int = LATENCY_REPEATS
+    latency_budget: float = LATENCY_BUDGET
     threads: int = LATENCY_THREADS
     report_path: Path | None = None
 
@@ -246,8 +248,9 @@ def report(run: Run) -> Report:
                    "measured_on": selection.measured_on}  # fmt: skip
     else:
         summary = reports.build_report(
-            models, job.report_on.images, job.report_on.labels, repeats=job.repeats, threads=job.threads
-        )
+            models, job.report_on.images, job.report_on.labels, repeats=job.repeats, threads=job.threads,
+            budget=job.latency_budget, progress=run.note,
+        )  # fmt: skip
     summary["verification"] = {
         "images": fp32_check.images,
         "source": job.verify.source,
@@ -262,6 +265,12 @@ def report(run: Run) -> Report:
         summary["quantization"]["auto"] = {**selection.provenance(), "images": job.select_on.source}
     summary["metadata"] = conversion.load_metadata(job.out).to_dict()
     print_table(summary["models"], run.progress)
+    if selection is not None:
+        run.note(f"quantize auto: the candidates, measured on {len(job.select_on)} images of "
+                 f"{job.select_on.source}")  # fmt: skip
+        print_table(selection.table, run.progress)
+        print_mixed_precision(selection.mixed_precision, run.progress)
+        run.note(f"kept: {selection.chosen}")
     if job.quantize in ("int8", "dynamic"):
         agreement = summary["models"][job.quantize]["agreement_with_fp32"]
         if agreement < job.min_agreement:
@@ -282,9 +291,9 @@ def _quantize_auto(run: Run) -> Selection:
     job = run.job
     chosen, paths, metas = selection.select(
         run[Converted].fp32, run.workdir, job.metadata, job.calibration.images, job.select_on.images,
-        job.select_on.labels, repeats=job.repeats, threads=job.threads, progress=run.progress,
+        job.select_on.labels, repeats=job.repeats, threads=job.threads, budget=job.latency_budget,
+        progress=run.progress,
     )  # fmt: skip
-    print_table(chosen.table, run.progress)
     run.note(f"kept: {chosen.reason}")
     kept = metas[chosen.chosen]
     record = {**kept.provenance["quantization"], "auto": chosen.provenance()}
@@ -305,19 +314,46 @@ def _quantize_fixed(run: Run) -> None:
 
 
 def print_table(rows: dict[str, dict[str, Any]], progress: Callable[[str], None]) -> None:
-    """The measured models, one line each: accuracy, agreement, size, latency and the verdict."""
-    progress(f"{INDENT}{'model':9} {'accuracy':>9} {'agree':>8} {'size':>12} {'ratio':>6} {'b1 ms':>8} "
-             f"{'b64 ms':>8}  kept/why not")  # fmt: skip
+    """The measured models, one line each: accuracy, top-1 agreement with FP32 (overall, and on the images
+    where FP32 is confident), size, latency, activations kept in float, and the verdict."""
+    progress(f"{INDENT}{'model':10} {'accuracy':>8} {'agree':>8} {'confident':>9} {'size':>12} {'ratio':>6} "
+             f"{'b1 ms':>8} {'b64 ms':>9} {'float':>5}  kept/why not")  # fmt: skip
     for name, m in rows.items():
         if "latency" not in m:  # a candidate that could not be built
-            blank = f"{'':>9} {'':>8} {'':>12} {'':>6} {'':>8} {'':>8}"
-            progress(f"{INDENT}{name:9} {blank}  {'; '.join(m['failed'])}")
+            blank = f"{'':>8} {'':>8} {'':>9} {'':>12} {'':>6} {'':>8} {'':>9} {'':>5}"
+            progress(f"{INDENT}{name:10} {blank}  {'; '.join(m['failed'])}")
             continue
         accuracy = "n/a" if m["accuracy"] is None else f"{m['accuracy']:.2%}"
+        confident = "n/a" if m.get("agreement_confident") is None else f"{m['agreement_confident']:.2%}"
         verdict = "" if "qualifies" not in m else "qualifies" if m["qualifies"] else "; ".join(m["failed"])
         b1, b64 = m["latency"]["batch_1_ms"], m["latency"]["batch_64_ms"]
-        progress(f"{INDENT}{name:9} {accuracy:>9} {m['agreement_with_fp32']:8.2%} {m['size_bytes']:12,} "
-                 f"{m['size_ratio_to_fp32']:6.3f} {b1:8.3f} {b64:8.3f}  {verdict}")  # fmt: skip
+        floats = len(m.get("kept_in_float", ()))
+        progress(f"{INDENT}{name:10} {accuracy:>8} {m['agreement_with_fp32']:8.2%} {confident:>9} "
+                 f"{m['size_bytes']:12,} {m['size_ratio_to_fp32']:6.3f} {b1:8.3f} {b64:9.3f} {floats:5}  "
+                 f"{verdict}")  # fmt: skip
+    first = next(iter(rows.values()))
+    if "confident_images" in first:
+        progress(f"{INDENT}confident: {first['confident_images']} of {first['images']} images have an FP32 "
+                 f"top softmax probability ≥ {CONFIDENT}")  # fmt: skip
+
+
+def print_mixed_precision(record: dict[str, Any], progress: Callable[[str], None]) -> None:
+    """What the sensitivity loop did for ``auto`` (export/mixed.py): why it ran or not, each tensor kept
+    in float with what keeping it alone gained."""
+    if not record["ran"]:
+        progress(f"{INDENT}mixed precision: not tried ({record['why']})")
+        return
+    met = "met" if record["met"] else "missed, best set kept"
+    shared = record["images_shared_with_selection"]
+    overlap = "overlap unknown" if shared is None else f"{shared} of them also selection images"
+    progress(f"{INDENT}mixed precision ({record['why']}): sensitivity loop on {record['images']} "
+             f"{record['images_from']} images ({overlap}), {record['ranked']}, {record['seconds']:g} s; "
+             f"target {record['target_agreement']:.0%} {met}: agreement there {record['int8_agreement']:.2%} "
+             f"→ {record['agreement']:.2%}")  # fmt: skip
+    for entry in record["kept_in_float"]:
+        alone, gain = entry["logit_sqnr_alone_db"], entry["gain_db"]
+        progress(f"{INDENT}  in float: {entry['tensor']}  logit SQNR alone {alone:.1f} dB "
+                 f"({gain:+.1f} dB over all-INT8)")  # fmt: skip
 
 
 def _convert_title(job: ExportJob) -> str:
@@ -347,7 +383,9 @@ def _report_title(job: ExportJob) -> str:
     from export.report import LATENCY_BATCHES
 
     return (f"report on {len(job.report_on)} images of {job.report_on.source}: accuracy, size, latency at "
-            f"batches {LATENCY_BATCHES} ({job.threads} thread(s), median of {job.repeats})")  # fmt: skip
+            f"batches {LATENCY_BATCHES} ({job.threads} thread(s), median of at least "
+            f"{min(MIN_RUNS, job.repeats)} runs, up to {job.repeats} or {job.latency_budget:g} s)"
+            )  # fmt: skip
 
 
 STEPS: tuple[Step, ...] = (

@@ -22,10 +22,15 @@ Steps (export/steps.py, the same list export_model runs; each printed as "[n/6] 
        --calibration-size training images, --fc-bits 4 for 4-bit fully connected weights); dynamic
        (MatMul/Gemm weights only); or auto: every candidate measured on validation images, the smallest one
        that agrees with FP32 on >= 99 % of top-1, loses <= 0.5 accuracy points and is not slower at batch 1
-       and 64 is kept, else FP32 (export/selection.py); the table and the reason go into the report and the
-       model's provenance; the self-test stored in the final model, a quantized one re-verified vs torch
-    6. report FP32 vs the kept model on test images: accuracy, size, latency at batch 1 and 64 -> JSON next
-       to the model; --quantize int8/dynamic fail when top-1 agreement with FP32 is below --min-agreement
+       and 64 is kept, else FP32 (export/selection.py); the static candidates share one calibration, and
+       when int8 misses the agreement bar, int8-mixed keeps in float the activations a sensitivity loop on
+       calibration images finds break it (export/mixed.py); the table, the tensors kept in float and the
+       reason go into the report, the model's provenance and the table printed at the end; the self-test
+       stored in the final model, a quantized one re-verified vs torch
+    6. report FP32 vs the kept model on test images: accuracy, top-1 agreement (overall and where FP32 is
+       confident), size, latency at batch 1 and 64 (median of at least 3 runs, up to --repeats or
+       --latency-budget seconds per model) -> JSON next to the model; --quantize int8/dynamic fail when top-1
+       agreement with FP32 is below --min-agreement
 Then, with --image-model, the image model of the written model (export/image_model.py: decoded image in,
 preprocessing in the graph), checked by its self-test: <out>.image.onnx, or the path given.
 
@@ -44,6 +49,7 @@ from export.conversion import DEFAULT_OPSET
 from export.quantization import CALIBRATION_METHODS, EXCLUDABLE, StaticOptions
 from export.steps import (
     ATOL,
+    LATENCY_BUDGET,
     LATENCY_REPEATS,
     LATENCY_THREADS,
     MIN_AGREEMENT,
@@ -87,7 +93,8 @@ def export(args: argparse.Namespace) -> dict:
             exclude=tuple(args.keep_float), fc_bits=args.fc_bits,
         ),
         opset=args.opset, atol=args.atol, min_agreement=args.min_agreement, repeats=args.repeats,
-        threads=args.threads, report_path=Path(args.report) if args.report else None,
+        latency_budget=args.latency_budget, threads=args.threads,
+        report_path=Path(args.report) if args.report else None,
     )  # fmt: skip
     summary = export_network(job)
     if args.image_model is not None:
@@ -147,12 +154,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--eval-size", type=int, default=10_000, help="test (and, for auto, validation) images measured"
     )
-    parser.add_argument("--repeats", type=int, default=LATENCY_REPEATS, help="latency runs per batch size")
+    parser.add_argument(
+        "--repeats", type=int, default=LATENCY_REPEATS, help="latency: at most this many runs per batch size"
+    )
+    parser.add_argument(
+        "--latency-budget",
+        type=float,
+        default=LATENCY_BUDGET,
+        help="latency: seconds per model and batch size after which runs stop (at least 3 runs)",
+    )
     parser.add_argument("--threads", type=int, default=LATENCY_THREADS, help="onnxruntime threads (latency)")
     parser.add_argument("--seed", type=int, default=SEED)
     args = parser.parse_args(argv)
     if args.opset < 17:
         parser.error(f"--opset must be 17 or newer, got {args.opset}")
+    if args.latency_budget <= 0:
+        parser.error(f"--latency-budget must be positive, got {args.latency_budget}")
     for name in ("calibration_size", "verify_images", "eval_size", "repeats", "threads"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")

@@ -1,8 +1,10 @@
-"""The keep-in-float loop of export/sensitivity.py: the fewest float nodes that meet the agreement target."""
+"""The keep-in-float loop of export/sensitivity.py: the fewest float nodes that meet the agreement target;
+calibrating once (export/quantization.py) and the latency's time budget (export/report.py)."""
 
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from export.quantization import shape_arithmetic
 from export.sensitivity import keep_in_float, sqnr_db
@@ -103,3 +105,80 @@ def test_a_tensor_kept_float_loses_its_quantize_dequantize_pair() -> None:
     y = session.run(None, {"x": x})[0]
     # Not rounded any more, still clamped to the pair's range: (0 - 10) * 0.5 = -5 to (255 - 10) * 0.5.
     np.testing.assert_array_equal(y, np.maximum(np.clip(x, -5.0, 122.5), 0))
+
+
+def test_calibrated_once_the_model_is_the_one_quantize_static_calibrates_itself(tmp_path) -> None:
+    """The calibrate-once path (calibrate → write_static_int8) against onnxruntime's quantize_static
+    calibrating on the same images with the same settings: the same nodes, and bit-identical scales, zero
+    points and weights."""
+    import onnx
+    from onnx import numpy_helper
+    from onnxruntime.quantization import (
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quant_pre_process,
+        quantize_static,
+    )
+
+    from export import quantization
+    from export.conversion import load_metadata
+    from export.float_output import keep_output_float
+    from tests.fixtures import make_image, make_model
+
+    fp32 = make_model(tmp_path / "m.onnx", image_mode="RGB", size=32)
+    metadata = load_metadata(fp32)
+    images = [make_image(40, 36, "RGB", seed=i) for i in range(16)]
+    options = quantization.StaticOptions()
+    ours = tmp_path / "ours.onnx"
+    quantization.quantize(fp32, ours, metadata, "int8", options, images)
+    prepared = tmp_path / "prepared.onnx"
+    quant_pre_process(str(fp32), str(prepared))
+    theirs = tmp_path / "theirs.onnx"
+    quantize_static(
+        str(prepared), str(theirs), quantization.CalibrationReader(images, metadata),
+        quant_format=QuantFormat.QDQ, per_channel=True, activation_type=QuantType.QUInt8,
+        weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.Percentile,
+        nodes_to_exclude=[n.name for n in onnx.load(str(prepared)).graph.node if n.op_type == "Conv"][:1]
+        + quantization.shape_arithmetic(prepared),
+    )  # fmt: skip
+    keep_output_float(theirs)
+    a, b = onnx.load(str(ours)).graph, onnx.load(str(theirs)).graph
+    assert [(n.op_type, list(n.input)) for n in a.node] == [(n.op_type, list(n.input)) for n in b.node]
+    assert "QuantizeLinear" in {n.op_type for n in a.node}
+    ours_constants = {t.name: numpy_helper.to_array(t) for t in a.initializer}
+    theirs_constants = {t.name: numpy_helper.to_array(t) for t in b.initializer}
+    assert ours_constants.keys() == theirs_constants.keys()
+    for name, value in ours_constants.items():
+        np.testing.assert_array_equal(value, theirs_constants[name], err_msg=name)
+
+
+def test_a_calibration_serves_only_options_with_the_same_ranges(tmp_path) -> None:
+    from export import quantization
+    from export.conversion import load_metadata
+    from tests.fixtures import make_image, make_model
+
+    fp32 = make_model(tmp_path / "m.onnx", image_mode="RGB", size=32)
+    reader = quantization.CalibrationReader([make_image(32, 32, "RGB", seed=i) for i in range(4)],
+                                            load_metadata(fp32))  # fmt: skip
+    ranges = quantization.calibrate(fp32, tmp_path, reader, quantization.StaticOptions())
+    assert ranges.tensors > 0 and ranges.ranges.exists()
+    with pytest.raises(ValueError, match=r"ranges calibrated for \('percentile',\) cannot serve"):
+        quantization.write_static_int8(
+            ranges, tmp_path / "x.onnx", quantization.StaticOptions(calibration_method="minmax")
+        )
+
+
+def test_latency_stops_at_the_budget_after_the_least_runs_or_at_repeats() -> None:
+    from export.report import MIN_RUNS, measure_latency
+    from tests.fixtures import gray_model, make_image
+
+    images = [make_image(28, 28, "L", seed=i) for i in range(4)]
+    paths = {"a": gray_model(), "b": gray_model()}
+    few = measure_latency(paths, images, batch_sizes=(1,), repeats=2, budget=60.0)
+    assert few["a"]["batch_1_runs"] == few["b"]["batch_1_runs"] == 2
+    bounded = measure_latency(paths, images, batch_sizes=(1, 64), repeats=10**6, budget=0.02)
+    for row in bounded.values():
+        for size in (1, 64):
+            assert MIN_RUNS <= row[f"batch_{size}_runs"] < 10**6
+            assert row[f"batch_{size}_ms"] > 0
