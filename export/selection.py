@@ -5,8 +5,10 @@ faster than FP32 on the 468k-parameter Fashion-MNIST CNN and 6× slower on a nar
 4-bit fully connected weights only pay where the fully connected layers hold the weights. So no recipe is
 fixed: the candidates below are built, and each is measured against FP32 on the model's own images through
 ``edgeinfer.Model`` (report.build_report). A candidate qualifies when its top-1 agreement with FP32 is at
-least :data:`MIN_AGREEMENT`, it loses at most :data:`MAX_ACCURACY_DROP` of accuracy, it is not slower
-than FP32 at batch 1 nor at batch 64, and its file is smaller. The smallest qualifying file wins (ties:
+least :func:`agreement_bar` (:data:`MIN_AGREEMENT`, or FP32's own agreement under ±1 pixel level of input
+noise on the same images when that is lower: a head with near-tied classes), it loses at most
+:data:`MAX_ACCURACY_DROP` of accuracy, it is not slower than FP32 at batch 1 nor at batch 64, and its file
+is smaller. The smallest qualifying file wins (ties:
 the faster at batch 64); when none qualifies, FP32 is kept and the reasons are recorded.
 
 The static candidates share one calibration (quantization.calibrate). When plain int8 misses the agreement
@@ -65,12 +67,20 @@ class Selection:
 
 
 CRITERIA = {
-    "min_agreement_with_fp32": MIN_AGREEMENT,
+    "min_agreement_with_fp32": f"{MIN_AGREEMENT:.0%}, or FP32's own agreement under ±1 pixel level of noise "
+    "on the same images when that is lower (agreement_bar)",
     "max_accuracy_drop": MAX_ACCURACY_DROP,
     "latency": "no slower than FP32 at batch 1 and 64",
     "size": "smaller than FP32",
     "preference": "smallest file, then fastest at batch 64",
 }
+
+
+def agreement_bar(floor: dict[str, float | None]) -> float:
+    """The top-1 agreement a quantized model must reach: :data:`MIN_AGREEMENT`, or FP32's own agreement under
+    ±1 pixel level of noise (``floor``, :func:`report.noise_floor`) on the same images when that is lower:
+    quantization may cost as much as one pixel level, not more."""
+    return min(MIN_AGREEMENT, floor["overall"])
 
 
 def candidates(fp32_path: str | Path, calibration_size: int) -> list[Candidate]:
@@ -123,9 +133,13 @@ def select(
             continue
         paths[candidate.name] = path
         descriptions[candidate.name] = candidate.description
+    floor = report.noise_floor(paths["fp32"], images)
+    bar = agreement_bar(floor)
+    progress(f"      FP32 under ±1 pixel level of noise agrees with itself on {floor['overall']:.2%} of the "
+             f"selection images: agreement bar {bar:.2%}")  # fmt: skip
     mixed_record = {"ran": False, "why": "no int8 candidate"}
     if "int8" in paths:
-        mixed_record = _add_mixed(paths, metas, descriptions, calibration, images, labels, progress)
+        mixed_record = _add_mixed(paths, metas, descriptions, calibration, images, labels, bar, progress)
     progress(f"      measuring {len(paths)} models on {len(images)} images (latency: median of at least "
              f"{min(report.MIN_RUNS, repeats)} runs, up to {repeats} or {budget:g} s per model)")  # fmt: skip
     measured = report.build_report(
@@ -135,8 +149,9 @@ def select(
     if "int8-mixed" in table:
         table["int8-mixed"]["kept_in_float"] = mixed_record["kept_in_float"]
     table.update(broken)
-    chosen, reason = decide(table)
-    return Selection(chosen, reason, table, measured["measured_on"], mixed_record), paths, metas
+    chosen, reason = decide(table, bar)
+    measured_on = {**measured["measured_on"], "fp32_noise_floor": floor, "agreement_bar": bar}
+    return Selection(chosen, reason, table, measured_on, mixed_record), paths, metas
 
 
 def _calibrate(
@@ -176,24 +191,23 @@ def _add_mixed(
     calibration: Sequence[Any],
     images: Sequence[Any],
     labels: np.ndarray | None,
+    bar: float,
     progress: Callable[[str], None],
 ) -> dict[str, Any]:
-    """The "int8-mixed" candidate added to ``paths`` when int8 misses the agreement bar on ``images`` and the
-    sensitivity loop keeps some tensor in float; returns the record of what was decided and measured."""
+    """The "int8-mixed" candidate added to ``paths`` when int8 misses the agreement ``bar`` on ``images`` and
+    the sensitivity loop keeps some tensor in float; returns the record of what was decided and measured."""
     subset = {name: paths[name] for name in ("fp32", "int8")}
     agreement = report.evaluate(subset, images, labels)["int8"]["agreement_with_fp32"]
-    if agreement >= MIN_AGREEMENT:
+    if agreement >= bar:
         progress(f"      int8 agrees with FP32 on {agreement:.2%} of the selection images: not mixed")
-        return {"ran": False, "why": f"int8 agrees with FP32 on {agreement:.2%} ≥ {MIN_AGREEMENT:.0%}"}
-    progress(f"      int8 agrees with FP32 on {agreement:.2%} < {MIN_AGREEMENT:.0%} of the selection images: "
+        return {"ran": False, "why": f"int8 agrees with FP32 on {agreement:.2%} ≥ {bar:.2%}"}
+    progress(f"      int8 agrees with FP32 on {agreement:.2%} < {bar:.2%} of the selection images: "
              "looking for activations to keep in float")  # fmt: skip
     on = mixed.sensitivity_images(calibration)
     path = paths["int8"].with_name("int8-mixed.onnx")
-    meta, record = mixed.build_mixed(
-        paths["fp32"], paths["int8"], metas["int8"], on, MIN_AGREEMENT, path, progress
-    )
+    meta, record = mixed.build_mixed(paths["fp32"], paths["int8"], metas["int8"], on, bar, path, progress)
     shared = _shared(on, images)
-    record = {"ran": True, "why": f"int8 agrees with FP32 on {agreement:.2%} < {MIN_AGREEMENT:.0%}", **record,
+    record = {"ran": True, "why": f"int8 agrees with FP32 on {agreement:.2%} < {bar:.2%}", **record,
               "images_shared_with_selection": shared}  # fmt: skip
     if meta is None:
         progress("      int8-mixed: no tensor kept in float, not a candidate")
@@ -229,14 +243,15 @@ def _indented(progress: Callable[[str], None]) -> Callable[[str], None]:
     return lambda line: progress(f"      {line}")
 
 
-def decide(table: dict[str, dict[str, Any]]) -> tuple[str, str]:
-    """Mark each row ``qualifies``/``failed`` (in place) and return the kept model's name and why."""
+def decide(table: dict[str, dict[str, Any]], bar: float = MIN_AGREEMENT) -> tuple[str, str]:
+    """Mark each row ``qualifies``/``failed`` (in place), agreement judged against ``bar``
+    (:func:`agreement_bar`), and return the kept model's name and why."""
     fp32 = table["fp32"]
     fp32["qualifies"], fp32["failed"] = True, []
     for name, row in table.items():
         if name == "fp32" or "latency" not in row:  # not measured: it could not be built
             continue
-        row["failed"] = failures(row, fp32)
+        row["failed"] = failures(row, fp32, bar)
         row["qualifies"] = not row["failed"]
     winners = sorted(
         (name for name, row in table.items() if name != "fp32" and row["qualifies"]),
@@ -254,13 +269,14 @@ def decide(table: dict[str, dict[str, Any]]) -> tuple[str, str]:
     return "fp32", f"no quantized variant qualifies, FP32 kept ({why})"
 
 
-def failures(row: dict[str, Any], fp32: dict[str, Any]) -> list[str]:
-    """The criteria ``row`` misses against the ``fp32`` row, each with the measured numbers."""
+def failures(row: dict[str, Any], fp32: dict[str, Any], bar: float = MIN_AGREEMENT) -> list[str]:
+    """The criteria ``row`` misses against the ``fp32`` row and the agreement ``bar``, each with the measured
+    numbers."""
     failed = []
     if row["size_bytes"] >= fp32["size_bytes"]:  # Q/DQ scales outweigh the int8 savings on tiny networks
         failed.append(f"not smaller: {row['size_bytes']:,} bytes vs FP32 {fp32['size_bytes']:,}")
-    if row["agreement_with_fp32"] < MIN_AGREEMENT:
-        failed.append(f"top-1 agreement {row['agreement_with_fp32']:.2%} < {MIN_AGREEMENT:.0%}")
+    if row["agreement_with_fp32"] < bar:
+        failed.append(f"top-1 agreement {row['agreement_with_fp32']:.2%} < {bar:.2%}")
     if row["accuracy"] is None:
         failed.append("accuracy not measurable (unlabelled images)")
     elif fp32["accuracy"] - row["accuracy"] > MAX_ACCURACY_DROP:

@@ -29,7 +29,7 @@ from export.conversion import DEFAULT_OPSET
 from export.inputs import ImageSet
 from export.quantization import StaticOptions
 from export.report import CONFIDENT, LATENCY_BUDGET, MIN_RUNS
-from export.selection import Selection
+from export.selection import MIN_AGREEMENT, Selection
 from export.verification import BATCH_SIZES, Verification
 
 if TYPE_CHECKING:
@@ -38,7 +38,6 @@ if TYPE_CHECKING:
 QUANTIZE_MODES = ("none", "int8", "dynamic", "auto")
 VERIFY_IMAGES = 70  # real images for the torch vs onnxruntime check, in batches cycling through 1, 2, 7
 ATOL = 1e-3  # max |logit difference| torch vs onnxruntime in FP32 (float32 reassociation gives ~1e-5)
-MIN_AGREEMENT = 0.99  # --quantize int8/dynamic: quantized vs FP32 top-1 agreement on the report's images
 LATENCY_REPEATS = 50
 LATENCY_THREADS = 1
 SEED = 0
@@ -273,11 +272,14 @@ def report(run: Run) -> Report:
         run.note(f"kept: {selection.chosen}")
     if job.quantize in ("int8", "dynamic"):
         agreement = summary["models"][job.quantize]["agreement_with_fp32"]
-        if agreement < job.min_agreement:
+        floor = reports.noise_floor(run[Converted].fp32, job.report_on.images)
+        bar = min(job.min_agreement, floor["overall"])
+        summary["quantization"]["fp32_noise_floor"], summary["quantization"]["agreement_bar"] = floor, bar
+        if agreement < bar:
             raise ExportError(
                 f"the {job.quantize} model agrees with FP32 on {agreement:.2%} of {len(job.report_on)} "
-                f"images, below the minimum {job.min_agreement:.2%}: try another calibration method, "
-                "or --quantize auto"
+                f"images, below the minimum {bar:.2%} (the smaller of {job.min_agreement:.2%} and FP32's own "
+                "agreement under ±1 pixel level of noise): try another calibration method, or --quantize auto"
             )
     reports.write_report(summary, job.report_file)
     return Report(summary)
