@@ -9,9 +9,10 @@ each and written as PNG files, split *by photo* into a calibration set and a hel
 Every tensor comes from ``edgeinfer.pipeline.preprocess_batch``. The run then measures, on the held-out views:
 
 1. FP32's own floor: top-1 agreement of FP32 with itself under ±1 pixel level of uniform input noise;
-2. the per-tensor loss of the current recipe (onnxruntime's ``qdq_loss_debug``: activation SQNR of each
-   tensor against the float model, and the SQNR its own Q/DQ adds; weight SQNR);
-3. quantizer variants, and the keep-in-float set chosen by measured sensitivity (export/sensitivity.py);
+2. the per-tensor loss of the recipe before bias correction (onnxruntime's ``qdq_loss_debug``: activation
+   SQNR of each tensor against the float model, and the SQNR its own Q/DQ adds; weight SQNR);
+3. quantizer variants, int8 weights alone (with and without bias correction), the recipe's fixes one at a
+   time, and the keep-in-float set chosen by measured sensitivity (export/sensitivity.py) on today's recipe;
 4. top-1 agreement (overall, on views where FP32's softmax ≥ 0.3), size and 1-thread latency.
 """
 
@@ -115,16 +116,22 @@ def quantize_variant(
     prepared: Path, out: Path, calibration: list[Path], cache: Path, **settings: Any
 ) -> Path:
     """``quantize_static`` of the pre-processed model as export's recipe does it, with ``settings`` changed:
-    calibrated once per method (the ranges are cached in ``cache`` and reused)."""
+    calibrated once per method (the ranges are cached in ``cache`` and reused). ``stem_input_float=False``
+    excludes only the first conv, not the Pad before it (the recipe before bias correction); the study's
+    diagnostic variants are measured that way, on the recipe they diagnosed."""
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
     from export import conversion
+    from export.bias_correction import correct_biases, input_means, layer_inputs
     from export.float_output import keep_output_float
     from export.quantization import CalibrationReader, _resolve_exclusions, shape_arithmetic
 
     metadata = conversion.load_metadata(prepared)
     exclude = _resolve_exclusions(prepared, ("first_conv",))
+    if not settings.pop("stem_input_float", False):
+        exclude = [n.name for n in onnx.load(str(prepared)).graph.node if n.op_type == "Conv"][:1]
+    bias_correction = settings.pop("bias_correction", False)
     if settings.pop("shape_arithmetic_in_float", True):
         exclude += shape_arithmetic(prepared)
     exclude += settings.pop("exclude", lambda nodes: [])(onnx.load(str(prepared)).graph.node)
@@ -137,8 +144,44 @@ def quantize_variant(
         calibrate_method=getattr(CalibrationMethod, {"percentile": "Percentile", "minmax": "MinMax"}[method]),
         calibration_cache_path=str(cache.with_name(f"{cache.stem}-{method}.json")), **settings,
     )  # fmt: skip
+    if bias_correction:
+        float_model, model = onnx.load(str(prepared)), onnx.load(str(out))
+        reader = CalibrationReader(calibration, metadata)
+        means = input_means(float_model, reader.batches(), layer_inputs(float_model))
+        correct_biases(model, float_model, means)
+        onnx.save(model, str(out))
     keep_output_float(out)
     return out
+
+
+def weights_only(prepared: Path, calibration: np.ndarray, corrected: bool) -> bytes:
+    """The float model with every Conv/Gemm weight but the first conv's rounded to per-channel symmetric int8
+    (what the quantizer stores), activations left in float; ``corrected``: each bias absorbs the mean shift
+    (export/bias_correction.py). Isolates what int8 weights alone cost."""
+    import onnx
+    from onnx import numpy_helper
+
+    from export.bias_correction import _Layer, _output_shift, input_means
+
+    model = onnx.load(str(prepared))
+    weights = {t.name: t for t in model.graph.initializer}
+    layers = [n for n in model.graph.node if n.op_type in ("Conv", "Gemm")][1:]
+    means = input_means(model, [calibration], sorted({n.input[0] for n in layers})) if corrected else {}
+    for node in layers:
+        tensor = weights[node.input[1]]
+        w = numpy_helper.to_array(tensor)
+        axes = tuple(range(1, w.ndim))
+        scale = np.abs(w).max(axis=axes, keepdims=True) / 127
+        scale[scale == 0] = 1
+        q = (np.clip(np.round(w / scale), -127, 127) * scale).astype(np.float32)
+        tensor.CopyFrom(numpy_helper.from_array(q, tensor.name))
+        if corrected and len(node.input) > 2 and node.op_type == "Conv":
+            groups = next((a.i for a in node.attribute if a.name == "group"), 1)
+            layer = _Layer(node, w, q, None, np.ones(len(w)), node.input[0], groups)
+            bias = weights[node.input[2]]
+            shifted = numpy_helper.to_array(bias) + _output_shift(layer, means[node.input[0]])
+            bias.CopyFrom(numpy_helper.from_array(shifted.astype(np.float32), bias.name))
+    return model.SerializeToString()
 
 
 def loss_debug(prepared: Path, qdq: Path, inputs: np.ndarray, workdir: Path) -> dict[str, dict[str, float]]:
@@ -179,6 +222,7 @@ def main(args: argparse.Namespace) -> None:
 
     from edgeinfer.pipeline import preprocess_batch
     from export import conversion, report, sensitivity
+    from export.selection import agreement_bar
 
     args.out.mkdir(parents=True, exist_ok=True)
     calibration, held_out = write_views(args.out / "views", args.views)
@@ -197,7 +241,11 @@ def main(args: argparse.Namespace) -> None:
     }  # fmt: skip
     noise = preprocess_batch(noisy(held_out, np.random.default_rng(1)), metadata)
     study["floor_fp32_under_noise"] = agreement(sensitivity._logits(str(fp32), noise), reference, confident)
-    print(f"FP32 under ±1 pixel level of noise: {study['floor_fp32_under_noise']}")
+    print(f"FP32 under ±1 pixel level of noise on the files' own channels: {study['floor_fp32_under_noise']}")
+    # What export's agreement bar uses: the noise on the image as the runtime decodes it for the model (RGB),
+    # so a grey photo gets independent noise in each channel.
+    study["floor_runtime_image"] = report.noise_floor(fp32, held_out)
+    print(f"FP32 under ±1 pixel level of noise on the decoded RGB image: {study['floor_runtime_image']}")
     prepared = args.out / "prepared.onnx"
     quant_pre_process(str(fp32), str(prepared))
     conversion.rewrite_metadata(prepared, metadata)
@@ -205,7 +253,7 @@ def main(args: argparse.Namespace) -> None:
     calib = calibration[:: args.calibration_step]
     variants = {
         "int8, shape arithmetic quantized (before)": {"shape_arithmetic_in_float": False},
-        "int8 (export's recipe, shape arithmetic in float)": {},
+        "int8, shape arithmetic in float (the recipe before bias correction)": {},
         "int8, minmax calibration": {"method": "minmax"},
         "int8, per-tensor weights": {"per_channel": False},
         "int8 weights, 16-bit activations": {"activation_type": QuantType.QUInt16},
@@ -219,6 +267,14 @@ def main(args: argparse.Namespace) -> None:
         "int8, depthwise convs in float (nodes)": {"exclude": lambda nodes: _convs(nodes, "conv_dw")},
         "int8, projections in float (nodes)": {"exclude": lambda nodes: _convs(nodes, "conv_pwl")},
         "int8, stem and block 0 in float (nodes)": {"exclude": lambda nodes: _convs(nodes, "blocks.0.0")},
+        # The recipe now (export/quantization.py), one fix at a time:
+        "int8, first conv's input (image, Pad) in float": {"stem_input_float": True},
+        "int8, + bias correction (export's recipe now)": {"stem_input_float": True, "bias_correction": True},
+        "int8, + bias correction, minmax calibration": {
+            "stem_input_float": True,
+            "bias_correction": True,
+            "method": "minmax",
+        },
     }
     paths: dict[str, Path] = {}
     rows: dict[str, Any] = {}
@@ -227,20 +283,21 @@ def main(args: argparse.Namespace) -> None:
         paths[name] = path
         rows[name] = agreement(sensitivity._logits(str(path), inputs), reference, confident)
         print(f"{name}: {rows[name]}", flush=True)
-    debug = loss_debug(prepared, paths["int8 (export's recipe, shape arithmetic in float)"], inputs[::12],
-                       args.out)  # fmt: skip
+    for corrected in (False, True):
+        name = f"int8 weights only, activations float{', bias corrected' if corrected else ''}"
+        model = weights_only(prepared, preprocess_batch(calib, metadata), corrected)
+        rows[name] = agreement(sensitivity._logits(model, inputs), reference, confident)
+        print(f"{name}: {rows[name]}", flush=True)
+    before = paths["int8, shape arithmetic in float (the recipe before bias correction)"]
+    debug = loss_debug(prepared, before, inputs[::12], args.out)
     study["loss_debug_worst"] = {kind: dict(sorted(values.items(), key=lambda kv: kv[1])[:12])
                                  for kind, values in debug.items()}  # fmt: skip
     print(json.dumps(study["loss_debug_worst"], indent=1))
     selection = preprocess_batch(calibration[1 :: args.calibration_step], metadata)  # not calibrated on
-    target = agreement(sensitivity._logits(str(fp32), preprocess_batch(
-        noisy(calibration[1 :: args.calibration_step], np.random.default_rng(2)), metadata)),
-        sensitivity._logits(str(fp32), selection), np.ones(len(selection), bool))["overall"]  # fmt: skip
-    print(
-        f"sensitivity loop: target = FP32's own agreement under noise on {len(selection)} views: {target:.2%}"
-    )
+    target = agreement_bar(report.noise_floor(fp32, calibration[1 :: args.calibration_step]))
+    print(f"sensitivity loop: target = export's agreement bar on {len(selection)} views: {target:.2%}")
     mixed, loop, gain = sensitivity.choose_float_tensors(
-        fp32, paths["int8 (export's recipe, shape arithmetic in float)"], selection, target
+        fp32, paths["int8, + bias correction (export's recipe now)"], selection, target
     )
     mixed_path = args.out / "int8-mixed.onnx"
     onnx.save(mixed, mixed_path)
@@ -257,7 +314,7 @@ def main(args: argparse.Namespace) -> None:
     }
     timed = {
         "fp32": fp32,
-        "int8": paths["int8 (export's recipe, shape arithmetic in float)"],
+        "int8": paths["int8, + bias correction (export's recipe now)"],
         "mixed": mixed_path,
     }
     latency = report.measure_latency(timed, held_out, repeats=args.repeats, threads=1)
