@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from edgeinfer import Model
-from edgeinfer._engines import PRECISE_INT8, EngineOptions, available_engines, open_session
+from edgeinfer._engines import EngineOptions, available_engines, open_session, precise_int8_config
 from edgeinfer.selftest import SELF_TEST_KEY, _case_image
 
 SETTINGS: dict[str, tuple[str, int, dict[str, str]]] = {  # optimisation, threads, session config
@@ -64,7 +64,7 @@ def session(model: Any, optimisation: str, threads: int, config: dict[str, str])
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     options.intra_op_num_threads = threads
     options.log_severity_level = 3
-    for key, value in {PRECISE_INT8[0]: PRECISE_INT8[1], **config}.items():
+    for key, value in {**precise_int8_config(), **config}.items():
         options.add_session_config_entry(key, value)
     return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
 

@@ -8,7 +8,9 @@ on the CPU (``edgeinfer bench --sweep`` measures it), so the choice is the user'
 
 from __future__ import annotations
 
+import functools
 import importlib.util
+import platform
 import re
 import threading
 from dataclasses import dataclass
@@ -21,7 +23,7 @@ from edgeinfer.errors import ModelError, first_line
 ENGINES = ("onnxruntime", "openvino")
 OPTIMIZATIONS = ("disabled", "basic", "extended", "all")  # onnxruntime's graph optimisation levels
 MAX_THREADS = 256  # intra-op threads of a session: more is a typo, not a machine
-PRECISE_INT8 = ("session.x64quantprecision", "1")  # onnxruntime's session option for exact u8·s8 products
+VNNI_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")  # /proc/cpuinfo: int8 dot products with exact int32 sums
 
 
 @dataclass(frozen=True)
@@ -68,6 +70,29 @@ def open_session(path: Path, options: EngineOptions) -> Any:
     return opener(path, options)
 
 
+@functools.cache
+def precise_int8_config() -> dict[str, str]:
+    """onnxruntime's ``session.x64quantprecision=1`` on x86 CPUs without VNNI, else nothing.
+
+    Without VNNI (AVX2, AVX-512 before Cascade Lake) onnxruntime multiplies uint8 activations by int8 weights
+    in pairs that saturate at 16 bits; the option makes those CPUs compute the exact int32 sums that VNNI,
+    SSE4 and ARM compute, so a quantized model's self-test can be exact (edgeinfer/selftest.py; without it an
+    emulated AVX2 CPU was 1.93 logits off on EfficientNet-Lite0 INT8). Where the sums are exact anyway it
+    changes no output and only costs time (Zen 4 with VNNI: Lite0 INT8 at batch 16, 311 → 477 ms), so it is
+    set only where it matters, or where the CPU's flags cannot be read (exact first).
+    """
+    if platform.machine().lower() not in ("x86_64", "amd64", "i386", "i686", "x86"):
+        return {}
+    try:
+        flags = {f for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags")
+                 for f in line.split(":", 1)[1].split()}  # fmt: skip
+    except OSError:
+        flags = set()
+    if flags & set(VNNI_FLAGS):
+        return {}
+    return {"session.x64quantprecision": "1"}
+
+
 def _open_onnxruntime(path: Path, options: EngineOptions) -> Any:
     import onnxruntime as ort
 
@@ -78,10 +103,8 @@ def _open_onnxruntime(path: Path, options: EngineOptions) -> Any:
     spin = "1" if options.spinning else "0"
     session_options.add_session_config_entry("session.intra_op.allow_spinning", spin)
     session_options.add_session_config_entry("session.inter_op.allow_spinning", spin)
-    # x86 CPUs without VNNI (AVX2, AVX-512 before Cascade Lake) multiply uint8 by int8 weights in pairs that
-    # saturate at 16 bits; this option makes them compute the exact int32 sums that VNNI, SSE4 and ARM
-    # compute, so a quantized model's self-test can be exact (edgeinfer/selftest.py). A no-op elsewhere.
-    session_options.add_session_config_entry(PRECISE_INT8[0], PRECISE_INT8[1])
+    for key, value in precise_int8_config().items():
+        session_options.add_session_config_entry(key, value)
     level = ort.GraphOptimizationLevel
     session_options.graph_optimization_level = {
         "disabled": level.ORT_DISABLE_ALL,

@@ -316,7 +316,7 @@ def _kernel_difference(
     (see :func:`build_self_test`), and which kernels."""
     import onnxruntime as ort
 
-    from edgeinfer._engines import PRECISE_INT8
+    from edgeinfer._engines import precise_int8_config
     from edgeinfer.onnxinfo import summarize
 
     variants: dict[str, tuple[int, bool, dict[str, str]]] = {  # threads, optimised, session config
@@ -333,7 +333,7 @@ def _kernel_difference(
             options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
         options.intra_op_num_threads = threads
         options.log_severity_level = 3
-        for key, value in {PRECISE_INT8[0]: PRECISE_INT8[1], **config}.items():
+        for key, value in {**precise_int8_config(), **config}.items():
             options.add_session_config_entry(key, value)
         session = ort.InferenceSession(str(model.path), options, providers=["CPUExecutionProvider"])
         for tensor, output in zip(tensors, outputs, strict=True):
