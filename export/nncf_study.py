@@ -361,8 +361,14 @@ def accuracy_control(data: StudyData, path: Path, max_drop: float, max_iteration
     labels = _logits(str(data.fp32), data.validation).argmax(1)
     name = data.metadata.input.name
 
+    sessions: dict[int, tuple[onnx.ModelProto, Any]] = {}
+
     def validate(model: onnx.ModelProto, items: Any) -> tuple[float, list[float]]:
-        session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+        if id(model) not in sessions or sessions[id(model)][0] is not model:  # NNCF ranks one view at a time
+            sessions.clear()
+            session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+            sessions[id(model)] = (model, session)
+        session = sessions[id(model)][1]
         same = [float(session.run(None, {name: x[None]})[0].argmax() == label) for x, label in items]
         return float(np.mean(same)), same
 
