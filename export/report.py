@@ -64,29 +64,35 @@ def evaluate(
     }
 
 
-def noise_floor(fp32_path: Path, images: Sequence[Any], seed: int = 0) -> dict[str, float | None]:
+def noise_floor(
+    fp32_path: Path, images: Sequence[Any], labels: np.ndarray | None = None, seed: int = 0
+) -> dict[str, float | None]:
     """FP32's top-1 agreement with itself when every decoded pixel moves by a uniform integer in {-1, 0, 1}
-    (clipped to 0–255): overall, and on the images where it is confident. On near-ties (a head trained two
-    epochs, photos outside the training classes) one pixel level flips many top-1s; no quantization can be
-    asked to do better than that."""
+    (clipped to 0–255): overall, on the images where it is confident, and its accuracy on the noisy images
+    (None without ``labels``). On near-ties (a head trained two epochs, photos outside the training classes)
+    one pixel level flips many top-1s; no quantization can be asked to do better than that."""
     from edgeinfer import Model
     from edgeinfer.decoding import load_image
 
     model = Model(fp32_path)
     metadata = model.metadata
     rng = np.random.default_rng(seed)
-    same, sure = [], []
+    same, sure, noisy_top1 = [], [], []
     for start in range(0, len(images), EVAL_CHUNK):
         chunk = images[start : start + EVAL_CHUNK]
         decoded = [load_image(image, metadata.image_mode) for image in chunk]
         noisy = [np.clip(a.astype(np.int16) + rng.integers(-1, 2, a.shape), 0, 255).astype(np.uint8)
                  for a in decoded]  # fmt: skip
         clean = model.run(preprocess_batch(decoded, metadata))
-        same.append(clean.argmax(1) == model.run(preprocess_batch(noisy, metadata)).argmax(1))
+        noisy_top1.append(model.run(preprocess_batch(noisy, metadata)).argmax(1))
+        same.append(clean.argmax(1) == noisy_top1[-1])
         sure.append(_probabilities(clean, metadata.output).max(1) >= CONFIDENT)
     agree, confident = np.concatenate(same), np.concatenate(sure)
-    return {"overall": float(agree.mean()),
-            "confident": float(agree[confident].mean()) if confident.any() else None}  # fmt: skip
+    return {
+        "overall": float(agree.mean()),
+        "confident": float(agree[confident].mean()) if confident.any() else None,
+        "accuracy": None if labels is None else float(np.mean(np.concatenate(noisy_top1) == labels)),
+    }
 
 
 def _probabilities(output: np.ndarray, kind: str) -> np.ndarray:

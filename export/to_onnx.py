@@ -81,7 +81,7 @@ def export(args: argparse.Namespace) -> dict:
         title=f"loading {args.checkpoint}",
         details=(f"{about['architecture']}, {about['parameters']:,} parameters, {len(labels)} classes, "
                  f"input {list(source.metadata.input.shape)} ({source.config.image_mode}), "
-                 f"checkpoint test accuracy {about['test_accuracy']}, data {dataset}",),
+                 f"checkpoint test accuracy {about['test_accuracy']:.2%}, data {dataset}",),
         verify=verify.sample(args.verify_images, args.seed),
         select_on=inputs.load_split(dataset, "val", labels).sample(args.eval_size, args.seed)
         if args.quantize == "auto" else None,

@@ -155,15 +155,22 @@ def bare_model() -> Path:
     return make_model(_session_dir() / "bare.onnx", metadata=False)
 
 
-def qualifies(row: dict, fp32: dict) -> bool:
+def qualifies(row: dict, fp32: dict, measured_on: dict | None = None) -> bool:
     """``--quantize auto``'s bar for a measured row, written out independently of export/selection.py:
-    top-1 agreement >= 99 %, accuracy drop <= 0.5 points, not slower than FP32 at batch 1 nor 64, smaller."""
+    top-1 agreement >= 99 % and accuracy drop <= 0.5 points, each lowered to what FP32 itself keeps under ±1
+    pixel level of noise when ``measured_on`` records that (``fp32_noise_floor``); not slower than FP32 at
+    batch 1 nor 64; smaller."""
+    floor = (measured_on or {}).get("fp32_noise_floor") or {}
+    agreement_bar = min(0.99, floor.get("overall", 1.0))
+    accuracy_bar = fp32["accuracy"] - 0.005 if fp32["accuracy"] is not None else None
+    if accuracy_bar is not None and floor.get("accuracy") is not None:
+        accuracy_bar = min(accuracy_bar, floor["accuracy"])
     return (
         "latency" in row  # measured at all: a candidate that could not be built has no numbers
         and row["size_bytes"] < fp32["size_bytes"]
-        and row["agreement_with_fp32"] >= 0.99
+        and row["agreement_with_fp32"] >= agreement_bar
         and row["accuracy"] is not None
-        and fp32["accuracy"] - row["accuracy"] <= 0.005
+        and row["accuracy"] >= accuracy_bar - 1e-9
         and row["latency"]["batch_1_ms"] <= fp32["latency"]["batch_1_ms"]
         and row["latency"]["batch_64_ms"] <= fp32["latency"]["batch_64_ms"]
     )

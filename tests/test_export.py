@@ -531,9 +531,10 @@ def test_auto_quantizes_the_bundled_cnn_architecture(tmp_path: Path, capsys) -> 
     assert set(table) == {"fp32", "int8", "int8-fc4", "dynamic"}  # its fully connected layers hold 86 %
     chosen = auto["chosen"]
     assert chosen in ("int8", "int8-fc4"), auto["reason"]
-    assert qualifies(table[chosen], table["fp32"])
+    assert qualifies(table[chosen], table["fp32"], auto["measured_on"])
     smaller = [n for n, row in table.items() if row["size_bytes"] < table[chosen]["size_bytes"]]
-    assert not any(qualifies(table[n], table["fp32"]) for n in smaller), "a smaller model met the bar"
+    measured = auto["measured_on"]
+    assert not any(qualifies(table[n], table["fp32"], measured) for n in smaller), "a smaller one met the bar"
     assert f"kept: {auto['reason']}" in printed
     titles = [line.split("]")[0] + "]" for line in printed.splitlines() if line.startswith("[")]
     assert titles == [f"[{n}/6]" for n in range(1, 7)]  # each step once, in order, numbered in one place

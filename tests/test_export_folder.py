@@ -92,9 +92,10 @@ def test_auto_decision_is_recorded_with_its_measurements(exported) -> None:
     assert auto["chosen"] in table and f"kept: {auto['reason']}" in printed
     kept = table[auto["chosen"]]
     if auto["chosen"] == "fp32":
-        assert not any(qualifies(row, table["fp32"]) for name, row in table.items() if name != "fp32")
+        assert not any(qualifies(row, table["fp32"], auto["measured_on"]) for name, row in table.items()
+                       if name != "fp32")  # fmt: skip
     else:
-        assert qualifies(kept, table["fp32"])
+        assert qualifies(kept, table["fp32"], auto["measured_on"])
     from edgeinfer import Model
 
     assert Model(out).metadata.provenance["quantization"]["auto"]["chosen"] == auto["chosen"]

@@ -129,7 +129,7 @@ def test_auto_keeps_fp32_where_int8_does_not_pay(photo_folder: Path, tmp_path: P
     assert {"int8", "int8-fc4"} <= set(table), "static INT8 candidates were measured"
     for name, row in table.items():
         if name != "fp32":
-            assert not qualifies(row, table["fp32"]), f"{name} met the bar yet FP32 was kept: {row}"
+            assert not qualifies(row, table["fp32"], auto["measured_on"]), f"{name} met the bar: {row}"
             assert row["failed"] and not row["qualifies"]
     for name in ("int8", "int8-fc4"):
         assert table[name]["agreement_with_fp32"] < 0.99, "INT8 should lose the informative channels"
@@ -168,10 +168,13 @@ def test_decide_keeps_the_smallest_qualifying_candidate_and_says_why_the_others_
     assert [n for n, row in table.items() if row["qualifies"]] == ["fp32", "big", "small"]
     assert table["smallest-but-slow"]["failed"] == ["slower at batch 1: 1.1 ms vs FP32 1 ms"]
     assert table["smallest-but-wrong"]["failed"] == ["top-1 agreement 98.50% < 99.00%"]
-    assert table["smallest-but-worse"]["failed"] == ["accuracy 89.40% vs FP32 90.00%"]
+    assert table["smallest-but-worse"]["failed"] == ["accuracy 89.40% vs FP32 90.00% (bar 89.50%)"]
     assert table["larger"]["failed"] == ["not smaller: 1,000 bytes vs FP32 1,000"]
     for row in table.values():
         assert row["qualifies"] == qualifies(row, table["fp32"]) or row is table["fp32"]
+    # FP32 itself scores 89 % on the same images under ±1 pixel level of noise: losing 0.6 points is in it.
+    decide(table, noisy_accuracy=0.89)
+    assert table["smallest-but-worse"]["qualifies"] and not table["smallest-but-wrong"]["qualifies"]
 
 
 def test_the_agreement_bar_is_fp32s_own_agreement_under_pixel_noise(tmp_path, photo_folder) -> None:
@@ -383,7 +386,8 @@ def test_auto_keeps_the_activation_that_breaks_int8_in_float_and_recovers_agreem
     assert metas["int8-mixed"].provenance["quantization"]["kept_in_float"] == kept
     assert Model(paths["int8-mixed"]).metadata.provenance["quantization"]["kept_in_float"] == kept
     for name, row in table.items():  # measured like the others, judged by the same bar
-        assert "latency" in row and row["qualifies"] == (name == "fp32" or qualifies(row, table["fp32"]))
+        assert "latency" in row
+        assert row["qualifies"] == (name == "fp32" or qualifies(row, table["fp32"], chosen.measured_on))
 
 
 def test_auto_calibrates_once_for_every_static_candidate(mixed_selection) -> None:
