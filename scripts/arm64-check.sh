@@ -3,6 +3,7 @@
 #
 #   bash scripts/arm64-check.sh [ROOT]      # as root; ROOT defaults to /var/tmp/edgeinfer-arm64
 #   CPUS="cortex-a72 max" MODELS="other.onnx" bash scripts/arm64-check.sh   # CPU models; more models
+#   MODELS="m.onnx" IMAGES=held_out/ bash scripts/arm64-check.sh            # also logits on these PNGs
 #   MIRROR=http://mirror.example/debian bash scripts/arm64-check.sh           # a Debian mirror of your choice
 #
 # 1. builds a Debian bookworm arm64 root with debootstrap + qemu-user-static (once; reused afterwards), from
@@ -10,7 +11,8 @@
 # 2. installs the runtime there from PyPI in a venv, at the host's numpy/onnxruntime/Pillow/click versions,
 #    plus edgeinfer as a wheel built from this checkout;
 # 3. runs scripts/platform_check.py (transforms vs the local Pillow, the model's logits, `predict examples`)
-#    on the host and, for each CPU model in $CPUS, in the root; then compares each with the host.
+#    on the host and, for each CPU model in $CPUS, in the root; then compares each with the host; with $IMAGES
+#    (a folder of PNGs) each MODELS model's logits on them too: top-1 agreement and max |logit diff| with the host.
 #
 # Facts that cost hours: binfmt_misc must be mounted and qemu-aarch64 enabled; never bind-mount the host's /sys
 # into the root (onnxruntime's cpuinfo crashes on it); QEMU_CPU must be unset or a CPU name, never empty;
@@ -80,17 +82,24 @@ chroot_run /opt/venv/bin/pip install -q --no-deps --force-reinstall "/opt/edgein
 
 # 3. self-test and reports on each CPU, compared with the host (the checkout's scripts, the installed edgeinfer)
 for model in ${MODELS:-}; do cp "$model" "$ROOT/opt/edgeinfer/"; done
+rm -rf "$ROOT/opt/edgeinfer/images"
+[ -z "${IMAGES:-}" ] || { mkdir -p "$ROOT/opt/edgeinfer/images" && cp "$IMAGES"/*.png "$ROOT/opt/edgeinfer/images/"; }
 status=0
 for model in default ${MODELS:-}; do
   name=$(basename "$model" .onnx)
   host_model="" root_model=""  # empty: the bundled model
+  host_images="" root_images=""  # empty: no folder of PNGs
   [ "$model" = default ] || { host_model=$model; root_model=/opt/edgeinfer/$name.onnx; }
-  "$PYTHON" scripts/platform_check.py report ${host_model:+--model "$host_model"} > "$OUT/$name-host.json"
+  [ "$model" = default ] || [ -z "${IMAGES:-}" ] || { host_images=$IMAGES; root_images=/opt/edgeinfer/images; }
+  "$PYTHON" scripts/platform_check.py report ${host_model:+--model "$host_model"} \
+    ${host_images:+--images "$host_images"} > "$OUT/$name-host.json"
   for cpu in $CPUS; do
     echo "== $name on aarch64, QEMU_CPU=$cpu"
-    chroot_run "QEMU_CPU=$cpu" /opt/venv/bin/edgeinfer verify $root_model | tail -1 || status=1
+    chroot_run "QEMU_CPU=$cpu" /opt/venv/bin/edgeinfer verify $root_model > "$OUT/$name-verify-$cpu.txt" 2>&1 ||
+      status=1
+    tail -1 "$OUT/$name-verify-$cpu.txt"
     chroot_run "QEMU_CPU=$cpu" /bin/sh -c "cd /opt/edgeinfer && /opt/venv/bin/python scripts/platform_check.py \
-      report ${root_model:+--model $root_model}" > "$OUT/$name-arm64-$cpu.json"
+      report ${root_model:+--model $root_model} ${root_images:+--images $root_images}" > "$OUT/$name-arm64-$cpu.json"
     "$PYTHON" scripts/platform_check.py compare "$OUT/$name-host.json" "$OUT/$name-arm64-$cpu.json" |
       tee "$OUT/$name-compare-$cpu.txt" || status=1
   done

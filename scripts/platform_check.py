@@ -2,12 +2,15 @@
 
     python scripts/platform_check.py report > host.json            # on each platform
     python scripts/platform_check.py compare host.json arm64.json  # differences, one line each
+    python scripts/platform_check.py report --model m.onnx --images views/ > host.json  # also these PNGs
 
 A report holds, for inputs that every platform generates identically (NumPy's PCG64 integers):
 * ``transforms``: the SHA-256 of edgeinfer's resize output for a grid of modes × filters × geometries, and
   whether it equals the local Pillow's ``Image.resize`` (bit-exactness on this platform);
 * ``model``: the model's logits (as float32 hex) and top-1 for the example images and seeded images;
-* ``predict``: the text ``edgeinfer predict examples`` prints.
+* ``predict``: the text ``edgeinfer predict examples`` prints;
+* ``images`` (with ``--images DIR``): the model's logits and top-1 for every PNG in DIR, e.g. held-out photos,
+  for top-1 agreement between platforms on real images.
 """
 
 from __future__ import annotations
@@ -68,6 +71,10 @@ def model_report(model: Model) -> dict[str, dict[str, object]]:
     for i in range(SEEDED_IMAGES):
         size = (h or 64) + 7 * i, (w or 64) + 5 * (i % 3)
         inputs[f"seeded-{i}"] = _image(10_000 + i, size if model.metadata.image_mode == "L" else (*size, 3))
+    return _logits_report(model, inputs)
+
+
+def _logits_report(model: Model, inputs: dict[str, object]) -> dict[str, dict[str, object]]:
     report = {}
     for name, image in inputs.items():
         logits = model.run(model.preprocess(image)[None])[0].astype(np.float32)
@@ -83,7 +90,7 @@ def predict_text(model: Model) -> list[str]:
     ]
 
 
-def report(model_path: str | None) -> dict[str, object]:
+def report(model_path: str | None, images: str | None = None) -> dict[str, object]:
     import onnxruntime
     import PIL
 
@@ -100,7 +107,9 @@ def report(model_path: str | None) -> dict[str, object]:
         "transforms": transforms_report(),
         "model": model_report(model),
         "predict": predict_text(model),
-    }
+        **({"images": _logits_report(model, {p.name: p for p in sorted(Path(images).glob("*.png"))})}
+           if images else {}),
+    }  # fmt: skip
 
 
 def compare(a: dict, b: dict) -> int:
@@ -112,26 +121,33 @@ def compare(a: dict, b: dict) -> int:
         print(f"{name}: edgeinfer resize equals the local Pillow in {exact} of {len(cases)} cases")
     same = sum(a["transforms"][k]["sha256"] == b["transforms"][k]["sha256"] for k in a["transforms"])
     print(f"transforms: {same} of {len(a['transforms'])} outputs byte-identical between A and B")
-    logits_total = logits_differ = flips = 0
-    max_diff = 0.0
-    for key, ra in a["model"].items():
-        la = np.array([float.fromhex(v) for v in ra["logits"]])
-        lb = np.array([float.fromhex(v) for v in b["model"][key]["logits"]])
-        logits_total += la.size
-        logits_differ += int(np.sum(la != lb))
-        max_diff = max(max_diff, float(np.max(np.abs(la - lb))))
-        if ra["top1"] != b["model"][key]["top1"]:
-            flips += 1
-            print(f"  top-1 differs on {key}: {ra['top1']} vs {b['model'][key]['top1']}")
-    print(
-        f"model: {logits_differ} of {logits_total} logits differ (max |diff| {max_diff:.6g}); "
-        f"top-1 differs on {flips} of {len(a['model'])} inputs"
-    )
+    _compare_logits("model", a["model"], b["model"])
+    if "images" in a and "images" in b:
+        _compare_logits("images", a["images"], b["images"])
     changed = [(x, y) for x, y in zip(a["predict"], b["predict"], strict=True) if x != y]
     print(f"predict examples: {len(a['predict']) - len(changed)} of {len(a['predict'])} lines identical")
     for x, y in changed:
         print(f"  A {x!r}\n  B {y!r}")
     return len(a["transforms"]) - same
+
+
+def _compare_logits(section: str, a: dict, b: dict) -> None:
+    """One line: how many logits differ and by how much at most, and on how many inputs top-1 agrees."""
+    logits_total = logits_differ = flips = 0
+    max_diff = 0.0
+    for key, ra in a.items():
+        la = np.array([float.fromhex(v) for v in ra["logits"]])
+        lb = np.array([float.fromhex(v) for v in b[key]["logits"]])
+        logits_total += la.size
+        logits_differ += int(np.sum(la != lb))
+        max_diff = max(max_diff, float(np.max(np.abs(la - lb))))
+        if ra["top1"] != b[key]["top1"]:
+            flips += 1
+            print(f"  top-1 differs on {key}: {ra['top1']} vs {b[key]['top1']}")
+    print(
+        f"{section}: {logits_differ} of {logits_total} logits differ (max |diff| {max_diff:.6g}); "
+        f"top-1 agrees on {len(a) - flips} of {len(a)} inputs"
+    )
 
 
 def main() -> None:
@@ -140,12 +156,13 @@ def main() -> None:
     sub = parser.add_subparsers(dest="command", required=True)
     rep = sub.add_parser("report", help="print this platform's report as JSON")
     rep.add_argument("--model", help="ONNX model [default: the bundled model]")
+    rep.add_argument("--images", help="a folder of PNGs to report the model's logits on as well")
     cmp = sub.add_parser("compare", help="compare two reports")
     cmp.add_argument("a")
     cmp.add_argument("b")
     args = parser.parse_args()
     if args.command == "report":
-        json.dump(report(args.model), sys.stdout, indent=1)
+        json.dump(report(args.model, args.images), sys.stdout, indent=1)
         print()
     else:
         reports = [json.loads(Path(p).read_text()) for p in (args.a, args.b)]
