@@ -26,7 +26,7 @@ from export.conversion import rewrite_metadata
 from export.float_output import keep_output_float
 
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
-EXCLUDABLE = ("first_conv", "last_gemm")
+EXCLUDABLE = ("first_conv", "single_channel_first_conv", "last_gemm")
 FC_BLOCK_SIZE = 32  # weights per 4-bit block (one scale each) with fc_bits=4
 
 
@@ -41,9 +41,11 @@ class StaticOptions:
     per_channel: bool = True
     activation_type: str = "uint8"  # or "int8"
     reduce_range: bool = False
-    # Kept in float: the first conv has one input channel (9 MACs per output), so INT8 there costs a
-    # QuantizeLinear pass over the image and a poorly vectorised kernel for 288 weights (measured slower).
-    exclude: tuple[str, ...] = ("first_conv",)  # from EXCLUDABLE
+    # Kept in float: a first conv with one input channel (Fashion-MNIST: 9 MACs per output), where INT8 costs
+    # a QuantizeLinear pass over the image and a poorly vectorised kernel for 288 weights (measured slower).
+    # An RGB stem is quantized: on EfficientNet-Lite0 that kept the accuracy and made the integer path exact
+    # on every CPU measured, where a float stem's rounding differs by CPU (export/README.md, the self-test).
+    exclude: tuple[str, ...] = ("single_channel_first_conv",)  # from EXCLUDABLE
     fc_bits: int = 8  # 4: fully connected weights as 4-bit blocks (MatMulNBits), activations stay float there
     # No QuantizeLinear on the outputs (export/float_output.py): no ties between classes, and CPUs whose int8
     # kernels differ agree more closely (README "Platforms"), at no cost in size or speed.
@@ -327,8 +329,9 @@ def shape_arithmetic(model_path: Path) -> list[str]:
 
 
 def _resolve_exclusions(model_path: Path, exclude: tuple[str, ...]) -> list[str]:
-    """Node names of the symbolic exclusions: the first Conv with every node between it and the graph input
-    (a Pad, an image model's preprocessing), and the last Gemm/MatMul (nodes are topological).
+    """Node names of the symbolic exclusions: the first Conv (``single_channel_first_conv``: only when it
+    reads one channel) with every node between it and the graph input (a Pad, an image model's
+    preprocessing), and the last Gemm/MatMul (nodes are topological).
 
     The nodes before the first Conv stay float with it: a quantized tensor feeding a float Conv makes
     onnxruntime quantize that Conv's weights itself when it loads the model (``WeightBiasQuantization``), so
@@ -340,13 +343,20 @@ def _resolve_exclusions(model_path: Path, exclude: tuple[str, ...]) -> list[str]
     graph = onnx.load(str(model_path), load_external_data=False).graph
     nodes = graph.node
     names = []
-    if "first_conv" in exclude:
-        first = next((n for n in nodes if n.op_type == "Conv"), None)
-        if first is not None:
+    first = next((n for n in nodes if n.op_type == "Conv"), None)
+    if first is not None:
+        single = "single_channel_first_conv" in exclude and _input_channels(graph, first) == 1
+        if "first_conv" in exclude or single:
             names += [*_data_ancestors(graph, first), first.name]
     if "last_gemm" in exclude:
         names += [n.name for n in nodes if n.op_type in ("Gemm", "MatMul")][-1:]
     return names
+
+
+def _input_channels(graph: Any, conv: Any) -> int | None:
+    """Input channels per group of a Conv (its weight's second dimension), None when not a constant."""
+    weight = next((t for t in graph.initializer if t.name == conv.input[1]), None)
+    return None if weight is None else int(weight.dims[1])
 
 
 def _data_ancestors(graph: Any, node: Any) -> list[str]:

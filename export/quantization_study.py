@@ -128,7 +128,7 @@ def quantize_variant(
     from export.quantization import CalibrationReader, _resolve_exclusions, shape_arithmetic
 
     metadata = conversion.load_metadata(prepared)
-    exclude = _resolve_exclusions(prepared, ("first_conv",))
+    exclude = _resolve_exclusions(prepared, ("first_conv",))  # the recipe the study measured: a float stem
     if not settings.pop("stem_input_float", False):
         exclude = [n.name for n in onnx.load(str(prepared)).graph.node if n.op_type == "Conv"][:1]
     bias_correction = settings.pop("bias_correction", False)

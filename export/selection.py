@@ -90,7 +90,10 @@ def candidates(fp32_path: str | Path, calibration_size: int) -> list[Candidate]:
     static = StaticOptions(calibration_size=calibration_size)
     found = [
         Candidate(
-            "int8", "static QDQ, per-channel bias-corrected int8 weights, first conv in float", "int8", static
+            "int8",
+            "static QDQ, per-channel bias-corrected int8 weights, a 1-channel first conv in float",
+            "int8",
+            static,
         )
     ]
     if linear:
