@@ -71,9 +71,9 @@ def quantized(tmp_path_factory) -> dict:
         paths[corrected] = tmp_path / f"int8-{corrected}.onnx"
         options = StaticOptions(calibration_method="minmax", bias_correction=corrected)
         quantization.quantize(fp32, paths[corrected], meta, "int8", options, calibration)
-    paths["float stem"] = tmp_path / "int8-float-stem.onnx"
-    options = StaticOptions(calibration_method="minmax", exclude=("first_conv",))
-    quantization.quantize(fp32, paths["float stem"], meta, "int8", options, calibration)
+    paths["int8 stem"] = tmp_path / "int8-stem.onnx"
+    options = StaticOptions(calibration_method="minmax", exclude=("single_channel_first_conv",))
+    quantization.quantize(fp32, paths["int8 stem"], meta, "int8", options, calibration)
     return {"paths": paths, "reference": logits(fp32, held_out), "inputs": held_out}
 
 
@@ -97,7 +97,7 @@ def test_bias_correction_changes_only_int32_biases(quantized) -> None:
 def test_a_first_convolution_kept_float_keeps_what_feeds_it_float(quantized) -> None:
     """No Q/DQ on the image or the Pad before a float first conv: onnxruntime would quantize that conv's
     weights itself at load time (its input being dequantized) and the "float" stem would run in int8."""
-    graph = onnx.load(str(quantized["paths"]["float stem"])).graph
+    graph = onnx.load(str(quantized["paths"][True])).graph
     producers = {name: node for node in graph.node for name in node.output}
     first = next(node for node in graph.node if node.op_type == "Conv")
     assert producers[first.input[0]].op_type == "Pad"
@@ -107,10 +107,10 @@ def test_a_first_convolution_kept_float_keeps_what_feeds_it_float(quantized) -> 
     assert pad.input[0] == "input"
 
 
-def test_an_rgb_first_convolution_is_quantized_by_default(quantized) -> None:
-    """The default keeps only a one-channel first conv in float: this RGB stem gets per-channel int8 weights
-    and a quantized input (its Pad included): no float rounding that differs by CPU before the int8 path."""
-    graph = onnx.load(str(quantized["paths"][True])).graph
+def test_single_channel_first_conv_quantizes_an_rgb_stem(quantized) -> None:
+    """``single_channel_first_conv`` keeps only a one-channel first conv in float: this RGB stem gets
+    per-channel int8 weights and a quantized input (its Pad included)."""
+    graph = onnx.load(str(quantized["paths"]["int8 stem"])).graph
     producers = {name: node for node in graph.node for name in node.output}
     first = next(node for node in graph.node if node.op_type == "Conv")
     assert producers[first.input[1]].op_type == "DequantizeLinear"
