@@ -7,7 +7,7 @@ Usage::
     python bench/int8_lite.py --out runs/int8-lite [--variants 0 1 2]
 
 Per network: the FP32 export (``export_model``), the INT8 model exactly as ``--quantize int8`` writes it
-(``quantization.quantize``: bias correction, first conv in float, percentile calibration on 96 views), and
+(``quantization.quantize``: bias correction, exact residual Adds, percentile calibration on 96 views), and
 ``auto``'s int8-mixed candidate (export/mixed.py on 32 calibration views, target = the agreement bar on the
 other calibration views). Judged on 192 views of other photos than calibration (export/quantization_study.py's
 split): top-1 agreement with FP32 overall and on confident views, against FP32's own agreement under ±1

@@ -139,8 +139,9 @@ def build_self_test(
     quantization alone) against outputs whose standard deviation is 1.53: twice that let a network with a
     whole weight tensor off by one step pass. The int8 kernels themselves agreed exactly on the CPUs measured
     (AVX-512 VNNI; AVX2 and SSE4 under QEMU) once CPUs without VNNI are told to compute exact products
-    (edgeinfer's sessions do), so a quantized model's tolerance stays small against the spread of its
-    outputs (recorded as ``output_std``).
+    (edgeinfer's sessions do), and on ARM (cortex-a72 under QEMU) once residual Adds share one scale (export
+    does that), so a network quantized throughout gets a tolerance of 1e-5 of its largest output, small
+    against the spread of its outputs (recorded as ``output_std``).
     """
     _, _, height, width = model.metadata.input.shape
     cases: list[dict[str, Any]] = [

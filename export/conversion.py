@@ -7,7 +7,7 @@ import os
 import sys
 import tempfile
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -71,20 +71,22 @@ def write_metadata(model: onnx.ModelProto, metadata: ModelMetadata) -> None:
     set_props(model, metadata.to_props())
 
 
-def set_props(model: onnx.ModelProto, props: Mapping[str, str]) -> None:
-    """Set ``props`` in ``model.metadata_props``: entries of the same keys are replaced, others kept."""
-    kept = [(p.key, p.value) for p in model.metadata_props if p.key not in props]
+def set_props(model: onnx.ModelProto, props: Mapping[str, str], *, drop: Sequence[str] = ()) -> None:
+    """Set ``props`` in ``model.metadata_props``: entries of the same keys are replaced, those of ``drop``
+    removed, others kept."""
+    kept = [(p.key, p.value) for p in model.metadata_props if p.key not in props and p.key not in drop]
     del model.metadata_props[:]
     for key, value in [*kept, *props.items()]:
         model.metadata_props.add(key=key, value=value)
 
 
-def rewrite_metadata(path: str | Path, metadata: ModelMetadata) -> None:
-    """Replace the edgeinfer metadata of the ONNX file at ``path`` (e.g. after quantization)."""
+def rewrite_metadata(path: str | Path, metadata: ModelMetadata, *, drop: Sequence[str] = ()) -> None:
+    """Replace the edgeinfer metadata of the ONNX file at ``path`` (e.g. after quantization), and remove the
+    ``drop`` entries (e.g. a self-test measured on another graph)."""
     import onnx
 
     model = onnx.load(str(path))
-    write_metadata(model, metadata)
+    set_props(model, metadata.to_props(), drop=drop)
     save_model(model, path)
 
 

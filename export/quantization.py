@@ -22,12 +22,14 @@ from onnxruntime.quantization import CalibrationDataReader
 
 from edgeinfer.metadata import ModelMetadata
 from edgeinfer.pipeline import preprocess_batch
+from edgeinfer.selftest import SELF_TEST_KEY
 from export.conversion import rewrite_metadata
 from export.float_output import keep_output_float
 
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
 EXCLUDABLE = ("first_conv", "single_channel_first_conv", "last_gemm")
 FC_BLOCK_SIZE = 32  # weights per 4-bit block (one scale each) with fc_bits=4
+CLAMPING = ("Relu", "Clip")  # onnxruntime removes them and lets their output's range do the clamping
 
 
 @dataclass(frozen=True)
@@ -41,12 +43,17 @@ class StaticOptions:
     per_channel: bool = True
     activation_type: str = "uint8"  # or "int8"
     reduce_range: bool = False
-    # Kept in float, with what feeds it: the first conv. With one input channel (Fashion-MNIST: 9 MACs per
-    # output) INT8 there costs a QuantizeLinear pass over the image and a poorly vectorised kernel (measured
-    # slower). An RGB stem in int8 (single_channel_first_conv) keeps EfficientNet-Lite0's accuracy and makes
-    # its integer path exact on x86, but then its self-test fails on ARM, whose QLinearAdd rounds in fixed
-    # point (0.08 logits); a float stem's own rounding difference gives the self-test the tolerance for it.
-    exclude: tuple[str, ...] = ("first_conv",)  # from EXCLUDABLE
+    # Kept in float, with what feeds it: a first conv that reads one channel (Fashion-MNIST: 9 MACs per
+    # output), where INT8 costs a QuantizeLinear pass over the image and a poorly vectorised kernel (measured
+    # slower). An RGB stem is quantized: on EfficientNet-Lite0 it keeps the agreement with FP32, and with
+    # exact_adds the whole integer path is exact on every CPU measured, so the self-test can be exact (a float
+    # stem rounds differently on each CPU, which the self-test's tolerance then has to allow).
+    exclude: tuple[str, ...] = ("single_channel_first_conv",)  # from EXCLUDABLE
+    # Both inputs and the output of every Add between activations (residual connections) share one range, so
+    # the integer Add adds integers (scale ratios 1) and every CPU gets the same result: otherwise
+    # onnxruntime's QLinearAdd rounds in float32 on x86 and in fixed point on ARM (export/README.md). Where
+    # an Add cannot (an input clamped by a ReLU, whose range is its clamp), the first conv stays float.
+    exact_adds: bool = True
     fc_bits: int = 8  # 4: fully connected weights as 4-bit blocks (MatMulNBits), activations stay float there
     # No QuantizeLinear on the outputs (export/float_output.py): no ties between classes, and CPUs whose int8
     # kernels differ agree more closely (README "Platforms"), at no cost in size or speed.
@@ -125,28 +132,29 @@ def quantize(
     if mode == "int8":
         options = options or StaticOptions()
         if calibration is not None:
-            write_static_int8(calibration, out_path, options)
+            options = write_static_int8(calibration, out_path, options)
         elif calibration_images is None:
             raise ValueError("static int8 quantization needs calibration images")
         else:
             reader = CalibrationReader(calibration_images, metadata)
-            quantize_static_int8(fp32_path, out_path, reader, options)
+            options = quantize_static_int8(fp32_path, out_path, reader, options)
         provenance = options.provenance()
     elif mode == "dynamic":
         provenance = quantize_dynamic_int8(fp32_path, out_path)
     else:
         raise ValueError(f"quantization mode must be 'int8' or 'dynamic', got {mode!r}")
     quantized = dataclasses.replace(metadata, provenance={**metadata.provenance, "quantization": provenance})
-    rewrite_metadata(out_path, quantized)
+    rewrite_metadata(out_path, quantized, drop=(SELF_TEST_KEY,))  # the FP32 graph's self-test, not this one's
     return quantized
 
 
 def quantize_static_int8(
     fp32_path: str | Path, out_path: str | Path, reader: CalibrationReader, options: StaticOptions
-) -> None:
-    """``quant_pre_process`` then static INT8 quantization (signed int8 weights) of ``fp32_path``."""
+) -> StaticOptions:
+    """``quant_pre_process`` then static INT8 quantization (signed int8 weights) of ``fp32_path``; the
+    options it was written with (:func:`write_static_int8`)."""
     with tempfile.TemporaryDirectory() as tmp:
-        write_static_int8(calibrate(fp32_path, Path(tmp), reader, options), out_path, options)
+        return write_static_int8(calibrate(fp32_path, Path(tmp), reader, options), out_path, options)
 
 
 @dataclass(frozen=True)
@@ -205,8 +213,14 @@ def calibrate(
     return Calibration(prepared, workdir / "ranges.json", calibration_key(options), len(ranges.keys()), means)
 
 
-def write_static_int8(calibration: Calibration, out_path: str | Path, options: StaticOptions) -> None:
+def write_static_int8(
+    calibration: Calibration, out_path: str | Path, options: StaticOptions
+) -> StaticOptions:
     """Static INT8 (signed int8 weights) of ``calibration``'s prepared model on its ranges, per ``options``.
+    Returns the options the file was written with: ``options``, or, with ``exact_adds``, ``options`` keeping
+    the first conv in float too when it was quantized but some Add could not share a range
+    (:func:`inexact_adds`): CPUs then round those Adds differently, and a float stem's own rounding
+    differences give the self-test the tolerance for that (edgeinfer/selftest.py).
 
     ``fc_bits=4`` rewrites the fully connected layers after calibration: their activations keep the ranges of
     the float graph, as every other layer's do (calibration always runs float weights).
@@ -214,14 +228,30 @@ def write_static_int8(calibration: Calibration, out_path: str | Path, options: S
     Raises:
         ValueError: ``calibration`` was collected for options that change the ranges.
     """
-    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
-
     if calibration_key(options) != calibration.key:
         raise ValueError(
             f"ranges calibrated for {calibration.key} cannot serve options {calibration_key(options)}"
         )
+    import onnx
+
+    _write_static_int8(calibration, out_path, options)
+    nodes = onnx.load(str(calibration.prepared), load_external_data=False).graph.node
+    first = next((n for n in nodes if n.op_type == "Conv"), None)
+    float_stem = first is None or first.name in _resolve_exclusions(calibration.prepared, options.exclude)
+    if options.exact_adds and not float_stem and inexact_adds(onnx.load(str(out_path))):
+        options = dataclasses.replace(options, exclude=(*options.exclude, "first_conv"))
+        _write_static_int8(calibration, out_path, options)
+    return options
+
+
+def _write_static_int8(calibration: Calibration, out_path: str | Path, options: StaticOptions) -> None:
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
+
     with tempfile.TemporaryDirectory() as tmp:
         prepared = calibration.prepared
+        ranges = calibration.ranges
+        if options.exact_adds:
+            ranges = share_add_ranges(ranges, prepared, Path(tmp) / "ranges.json")
         if options.fc_bits == 4:
             prepared = _fc_weights_4bit(prepared, Path(tmp) / "fc4.onnx")
         quantize_static(
@@ -235,12 +265,83 @@ def write_static_int8(calibration: Calibration, out_path: str | Path, options: S
             weight_type=QuantType.QInt8,
             nodes_to_exclude=_resolve_exclusions(prepared, options.exclude) + shape_arithmetic(prepared),
             calibrate_method=_calibration_method(options.calibration_method),
-            calibration_cache_path=str(calibration.ranges),
+            calibration_cache_path=str(ranges),
         )
         if options.bias_correction:
             _correct_biases(calibration, prepared, out_path)
     if options.float_output:
         keep_output_float(out_path)
+
+
+def share_add_ranges(ranges_path: Path, model_path: Path, out_path: Path) -> Path:
+    """The calibration cache at ``ranges_path`` with one range for each set of tensors that Adds join: both
+    inputs and the output of every Add between activations of ``model_path``, and, through a chain of
+    residual connections, every tensor of the chain (the union of their ranges). Written to ``out_path``.
+    Adds that read or write a Relu/Clip output keep their ranges: onnxruntime drops those activations and
+    clamps with the range, which a wider range would undo.
+
+    With equal scales an integer Add is ``qa - za + qb - zb + zc``: no rounding, so onnxruntime's two
+    QLinearAdd kernels (float32 on x86, fixed point on ARM) agree, where with unequal scales they differ by
+    one step wherever the exact sum falls near a half (EfficientNet-Lite0: 0.08 logits on aarch64).
+    """
+    import onnx
+    from onnxruntime.quantization.calibrate import TensorData, load_tensors_data, save_tensors_data
+
+    ranges = load_tensors_data(ranges_path)
+    graph = onnx.load(str(model_path), load_external_data=False).graph
+    shapes = set(shape_arithmetic(model_path))
+    clamped = {name for node in graph.node if node.op_type in CLAMPING for name in node.output}
+    parent: dict[str, str] = {}
+
+    def root(name: str) -> str:
+        while parent.setdefault(name, name) != name:
+            name = parent[name]
+        return name
+
+    for node in graph.node:
+        joined = [*node.input, *node.output]
+        between_activations = all(name in ranges and name not in clamped for name in joined)
+        if node.op_type == "Add" and node.name not in shapes and between_activations:
+            for name in node.input:
+                parent[root(name)] = root(node.output[0])
+    groups: dict[str, list[str]] = {}
+    for name in parent:
+        groups.setdefault(root(name), []).append(name)
+    for members in groups.values():
+        low = min(ranges[name].range_value[0] for name in members)
+        high = max(ranges[name].range_value[1] for name in members)
+        for name in members:
+            ranges.data[name] = TensorData(
+                lowest=np.array(low, np.float32), highest=np.array(high, np.float32)
+            )
+    save_tensors_data(ranges, out_path)
+    return out_path
+
+
+def inexact_adds(model: Any) -> list[str]:
+    """The Adds of the QDQ ``model`` (an onnx ModelProto) that onnxruntime fuses into QLinearAdd (two
+    dequantized inputs, a quantized output) with unequal input and output scales: their rounding differs
+    between CPUs."""
+    from onnx import numpy_helper
+
+    values = {t.name: t for t in model.graph.initializer}
+    producers = {name: node for node in model.graph.node for name in node.output}
+    quantized = {node.input[0]: node for node in model.graph.node if node.op_type == "QuantizeLinear"}
+    found = []
+    for node in model.graph.node:
+        sources = [producers.get(name) for name in node.input]
+        if node.op_type != "Add" or node.output[0] not in quantized:
+            continue
+        if not all(source is not None and source.op_type == "DequantizeLinear" for source in sources):
+            continue
+        scales = [values.get(q.input[1]) for q in [*sources, quantized[node.output[0]]]]
+        if any(scale is None for scale in scales):
+            found.append(node.name)
+            continue
+        arrays = [numpy_helper.to_array(scale).astype(np.float32) for scale in scales]
+        if not all(np.array_equal(arrays[0], other) for other in arrays[1:]):
+            found.append(node.name)
+    return found
 
 
 def _correct_biases(calibration: Calibration, prepared: Path, out_path: str | Path) -> None:

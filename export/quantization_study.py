@@ -19,6 +19,7 @@ Every tensor comes from ``edgeinfer.pipeline.preprocess_batch``. The run then me
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ from typing import Any
 import numpy as np
 
 CONFIDENT = 0.3  # FP32 softmax at or above this: a "confident" view
+RECIPE = "int8, + residual Adds on one range (export's recipe now, rows 1-5)"
 # Colour and grey photographs shipped with scikit-image (no download) and scikit-learn.
 SKIMAGE_PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "hubble_deep_field", "immunohistochemistry",
                   "retina", "camera", "clock", "coins", "moon", "brick", "grass", "gravel")  # fmt: skip
@@ -221,7 +223,7 @@ def main(args: argparse.Namespace) -> None:
     from onnxruntime.quantization import QuantType, quant_pre_process
 
     from edgeinfer.pipeline import preprocess_batch
-    from export import conversion, report, sensitivity
+    from export import conversion, quantization, report, sensitivity
     from export.selection import agreement_bar
 
     args.out.mkdir(parents=True, exist_ok=True)
@@ -267,9 +269,9 @@ def main(args: argparse.Namespace) -> None:
         "int8, depthwise convs in float (nodes)": {"exclude": lambda nodes: _convs(nodes, "conv_dw")},
         "int8, projections in float (nodes)": {"exclude": lambda nodes: _convs(nodes, "conv_pwl")},
         "int8, stem and block 0 in float (nodes)": {"exclude": lambda nodes: _convs(nodes, "blocks.0.0")},
-        # The recipe now (export/quantization.py), one fix at a time:
+        # The recipe's fixes, one at a time (rows 1-3; rows 4-5 below, by export's own quantize):
         "int8, first conv's input (image, Pad) in float": {"stem_input_float": True},
-        "int8, + bias correction (export's recipe now)": {"stem_input_float": True, "bias_correction": True},
+        "int8, + bias correction (rows 1-3)": {"stem_input_float": True, "bias_correction": True},
         "int8, + bias correction, minmax calibration": {
             "stem_input_float": True,
             "bias_correction": True,
@@ -282,6 +284,17 @@ def main(args: argparse.Namespace) -> None:
         path = quantize_variant(prepared, args.out / f"variant{number}.onnx", calib, cache, **settings)
         paths[name] = path
         rows[name] = agreement(sensitivity._logits(str(path), inputs), reference, confident)
+        print(f"{name}: {rows[name]}", flush=True)
+    # Rows 4-5, by export's own quantize: the RGB stem quantized too, then the residual Adds on one range.
+    options = quantization.StaticOptions(calibration_size=len(calib))
+    reader = quantization.CalibrationReader(calib, metadata)
+    (args.out / "recipe").mkdir(exist_ok=True)
+    calibrated = quantization.calibrate(fp32, args.out / "recipe", reader, options)
+    for name, exact in (("int8, + RGB stem quantized (row 4)", False), (RECIPE, True)):
+        paths[name] = args.out / f"recipe-exact-adds-{exact}.onnx"
+        exact_options = dataclasses.replace(options, exact_adds=exact)
+        quantization.quantize(fp32, paths[name], metadata, "int8", exact_options, calibration=calibrated)
+        rows[name] = agreement(sensitivity._logits(str(paths[name]), inputs), reference, confident)
         print(f"{name}: {rows[name]}", flush=True)
     for corrected in (False, True):
         name = f"int8 weights only, activations float{', bias corrected' if corrected else ''}"
@@ -296,9 +309,7 @@ def main(args: argparse.Namespace) -> None:
     selection = preprocess_batch(calibration[1 :: args.calibration_step], metadata)  # not calibrated on
     target = agreement_bar(report.noise_floor(fp32, calibration[1 :: args.calibration_step]))
     print(f"sensitivity loop: target = export's agreement bar on {len(selection)} views: {target:.2%}")
-    mixed, loop, gain = sensitivity.choose_float_tensors(
-        fp32, paths["int8, + bias correction (export's recipe now)"], selection, target
-    )
+    mixed, loop, gain = sensitivity.choose_float_tensors(fp32, paths[RECIPE], selection, target)
     mixed_path = args.out / "int8-mixed.onnx"
     onnx.save(mixed, mixed_path)
     name = f"int8, {len(loop.nodes)} activation(s) in float by measured sensitivity"
@@ -314,7 +325,7 @@ def main(args: argparse.Namespace) -> None:
     }
     timed = {
         "fp32": fp32,
-        "int8": paths["int8, + bias correction (export's recipe now)"],
+        "int8": paths[RECIPE],
         "mixed": mixed_path,
     }
     latency = report.measure_latency(timed, held_out, repeats=args.repeats, threads=1)

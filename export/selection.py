@@ -91,7 +91,8 @@ def candidates(fp32_path: str | Path, calibration_size: int) -> list[Candidate]:
     found = [
         Candidate(
             "int8",
-            "static QDQ, per-channel bias-corrected int8 weights, first conv in float",
+            "static QDQ, per-channel bias-corrected int8 weights, exact residual Adds, a one-channel "
+            "first conv in float",
             "int8",
             static,
         )

@@ -375,7 +375,7 @@ def _quantize_title(job: ExportJob) -> str:
         options = job.options
         return (f"quantizing: static INT8, {len(job.calibration)} calibration images "
                 f"({options.calibration_method}), fully connected weights {options.fc_bits}-bit, "
-                f"kept in float: {', '.join(options.exclude) or 'nothing'}")  # fmt: skip
+                f"left in float where they apply: {', '.join(options.exclude) or 'nothing'}")  # fmt: skip
     if job.quantize == "dynamic":
         return "quantizing: dynamic INT8 (MatMul/Gemm weights)"
     return "quantization: none"

@@ -135,8 +135,9 @@ def main(argv: list[str] | None = None) -> int:
         nargs="*",
         choices=EXCLUDABLE,
         default=list(StaticOptions.exclude),
-        help="int8: nodes left in float (default: first_conv, with the nodes feeding it; "
-        "single_channel_first_conv: only when it reads one channel; none given: quantize everything)",
+        help="int8: nodes left in float (default: single_channel_first_conv, the first conv and what feeds "
+        "it when it reads one channel; first_conv: any first conv and what feeds it; last_gemm: the last "
+        "fully connected layer; none given: quantize everything)",
     )
     parser.add_argument(
         "--data", help="fashion-mnist or an image folder (default: the checkpoint's data set)"

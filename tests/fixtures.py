@@ -113,6 +113,20 @@ def make_model(
     return path
 
 
+def export_rgb_network(module: Any, path: Path, size: int, architecture: str) -> Any:
+    """Export ``module`` (RGB ``size``×``size`` in, 10 classes out) with export/'s writer; its metadata."""
+    from edgeinfer.metadata import InputSpec, ModelMetadata
+    from export.conversion import export_onnx
+
+    meta = ModelMetadata(
+        labels=tuple(f"class {i}" for i in range(10)), preprocessing=rgb_spec(size), image_mode="RGB",
+        input=InputSpec(name="input", shape=(None, 3, size, size)), output="logits",
+        provenance={"architecture": architecture, "dataset": "seeded images"},
+    )  # fmt: skip
+    export_onnx(module, path, meta)
+    return meta
+
+
 def replace_props(path: Path, props: dict[str, str]) -> Path:
     """Replace the ONNX file's ``metadata_props`` with ``props`` as given, bypassing the metadata schema.
 

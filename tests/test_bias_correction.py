@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.fixtures import make_image, rgb_spec
+from tests.fixtures import export_rgb_network, make_image
 
 torch = pytest.importorskip("torch")
 onnx = pytest.importorskip("onnx")
@@ -37,17 +37,8 @@ def depthwise_network():
 
 
 def export(tmp_path: Path) -> tuple[Path, object]:
-    from edgeinfer.metadata import InputSpec, ModelMetadata
-    from export.conversion import export_onnx
-
-    meta = ModelMetadata(
-        labels=tuple(f"class {i}" for i in range(10)), preprocessing=rgb_spec(SIZE), image_mode="RGB",
-        input=InputSpec(name="input", shape=(None, 3, SIZE, SIZE)), output="logits",
-        provenance={"architecture": "depthwise-test", "dataset": "seeded images"},
-    )  # fmt: skip
     path = tmp_path / "fp32.onnx"
-    export_onnx(depthwise_network(), path, meta)
-    return path, meta
+    return path, export_rgb_network(depthwise_network(), path, SIZE, "depthwise-test")
 
 
 def logits(path: Path, inputs: np.ndarray) -> np.ndarray:
@@ -69,10 +60,12 @@ def quantized(tmp_path_factory) -> dict:
     paths = {"fp32": fp32}
     for corrected in (False, True):
         paths[corrected] = tmp_path / f"int8-{corrected}.onnx"
-        options = StaticOptions(calibration_method="minmax", bias_correction=corrected)
+        options = StaticOptions(
+            calibration_method="minmax", bias_correction=corrected, exclude=("first_conv",)
+        )
         quantization.quantize(fp32, paths[corrected], meta, "int8", options, calibration)
     paths["int8 stem"] = tmp_path / "int8-stem.onnx"
-    options = StaticOptions(calibration_method="minmax", exclude=("single_channel_first_conv",))
+    options = StaticOptions(calibration_method="minmax")  # the default keeps only a one-channel stem float
     quantization.quantize(fp32, paths["int8 stem"], meta, "int8", options, calibration)
     return {"paths": paths, "reference": logits(fp32, held_out), "inputs": held_out}
 

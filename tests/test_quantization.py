@@ -183,3 +183,26 @@ def test_latency_stops_at_the_budget_after_the_least_runs_or_at_repeats() -> Non
         for size in (1, 64):
             assert MIN_RUNS <= row[f"batch_{size}_runs"] < 10**6
             assert row[f"batch_{size}_ms"] > 0
+
+
+def test_a_quantized_file_does_not_keep_the_fp32_self_test(tmp_path) -> None:
+    """A self-test measured on the FP32 graph would fail on the quantized one: quantize drops it (export then
+    stores the quantized model's own, measured on the final file)."""
+    import onnx
+
+    from edgeinfer import Model
+    from edgeinfer.selftest import SELF_TEST_KEY
+    from export import quantization
+    from export.conversion import load_metadata
+    from export.self_test import embed_self_test
+    from tests.fixtures import make_image, make_model
+
+    fp32 = make_model(tmp_path / "m.onnx", image_mode="RGB", size=32)
+    embed_self_test(fp32)
+    out = tmp_path / "int8.onnx"
+    images = [make_image(40, 36, "RGB", seed=i) for i in range(8)]
+    quantization.quantize(fp32, out, load_metadata(fp32), "int8", quantization.StaticOptions(), images)
+    assert SELF_TEST_KEY in {p.key for p in onnx.load(str(fp32)).metadata_props}
+    assert SELF_TEST_KEY not in {p.key for p in onnx.load(str(out)).metadata_props}
+    embed_self_test(out)
+    assert Model(out, engine="auto").verify().passed
