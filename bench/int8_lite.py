@@ -8,8 +8,8 @@ Usage::
 
 Per network: the FP32 export (``export_model``), the INT8 model exactly as ``--quantize int8`` writes it
 (``quantization.quantize``: bias correction, exact residual Adds, percentile calibration on 96 views), and
-``auto``'s int8-mixed candidate (export/mixed.py on 32 calibration views, target = the agreement bar on the
-other calibration views). Judged on 192 views of other photos than calibration (export/quantization_study.py's
+``auto``'s int8-mixed candidate (export/mixed.py on the 96 calibration views, to the agreement bar measured on
+them). Judged on 192 views of other photos than calibration (export/quantization_study.py's
 split): top-1 agreement with FP32 overall and on confident views, against FP32's own agreement under ±1
 pixel level of noise (on the files' own channels and on the decoded RGB image); file size; latency at batch
 1 and 64 on 1 thread, the models taking turns, printed as the ratio FP32 / model measured in the same run.
@@ -40,7 +40,6 @@ def measure(variant: int, out: Path, calibration: list[Path], held_out: list[Pat
     from edgeinfer.pipeline import preprocess_batch
     from export import conversion, export_model, mixed, quantization, report, sensitivity
     from export.quantization_study import agreement, noisy
-    from export.selection import agreement_bar
 
     fp32 = out / f"lite{variant}-fp32.onnx"
     if not fp32.exists():
@@ -48,7 +47,7 @@ def measure(variant: int, out: Path, calibration: list[Path], held_out: list[Pat
         export_model(network(variant), fp32, labels=labels, verify=held_out[:16], quantize="none", repeats=3)
     metadata = conversion.load_metadata(fp32)
     int8 = out / f"lite{variant}-int8.onnx"
-    calibrate_on, select_on = calibration[::2], calibration[1::2]
+    calibrate_on = calibration[::2]
     int8_metadata = quantization.quantize(
         fp32,
         int8,
@@ -57,15 +56,9 @@ def measure(variant: int, out: Path, calibration: list[Path], held_out: list[Pat
         quantization.StaticOptions(calibration_size=len(calibrate_on)),
         calibrate_on,
     )
-    bar = agreement_bar(report.noise_floor(fp32, select_on))
     paths = {"fp32": fp32, "int8": int8}
     mixed_metadata, record = mixed.build_mixed(
-        fp32,
-        int8,
-        int8_metadata,
-        mixed.sensitivity_images(calibrate_on),
-        bar,
-        out / f"lite{variant}-mixed.onnx",
+        fp32, int8, int8_metadata, mixed.sensitivity_images(calibrate_on), out / f"lite{variant}-mixed.onnx"
     )
     if mixed_metadata is not None:
         paths["int8-mixed"] = out / f"lite{variant}-mixed.onnx"
@@ -78,7 +71,8 @@ def measure(variant: int, out: Path, calibration: list[Path], held_out: list[Pat
         "held_out_views": len(held_out), "confident_views": int(confident.sum()),
         "floor_files_channels": agreement(sensitivity._logits(str(fp32), noise), reference, confident),
         "floor_runtime_image": report.noise_floor(fp32, held_out),
-        "mixed": {"bar_on_selection": bar, "kept_in_float": [k["tensor"] for k in record["kept_in_float"]]},
+        "mixed": {"target": record["target_agreement"],
+                  "kept": [k["tensor"] for k in record["kept_in_float"]]},
         "models": {name: agreement(sensitivity._logits(str(path), inputs), reference, confident)
                    for name, path in paths.items()},
     }  # fmt: skip

@@ -214,7 +214,7 @@ def _add_mixed(
              "looking for activations to keep in float")  # fmt: skip
     on = mixed.sensitivity_images(calibration)
     path = paths["int8"].with_name("int8-mixed.onnx")
-    meta, record = mixed.build_mixed(paths["fp32"], paths["int8"], metas["int8"], on, bar, path, progress)
+    meta, record = mixed.build_mixed(paths["fp32"], paths["int8"], metas["int8"], on, path, progress)
     shared = _shared(on, images)
     record = {"ran": True, "why": f"int8 agrees with FP32 on {agreement:.2%} < {bar:.2%}", **record,
               "images_shared_with_selection": shared}  # fmt: skip
