@@ -277,8 +277,9 @@ def share_add_ranges(ranges_path: Path, model_path: Path, out_path: Path) -> Pat
     """The calibration cache at ``ranges_path`` with one range for each set of tensors that Adds join: both
     inputs and the output of every Add between activations of ``model_path``, and, through a chain of
     residual connections, every tensor of the chain (the union of their ranges). Written to ``out_path``.
-    Adds that read or write a Relu/Clip output keep their ranges: onnxruntime drops those activations and
-    clamps with the range, which a wider range would undo.
+    Adds that read a Relu/Clip output or feed a Relu/Clip keep their ranges: onnxruntime drops those
+    activations and clamps with their output's range, which a wider range would undo (and an Add that feeds
+    one takes that range as its own, so it could not be shared anyway).
 
     With equal scales an integer Add is ``qa - za + qb - zb + zc``: no rounding, so onnxruntime's two
     QLinearAdd kernels (float32 on x86, fixed point on ARM) agree, where with unequal scales they differ by
@@ -290,7 +291,8 @@ def share_add_ranges(ranges_path: Path, model_path: Path, out_path: Path) -> Pat
     ranges = load_tensors_data(ranges_path)
     graph = onnx.load(str(model_path), load_external_data=False).graph
     shapes = set(shape_arithmetic(model_path))
-    clamped = {name for node in graph.node if node.op_type in CLAMPING for name in node.output}
+    clamps = [node for node in graph.node if node.op_type in CLAMPING]
+    clamped = {name for node in clamps for name in [node.input[0], *node.output]}  # what they read and write
     parent: dict[str, str] = {}
 
     def root(name: str) -> str:
