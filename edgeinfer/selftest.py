@@ -31,7 +31,7 @@ import binascii
 import hashlib
 import json
 import platform
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -109,6 +109,7 @@ def build_self_test(
     output_step: float | None = None,
     images: Sequence[bytes] = (),
     seed: int = 1,
+    probes: Mapping[str, Callable[[np.ndarray], np.ndarray]] | None = None,
 ) -> dict[str, Any]:
     """The self-test document of ``model`` (whose metadata is final), measured on this machine.
 
@@ -117,6 +118,8 @@ def build_self_test(
         output_step: the quantization step of the model's output, when the output is quantized.
         images: encoded images (e.g. small PNGs from the calibration data) to include as real cases.
         seed: the first seed of the generated cases.
+        probes: other computations of the model's outputs from a batch of its input tensors, by name, that
+            another platform may match instead (export's: activations kept in float, moved by one ulp).
 
     Raises:
         ModelError: the preprocessing accepts none of the generated sizes (nor any of ``images``).
@@ -130,6 +133,7 @@ def build_self_test(
     - twice the largest output change under the smallest input noise (4, 64 or 1024 float32 ulps) that
       changes the output (another CPU rounds float operations differently, and in a quantized network one
       flipped rounding inside moves the output by a whole internal step);
+    - twice the largest difference from each of ``probes``;
     - 1e-5 of the largest output.
 
     A quantized model is not compared with an unoptimised session: that one computes every QDQ group as
@@ -169,6 +173,10 @@ def build_self_test(
         f"measured change under {ulps}-ulp input noise x2": 2 * sensitivity,
         "1e-5 of the largest output": 1e-5 * max(largest, 1.0),
     }
+    for probe, run in (probes or {}).items():
+        pairs = zip(tensors, outputs, strict=True)
+        difference = max(float(np.max(np.abs(run(t[None])[0] - o))) for t, o in pairs)
+        candidates[f"measured difference from {probe} x2"] = 2 * difference
     basis = max(candidates, key=lambda k: candidates[k])
     for case, tensor, output in zip(cases, tensors, outputs, strict=True):
         order = np.argsort(-output, kind="stable")

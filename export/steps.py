@@ -28,8 +28,8 @@ from export import ExportError
 from export.conversion import DEFAULT_OPSET
 from export.inputs import ImageSet
 from export.quantization import StaticOptions
-from export.report import CONFIDENT, LATENCY_BUDGET, MIN_RUNS
-from export.selection import MIN_AGREEMENT, Selection
+from export.report import CONFIDENT, LATENCY_BUDGET, MIN_RUNS, Agreement
+from export.selection import MIN_AGREEMENT, Selection, agreement_bar
 from export.verification import BATCH_SIZES, Verification
 
 if TYPE_CHECKING:
@@ -271,15 +271,16 @@ def report(run: Run) -> Report:
         print_mixed_precision(selection.mixed_precision, run.progress)
         run.note(f"kept: {selection.chosen}")
     if job.quantize in ("int8", "dynamic"):
-        agreement = summary["models"][job.quantize]["agreement_with_fp32"]
+        agreement = Agreement.of(summary["models"][job.quantize])
         floor = reports.noise_floor(run[Converted].fp32, job.report_on.images)
-        bar = min(job.min_agreement, floor["overall"])
-        summary["quantization"]["fp32_noise_floor"], summary["quantization"]["agreement_bar"] = floor, bar
-        if agreement < bar:
+        bar = agreement_bar(floor, job.min_agreement)
+        summary["quantization"]["fp32_noise_floor"] = floor
+        summary["quantization"]["agreement_bar"] = bar._asdict()
+        if missed := agreement.shortfalls(bar):
             raise ExportError(
-                f"the {job.quantize} model agrees with FP32 on {agreement:.2%} of {len(job.report_on)} "
-                f"images, below the minimum {bar:.2%} (the smaller of {job.min_agreement:.2%} and FP32's own "
-                "agreement under ±1 pixel level of noise): try another calibration method, or --quantize auto"
+                f"the {job.quantize} model on {len(job.report_on)} images: {'; '.join(missed)} (the bars: "
+                "--min-agreement, 97% on confident images, each lowered to FP32's own agreement under ±1 "
+                "pixel level of noise): try another calibration method, or --quantize auto"
             )
     reports.write_report(summary, job.report_file)
     return Report(summary)
@@ -350,8 +351,8 @@ def print_mixed_precision(record: dict[str, Any], progress: Callable[[str], None
     overlap = "overlap unknown" if shared is None else f"{shared} of them also selection images"
     progress(f"{INDENT}mixed precision ({record['why']}): sensitivity loop on {record['images']} "
              f"{record['images_from']} images ({overlap}), {record['ranked']}, {record['seconds']:g} s; "
-             f"target {record['target_agreement']:.0%} {met}: agreement there {record['int8_agreement']:.2%} "
-             f"→ {record['agreement']:.2%}")  # fmt: skip
+             f"target {Agreement(**record['target_agreement'])} {met}: agreement there "
+             f"{Agreement(**record['int8_agreement'])} → {Agreement(**record['agreement'])}")  # fmt: skip
     for entry in record["kept_in_float"]:
         alone, gain = entry["logit_sqnr_alone_db"], entry["gain_db"]
         progress(f"{INDENT}  in float: {entry['tensor']}  logit SQNR alone {alone:.1f} dB "

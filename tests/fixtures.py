@@ -172,10 +172,12 @@ def bare_model() -> Path:
 def qualifies(row: dict, fp32: dict, measured_on: dict | None = None) -> bool:
     """``--quantize auto``'s bar for a measured row, written out independently of export/selection.py:
     top-1 agreement >= 99 % and accuracy drop <= 0.5 points, each lowered to what FP32 itself keeps under ±1
-    pixel level of noise when ``measured_on`` records that (``fp32_noise_floor``); not slower than FP32 at
+    pixel level of noise when ``measured_on`` records that (``fp32_noise_floor``), on the images where FP32
+    is confident 97 %, lowered the same way (accuracy only on labelled images); not slower than FP32 at
     batch 1 nor 64; smaller."""
     floor = (measured_on or {}).get("fp32_noise_floor") or {}
     agreement_bar = min(0.99, floor.get("overall", 1.0))
+    confident_bar = min(0.97, floor.get("confident") or 1.0)
     accuracy_bar = fp32["accuracy"] - 0.005 if fp32["accuracy"] is not None else None
     if accuracy_bar is not None and floor.get("accuracy") is not None:
         accuracy_bar = min(accuracy_bar, floor["accuracy"])
@@ -183,8 +185,8 @@ def qualifies(row: dict, fp32: dict, measured_on: dict | None = None) -> bool:
         "latency" in row  # measured at all: a candidate that could not be built has no numbers
         and row["size_bytes"] < fp32["size_bytes"]
         and row["agreement_with_fp32"] >= agreement_bar
-        and row["accuracy"] is not None
-        and row["accuracy"] >= accuracy_bar - 1e-9
+        and (row.get("agreement_confident") is None or row["agreement_confident"] >= confident_bar)
+        and (row["accuracy"] is None or row["accuracy"] >= accuracy_bar - 1e-9)
         and row["latency"]["batch_1_ms"] <= fp32["latency"]["batch_1_ms"]
         and row["latency"]["batch_64_ms"] <= fp32["latency"]["batch_64_ms"]
     )

@@ -7,44 +7,64 @@ import numpy as np
 import pytest
 
 from export.quantization import shape_arithmetic
+from export.report import Agreement
 from export.sensitivity import keep_in_float, sqnr_db
 
+BAR = Agreement(0.99, None)
 
-def harm(costs: dict[str, float]):
-    """An ``agreement_of`` where quantizing node n costs ``costs[n]`` of agreement, and records its calls."""
+
+def harm(costs: dict[str, float], confident_costs: dict[str, float] | None = None):
+    """An ``agreement_of`` where quantizing node n costs ``costs[n]`` of agreement (and
+    ``confident_costs[n]`` of agreement on confident images), and records its calls."""
     calls: list[tuple[str, ...]] = []
 
-    def agreement_of(kept: tuple[str, ...]) -> float:
+    def agreement_of(kept: tuple[str, ...]) -> Agreement:
         calls.append(kept)
-        return 1.0 - sum(cost for name, cost in costs.items() if name not in kept)
+        overall = 1.0 - sum(cost for name, cost in costs.items() if name not in kept)
+        confident = 1.0 - sum(cost for name, cost in (confident_costs or {}).items() if name not in kept)
+        return Agreement(overall, confident)
 
     return agreement_of, calls
 
 
 def test_keeps_exactly_the_harmful_node_and_stops_when_met() -> None:
     agreement_of, calls = harm({"conv1": 0.001, "dw3": 0.2, "conv5": 0.002})
-    kept = keep_in_float(["dw3", "conv5", "conv1"], agreement_of, target=0.99, progress=lambda line: None)
+    kept = keep_in_float(["dw3", "conv5", "conv1"], agreement_of, target=BAR, progress=lambda line: None)
     assert kept.nodes == ("dw3",) and kept.met
-    assert kept.agreement == 1.0 - 0.003
+    assert kept.agreement.overall == 1.0 - 0.003
     assert calls == [(), ("dw3",)]  # measured all-INT8, then with dw3 in float: met, nothing more tried
 
 
 def test_drops_kept_nodes_the_target_does_not_need() -> None:
     # Ranked badly: conv5 looks harmful but is not; after dw3 and conv1 are needed, conv5 is dropped again.
     agreement_of, _ = harm({"conv1": 0.02, "dw3": 0.2, "conv5": 0.0})
-    kept = keep_in_float(["conv5", "dw3", "conv1"], agreement_of, target=0.99, progress=lambda line: None)
+    kept = keep_in_float(["conv5", "dw3", "conv1"], agreement_of, target=BAR, progress=lambda line: None)
     assert kept.nodes == ("dw3", "conv1") and kept.met
     assert [len(k) for k, _ in kept.history] == [0, 1, 2, 3, 2, 2]
 
 
 def test_reports_a_missed_target_and_keeps_the_best_set_measured() -> None:
     agreement_of, _ = harm({"a": 0.1, "b": 0.1})
-    kept = keep_in_float(["a", "b"], agreement_of, target=0.99, max_kept=1, progress=lambda line: None)
-    assert not kept.met and kept.nodes == ("a",) and kept.agreement == 0.9
+    kept = keep_in_float(["a", "b"], agreement_of, target=BAR, max_kept=1, progress=lambda line: None)
+    assert not kept.met and kept.nodes == ("a",) and kept.agreement.overall == 0.9
     # Keeping c in float makes things worse (a float island between quantized tensors): not kept.
     agreement_of, _ = harm({"a": 0.1, "b": 0.1, "c": -0.05})
-    kept = keep_in_float(["a", "c"], agreement_of, target=0.99, progress=lambda line: None)
-    assert not kept.met and kept.nodes == ("a",) and np.isclose(kept.agreement, 0.95)
+    kept = keep_in_float(["a", "c"], agreement_of, target=BAR, progress=lambda line: None)
+    assert not kept.met and kept.nodes == ("a",) and np.isclose(kept.agreement.overall, 0.95)
+
+
+def test_a_confident_image_that_flips_keeps_the_loop_going() -> None:
+    # stem flips one top-1 in a hundred, all near-ties; head flips few images, but confident ones.
+    agreement_of, calls = harm({"stem": 0.01, "head": 0.005}, confident_costs={"stem": 0.0, "head": 0.05})
+    target = Agreement(0.98, 0.97)
+    kept = keep_in_float(["stem", "head"], agreement_of, target=target, progress=lambda line: None)
+    assert calls[0] == () and agreement_of(()).overall >= target.overall  # overall alone would stop here
+    assert kept.met and kept.nodes == ("head",) and kept.agreement == Agreement(0.99, 1.0)
+    assert kept.agreement.margin(target) >= 0 > agreement_of(("stem",)).margin(target)
+    # Without a bar on confident images the all-INT8 model is enough.
+    kept = keep_in_float(["stem", "head"], agreement_of, target=target._replace(confident=None),
+                         progress=lambda line: None)  # fmt: skip
+    assert kept.met and kept.nodes == ()
 
 
 def test_sqnr_in_decibels() -> None:

@@ -15,7 +15,7 @@ from edgeinfer import Model
 from edgeinfer.errors import MetadataError, ModelError
 from edgeinfer.metadata import METADATA_KEY
 from edgeinfer.model import DEFAULT_MODEL
-from edgeinfer.selftest import SELF_TEST_KEY, generate_image
+from edgeinfer.selftest import SELF_TEST_KEY, build_self_test, generate_image
 from export.self_test import embed_self_test
 from tests.fixtures import gray_model, make_image, make_model, replace_props, rgb_model
 
@@ -249,6 +249,44 @@ def test_a_quantized_model_has_a_tolerance_small_against_the_spread_of_its_outpu
     assert 0 < document["tolerance"] < 0.05 * spread
     # An unoptimised session runs QDQ as float: not a kernel any device runs for a quantized model.
     assert "unoptimised" not in document["tolerance_basis"]
+
+
+def test_a_probe_that_differs_sets_the_tolerance():
+    model = Model(gray_model())
+    document = build_self_test(model, probes={"a shifted copy": lambda batch: model.run(batch) + 0.05})
+    assert document["tolerance_basis"] == "measured difference from a shifted copy x2"
+    assert document["tolerance"] == pytest.approx(0.1, rel=1e-4)
+
+
+def test_activations_kept_in_float_widen_the_tolerance_by_what_their_rounding_moves(
+    int8_cnn, tmp_path, monkeypatch
+):
+    """auto's int8-mixed computes around a float-kept activation in float, which another CPU rounds
+    differently (measured on emulated aarch64, export/self_test.py); the self-test must allow for that. The
+    probe moves the tensor by 1 ulp; 8192 ulps here, where the small CNN's roundings do change."""
+    import dataclasses
+
+    import onnx
+
+    from export import conversion, self_test
+    from export.sensitivity import keep_tensors_float, quantized_activations
+
+    model = onnx.load(str(int8_cnn))
+    kept = "/4/Relu_output_0"
+    assert kept in quantized_activations(model)
+    metadata = conversion.load_metadata(int8_cnn)
+    quantization = {**metadata.provenance["quantization"], "kept_in_float": [kept]}
+    mixed = keep_tensors_float(model, [kept])
+    conversion.write_metadata(
+        mixed, dataclasses.replace(metadata, provenance={**metadata.provenance, "quantization": quantization})
+    )
+    conversion.save_model(mixed, tmp_path / "mixed.onnx")
+    monkeypatch.setattr(self_test, "FLOAT_KEPT_ULPS", 8192)
+    document = embed_self_test(tmp_path / "mixed.onnx")
+    assert document["tolerance_basis"].startswith(
+        "measured difference from the activations kept in float 8192"
+    )
+    assert Model(tmp_path / "mixed.onnx").verify().passed
 
 
 def test_cases_cover_the_sizes_the_preprocessing_accepts():
