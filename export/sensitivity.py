@@ -159,14 +159,17 @@ def scale_tensors(model: Any, tensors: Sequence[str], factor: float) -> Any:
 
     graph = model.graph
     wanted = set(tensors)
+
+    def scaled(name: str) -> Any:
+        graph.initializer.append(numpy_helper.from_array(np.float32(factor), f"{name}_factor"))
+        return helper.make_node("Mul", [name, f"{name}_factor"], [f"{name}_scaled"])
+
     for node in graph.node:
         node.input[:] = [f"{name}_scaled" if name in wanted else name for name in node.input]
-    nodes = []
+    nodes = [scaled(value.name) for value in graph.input if value.name in wanted]  # the image: first
     for node in graph.node:
         nodes.append(node)
-        for name in set(node.output) & wanted:
-            graph.initializer.append(numpy_helper.from_array(np.float32(factor), f"{name}_factor"))
-            nodes.append(helper.make_node("Mul", [name, f"{name}_factor"], [f"{name}_scaled"]))
+        nodes.extend(scaled(name) for name in sorted(set(node.output) & wanted))
     del graph.node[:]
     graph.node.extend(nodes)
     return model

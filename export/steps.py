@@ -279,8 +279,8 @@ def report(run: Run) -> Report:
         if missed := agreement.shortfalls(bar):
             raise ExportError(
                 f"the {job.quantize} model on {len(job.report_on)} images: {'; '.join(missed)} (the bars: "
-                "--min-agreement, 97% on confident images, each lowered to FP32's own agreement under ±1 "
-                "pixel level of noise): try another calibration method, or --quantize auto"
+                f"{bar}, from --min-agreement and 97% on confident images, each lowered to FP32's own "
+                "agreement under ±1 pixel level of noise): try another calibration method, or --quantize auto"
             )
     reports.write_report(summary, job.report_file)
     return Report(summary)

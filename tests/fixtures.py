@@ -177,7 +177,8 @@ def qualifies(row: dict, fp32: dict, measured_on: dict | None = None) -> bool:
     batch 1 nor 64; smaller."""
     floor = (measured_on or {}).get("fp32_noise_floor") or {}
     agreement_bar = min(0.99, floor.get("overall", 1.0))
-    confident_bar = min(0.97, floor.get("confident") or 1.0)
+    confident_floor = floor.get("confident", 1.0)  # None: no confident image, no bar
+    confident_bar = None if confident_floor is None else min(0.97, confident_floor)
     accuracy_bar = fp32["accuracy"] - 0.005 if fp32["accuracy"] is not None else None
     if accuracy_bar is not None and floor.get("accuracy") is not None:
         accuracy_bar = min(accuracy_bar, floor["accuracy"])
@@ -185,7 +186,11 @@ def qualifies(row: dict, fp32: dict, measured_on: dict | None = None) -> bool:
         "latency" in row  # measured at all: a candidate that could not be built has no numbers
         and row["size_bytes"] < fp32["size_bytes"]
         and row["agreement_with_fp32"] >= agreement_bar
-        and (row.get("agreement_confident") is None or row["agreement_confident"] >= confident_bar)
+        and (
+            confident_bar is None
+            or row.get("agreement_confident") is None
+            or row["agreement_confident"] >= confident_bar
+        )
         and (row["accuracy"] is None or row["accuracy"] >= accuracy_bar - 1e-9)
         and row["latency"]["batch_1_ms"] <= fp32["latency"]["batch_1_ms"]
         and row["latency"]["batch_64_ms"] <= fp32["latency"]["batch_64_ms"]

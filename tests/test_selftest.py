@@ -289,6 +289,36 @@ def test_activations_kept_in_float_widen_the_tolerance_by_what_their_rounding_mo
     assert Model(tmp_path / "mixed.onnx").verify().passed
 
 
+def test_an_rgb_model_whose_quantized_image_is_kept_in_float_gets_its_self_test(tmp_path, monkeypatch):
+    """An RGB network's first conv is quantized, so the image itself is a quantized activation, the first in
+    graph order: the sensitivity loop may keep it in float, and the probe must scale a graph input."""
+    import dataclasses
+
+    import onnx
+
+    from export import conversion, quantization, self_test
+    from export.sensitivity import keep_tensors_float, quantized_activations
+
+    fp32 = rgb_model()
+    images = [make_image(32, 32, "RGB", seed=i) for i in range(32)]
+    int8 = tmp_path / "int8.onnx"
+    options = quantization.StaticOptions(calibration_size=len(images))
+    metadata = quantization.quantize(fp32, int8, conversion.load_metadata(fp32), "int8", options, images)
+    model = onnx.load(str(int8))
+    kept = model.graph.input[0].name
+    assert next(iter(quantized_activations(model))) == kept
+    record = {**metadata.provenance["quantization"], "kept_in_float": [kept]}
+    mixed = keep_tensors_float(model, [kept])
+    conversion.write_metadata(
+        mixed, dataclasses.replace(metadata, provenance={**metadata.provenance, "quantization": record})
+    )
+    conversion.save_model(mixed, tmp_path / "mixed.onnx")
+    monkeypatch.setattr(self_test, "FLOAT_KEPT_ULPS", 8192)
+    document = embed_self_test(tmp_path / "mixed.onnx")
+    assert document["tolerance_basis"].startswith("measured difference from the activations kept in float")
+    assert Model(tmp_path / "mixed.onnx").verify().passed
+
+
 def test_cases_cover_the_sizes_the_preprocessing_accepts():
     cases = json.loads(_props(DEFAULT_MODEL)[SELF_TEST_KEY])["cases"]
     resized = {tuple(c["size"]) for c in cases if "size" in c}
