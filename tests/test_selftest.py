@@ -258,12 +258,10 @@ def test_a_probe_that_differs_sets_the_tolerance():
     assert document["tolerance"] == pytest.approx(0.1, rel=1e-4)
 
 
-def test_activations_kept_in_float_widen_the_tolerance_by_what_their_rounding_moves(
-    int8_cnn, tmp_path, monkeypatch
-):
-    """auto's int8-mixed computes around a float-kept activation in float, which another CPU rounds
-    differently (measured on emulated aarch64, export/self_test.py); the self-test must allow for that. The
-    probe moves the tensor by 1 ulp; 8192 ulps here, where the small CNN's roundings do change."""
+def _mixed_self_test(int8: Path, kept: str, out: Path, monkeypatch) -> dict:
+    """``int8`` with the activation ``kept`` in float, recorded in its provenance as export/mixed.py does,
+    and its self-test. The probe moves float-kept tensors by 1 ulp; 8192 ulps here, where a small network's
+    roundings do change."""
     import dataclasses
 
     import onnx
@@ -271,18 +269,25 @@ def test_activations_kept_in_float_widen_the_tolerance_by_what_their_rounding_mo
     from export import conversion, self_test
     from export.sensitivity import keep_tensors_float, quantized_activations
 
-    model = onnx.load(str(int8_cnn))
-    kept = "/4/Relu_output_0"
+    model = onnx.load(str(int8))
     assert kept in quantized_activations(model)
-    metadata = conversion.load_metadata(int8_cnn)
-    quantization = {**metadata.provenance["quantization"], "kept_in_float": [kept]}
+    metadata = conversion.load_metadata(int8)
+    record = {**metadata.provenance["quantization"], "kept_in_float": [kept]}
     mixed = keep_tensors_float(model, [kept])
     conversion.write_metadata(
-        mixed, dataclasses.replace(metadata, provenance={**metadata.provenance, "quantization": quantization})
+        mixed, dataclasses.replace(metadata, provenance={**metadata.provenance, "quantization": record})
     )
-    conversion.save_model(mixed, tmp_path / "mixed.onnx")
+    conversion.save_model(mixed, out)
     monkeypatch.setattr(self_test, "FLOAT_KEPT_ULPS", 8192)
-    document = embed_self_test(tmp_path / "mixed.onnx")
+    return embed_self_test(out)
+
+
+def test_activations_kept_in_float_widen_the_tolerance_by_what_their_rounding_moves(
+    int8_cnn, tmp_path, monkeypatch
+):
+    """auto's int8-mixed computes around a float-kept activation in float, which another CPU rounds
+    differently (measured on emulated aarch64, export/self_test.py); the self-test must allow for that."""
+    document = _mixed_self_test(int8_cnn, "/4/Relu_output_0", tmp_path / "mixed.onnx", monkeypatch)
     assert document["tolerance_basis"].startswith(
         "measured difference from the activations kept in float 8192"
     )
@@ -292,29 +297,14 @@ def test_activations_kept_in_float_widen_the_tolerance_by_what_their_rounding_mo
 def test_an_rgb_model_whose_quantized_image_is_kept_in_float_gets_its_self_test(tmp_path, monkeypatch):
     """An RGB network's first conv is quantized, so the image itself is a quantized activation, the first in
     graph order: the sensitivity loop may keep it in float, and the probe must scale a graph input."""
-    import dataclasses
-
-    import onnx
-
-    from export import conversion, quantization, self_test
-    from export.sensitivity import keep_tensors_float, quantized_activations
+    from export import conversion, quantization
 
     fp32 = rgb_model()
     images = [make_image(32, 32, "RGB", seed=i) for i in range(32)]
     int8 = tmp_path / "int8.onnx"
     options = quantization.StaticOptions(calibration_size=len(images))
-    metadata = quantization.quantize(fp32, int8, conversion.load_metadata(fp32), "int8", options, images)
-    model = onnx.load(str(int8))
-    kept = model.graph.input[0].name
-    assert next(iter(quantized_activations(model))) == kept
-    record = {**metadata.provenance["quantization"], "kept_in_float": [kept]}
-    mixed = keep_tensors_float(model, [kept])
-    conversion.write_metadata(
-        mixed, dataclasses.replace(metadata, provenance={**metadata.provenance, "quantization": record})
-    )
-    conversion.save_model(mixed, tmp_path / "mixed.onnx")
-    monkeypatch.setattr(self_test, "FLOAT_KEPT_ULPS", 8192)
-    document = embed_self_test(tmp_path / "mixed.onnx")
+    quantization.quantize(fp32, int8, conversion.load_metadata(fp32), "int8", options, images)
+    document = _mixed_self_test(int8, "input", tmp_path / "mixed.onnx", monkeypatch)
     assert document["tolerance_basis"].startswith("measured difference from the activations kept in float")
     assert Model(tmp_path / "mixed.onnx").verify().passed
 
