@@ -108,10 +108,11 @@ def noisy(images: list[Path], rng: np.random.Generator) -> list[np.ndarray]:
     return out
 
 
-def agreement(logits: np.ndarray, reference: np.ndarray, confident: np.ndarray) -> dict[str, float]:
-    """Top-1 agreement of ``logits`` with ``reference``, overall and on the ``confident`` rows."""
-    same = logits.argmax(1) == reference.argmax(1)
-    return {"overall": float(same.mean()), "confident": float(same[confident].mean())}
+def agreement(logits: np.ndarray, reference: np.ndarray, confident: np.ndarray) -> dict[str, float | None]:
+    """Top-1 agreement of ``logits`` with ``reference``, overall and on the ``confident`` rows, for JSON."""
+    from export import report
+
+    return report.agreement(logits.argmax(1), reference.argmax(1), confident)._asdict()
 
 
 def quantize_variant(

@@ -63,6 +63,13 @@ class Agreement(NamedTuple):
         return f"{self.overall:.2%} (confident {confident})"
 
 
+def agreement(predicted: np.ndarray, reference: np.ndarray, confident: np.ndarray) -> Agreement:
+    """Top-1 agreement of the ``predicted`` classes with the ``reference`` ones, overall and on the rows
+    where ``confident`` (a boolean mask) is set."""
+    same = predicted == reference
+    return Agreement(float(same.mean()), float(same[confident].mean()) if confident.any() else None)
+
+
 def evaluate(
     model_paths: dict[str, Path], images: Sequence[Any], labels: np.ndarray | None
 ) -> dict[str, dict[str, Any]]:
@@ -86,18 +93,17 @@ def evaluate(
     predicted = {name: np.concatenate(chunks) for name, chunks in predictions.items()}
     reference = next(iter(predicted.values()))
     confident = np.concatenate(top) >= CONFIDENT
-    return {
-        name: {
+    rows = {}
+    for name, pred in predicted.items():
+        overall, on_confident = agreement(pred, reference, confident)
+        rows[name] = {
             "accuracy": None if labels is None else float(np.mean(pred == labels)),
-            "agreement_with_fp32": float(np.mean(pred == reference)),
-            "agreement_confident": float(np.mean(pred[confident] == reference[confident]))
-            if confident.any()
-            else None,
+            "agreement_with_fp32": overall,
+            "agreement_confident": on_confident,
             "images": len(images),
             "confident_images": int(confident.sum()),
         }
-        for name, pred in predicted.items()
-    }
+    return rows
 
 
 def noise_floor(

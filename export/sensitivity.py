@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from export.report import CONFIDENT, Agreement, probabilities
+from export.report import CONFIDENT, Agreement, agreement, probabilities
 
 
 @dataclass(frozen=True)
@@ -211,8 +211,7 @@ def choose_float_tensors(
 
     def agreement_of(kept: tuple[str, ...]) -> Agreement:
         model = keep_tensors_float(onnx.load(str(qdq_path)), kept).SerializeToString()
-        same = _logits(model, inputs).argmax(1) == expected
-        return Agreement(float(same.mean()), float(same[confident].mean()) if confident.any() else None)
+        return agreement(_logits(model, inputs).argmax(1), expected, confident)
 
     result = keep_in_float(ranked, agreement_of, target, max_kept=max_kept, progress=progress)
     return keep_tensors_float(quantized, result.nodes), result, gain
